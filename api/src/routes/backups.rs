@@ -1,0 +1,344 @@
+//! `/api/v1/backup…`: create, list, show and restore backups.
+
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use strata_shared::db;
+use strata_shared::db::jobs::NewJob;
+use strata_shared::model::{
+    parse_absolute_path, BackupId, BackupPayload, BackupStatus, BackupType, JobKind, JobMessage,
+    RestorePayload,
+};
+use uuid::Uuid;
+
+use super::jobs::status_url;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBackup {
+    /// Source id or name.
+    pub source: String,
+    #[serde(rename = "type", default = "default_type")]
+    pub backup_type: String,
+    pub name: Option<String>,
+    pub include_files: Option<bool>,
+    pub include_database: Option<bool>,
+}
+
+fn default_type() -> String {
+    "full".into()
+}
+
+/// Records a job and its outbox message in the caller's transaction. A second active
+/// backup or restore of the same source violates a unique index: `409` with its id.
+async fn enqueue(tx: &mut sqlx::PgConnection, job: NewJob<'_>) -> ApiResult<()> {
+    if let Err(e) = db::jobs::insert(&mut *tx, &job).await {
+        if db::is_unique_violation(&e, db::jobs::ONE_ACTIVE_PER_SOURCE) {
+            return Err(ApiError::conflict(
+                "job_in_progress",
+                "a backup or restore of this source is already queued or running",
+            ));
+        }
+        return Err(e.into());
+    }
+    let msg = serde_json::to_value(JobMessage { job_id: job.id }).map_err(anyhow::Error::from)?;
+    db::outbox::insert(&mut *tx, job.id, &msg, 0.0).await?;
+    Ok(())
+}
+
+/// Adds the id of the job in the way to a `job_in_progress` conflict (read after the
+/// failed transaction ended, so the answer names the job that won).
+async fn explain_conflict(state: &AppState, source_id: Uuid, err: ApiError) -> ApiError {
+    if err.code != "job_in_progress" {
+        return err;
+    }
+    let Ok(mut conn) = state.pool.acquire().await else {
+        return err;
+    };
+    match db::jobs::active_for_source(&mut conn, source_id).await {
+        Ok(Some(job)) => err
+            .with("job_id", job.id.to_string())
+            .with("job_kind", job.kind),
+        _ => err,
+    }
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    body: web::Json<CreateBackup>,
+) -> ApiResult<HttpResponse> {
+    let req = body.into_inner();
+    let backup_type = BackupType::parse(&req.backup_type)?;
+    let mut conn = state.pool.acquire().await?;
+    let source = db::sources::find(&mut conn, &req.source)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found("source_not_found", format!("no source {:?}", req.source))
+                .with("field", "source")
+        })?;
+    drop(conn);
+    if req.include_database == Some(true) {
+        return Err(ApiError::bad_request(
+            "source_has_no_database",
+            "include_database",
+            "this source has no database part",
+        ));
+    }
+    if req.include_files == Some(false) {
+        return Err(ApiError::bad_request(
+            "nothing_to_back_up",
+            "include_files",
+            "this source only has files; excluding them leaves nothing to back up",
+        ));
+    }
+    let backup_id = match &req.name {
+        Some(name) => BackupId::parse(name, "name")?,
+        None => BackupId::generate(&source.name, Utc::now()),
+    };
+    let job_id = Uuid::now_v7();
+    let payload = BackupPayload {
+        backup_id: backup_id.clone(),
+        source_id: source.id,
+        backup_type,
+    };
+
+    let mut tx = state.pool.begin().await?;
+    if let Err(e) = db::backups::insert_pending(&mut tx, &backup_id, source.id, backup_type).await {
+        if db::is_unique_violation(&e, db::backups::ID_UNIQUE) {
+            return Err(ApiError::conflict(
+                "backup_name_taken",
+                format!("a backup named {:?} already exists", backup_id.as_str()),
+            )
+            .with("field", "name"));
+        }
+        return Err(e.into());
+    }
+    let job = NewJob {
+        id: job_id,
+        kind: JobKind::Backup,
+        source_id: Some(source.id),
+        backup_id: Some(backup_id.as_str()),
+        payload: serde_json::to_value(&payload).map_err(anyhow::Error::from)?,
+        max_attempts: state.config.job_max_attempts,
+    };
+    if let Err(e) = enqueue(&mut tx, job).await {
+        drop(tx);
+        return Err(explain_conflict(&state, source.id, e).await);
+    }
+    tx.commit().await?;
+    tracing::info!(%job_id, backup_id = %backup_id, source = %source.name, "backup accepted");
+    Ok(HttpResponse::Accepted().json(json!({
+        "job_id": job_id,
+        "backup_id": backup_id,
+        "status_url": status_url(job_id),
+    })))
+}
+
+#[derive(Debug, Serialize)]
+pub struct BackupView {
+    pub id: String,
+    pub source_id: Uuid,
+    #[serde(rename = "type")]
+    pub backup_type: String,
+    pub requested_type: String,
+    pub parent_id: Option<String>,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Logical size: the bytes of file content the backup represents.
+    pub size: i64,
+    pub stored_size: i64,
+    pub file_count: i64,
+    pub dir_count: i64,
+    pub warnings: Vec<serde_json::Value>,
+}
+
+impl From<db::backups::BackupRow> for BackupView {
+    fn from(b: db::backups::BackupRow) -> Self {
+        Self {
+            id: b.id,
+            source_id: b.source_id,
+            backup_type: b.backup_type,
+            requested_type: b.requested_type,
+            parent_id: b.parent_id,
+            status: b.status,
+            created_at: b.created_at,
+            completed_at: b.completed_at,
+            size: b.logical_size,
+            stored_size: b.stored_size,
+            file_count: b.file_count,
+            dir_count: b.dir_count,
+            warnings: b.warnings.0,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub source: Option<String>,
+    pub status: Option<String>,
+    pub limit: Option<i64>,
+    /// The `next` cursor of the previous page.
+    pub from: Option<String>,
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> ApiResult<HttpResponse> {
+    let q = query.into_inner();
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            "limit",
+            "must be between 1 and 1000",
+        ));
+    }
+    let status = match &q.status {
+        Some(s) => Some(BackupStatus::parse(s)?.as_str().to_string()),
+        None => None,
+    };
+    let mut conn = state.pool.acquire().await?;
+    let source_id = match &q.source {
+        Some(s) => Some(
+            db::sources::find(&mut conn, s)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::not_found("source_not_found", format!("no source {s:?}"))
+                        .with("field", "source")
+                })?
+                .id,
+        ),
+        None => None,
+    };
+    let before = match &q.from {
+        Some(cursor) => Some(decode_cursor(cursor)?),
+        None => None,
+    };
+    let rows = db::backups::list(
+        &mut conn,
+        &db::backups::ListFilter {
+            source_id,
+            status,
+            limit: limit + 1,
+            before,
+        },
+    )
+    .await?;
+    let has_more = rows.len() as i64 > limit;
+    let items: Vec<BackupView> = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(BackupView::from)
+        .collect();
+    let next = has_more
+        .then(|| items.last().map(|b| encode_cursor(b.created_at, &b.id)))
+        .flatten();
+    Ok(HttpResponse::Ok().json(json!({ "items": items, "limit": limit, "next": next })))
+}
+
+/// Cursor: `<created_at as microseconds>.<id>` — opaque to clients.
+fn encode_cursor(at: DateTime<Utc>, id: &str) -> String {
+    format!("{}.{id}", at.timestamp_micros())
+}
+
+fn decode_cursor(cursor: &str) -> ApiResult<(DateTime<Utc>, String)> {
+    let bad = || {
+        ApiError::bad_request(
+            "invalid_cursor",
+            "from",
+            "not a cursor returned by this API",
+        )
+    };
+    let (micros, id) = cursor.split_once('.').ok_or_else(bad)?;
+    let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
+    Ok((at, id.to_string()))
+}
+
+pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let mut conn = state.pool.acquire().await?;
+    let backup = db::backups::get(&mut conn, &path).await?.ok_or_else(|| {
+        ApiError::not_found("backup_not_found", format!("no backup {:?}", path.as_str()))
+    })?;
+    Ok(HttpResponse::Ok().json(BackupView::from(backup)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    /// Another directory to restore into; the source's own path when absent.
+    pub target: Option<String>,
+}
+
+pub async fn restore(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    // The body is optional, but a body that does not parse is an error, never "no target".
+    let req: RestoreRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RestoreRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            let code = if e.is_data() {
+                "invalid_body"
+            } else {
+                "malformed_json"
+            };
+            ApiError::new(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                code,
+                e.to_string(),
+            )
+        })?
+    };
+    let target = match &req.target {
+        Some(t) => Some(parse_absolute_path(t, "target")?),
+        None => None,
+    };
+    let mut conn = state.pool.acquire().await?;
+    let backup = db::backups::get(&mut conn, &path).await?.ok_or_else(|| {
+        ApiError::not_found("backup_not_found", format!("no backup {:?}", path.as_str()))
+    })?;
+    drop(conn);
+    if backup.status != BackupStatus::Complete.as_str() {
+        return Err(ApiError::conflict(
+            "backup_not_complete",
+            format!(
+                "backup {:?} is {}; only complete backups can be restored",
+                backup.id, backup.status
+            ),
+        ));
+    }
+    let job_id = Uuid::now_v7();
+    let payload = RestorePayload {
+        backup_id: BackupId::parse(&backup.id, "backup_id")?,
+        source_id: backup.source_id,
+        target,
+    };
+    let mut tx = state.pool.begin().await?;
+    let job = NewJob {
+        id: job_id,
+        kind: JobKind::Restore,
+        source_id: Some(backup.source_id),
+        backup_id: Some(&backup.id),
+        payload: serde_json::to_value(&payload).map_err(anyhow::Error::from)?,
+        max_attempts: state.config.job_max_attempts,
+    };
+    if let Err(e) = enqueue(&mut tx, job).await {
+        drop(tx);
+        return Err(explain_conflict(&state, backup.source_id, e).await);
+    }
+    tx.commit().await?;
+    tracing::info!(%job_id, backup_id = %backup.id, "restore accepted");
+    Ok(HttpResponse::Accepted().json(json!({
+        "job_id": job_id,
+        "backup_id": backup.id,
+        "status_url": status_url(job_id),
+    })))
+}

@@ -1,0 +1,78 @@
+//! Builds the application from configuration: the same way for the binary and tests.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use strata_shared::config::Config;
+use strata_shared::{db, storage};
+use tokio::sync::watch;
+
+use crate::error::{json_error, path_error, query_error};
+use crate::relay::{self, RelayState};
+use crate::routes;
+use crate::state::AppState;
+
+/// Largest JSON body the API accepts.
+const JSON_LIMIT: usize = 1024 * 1024;
+
+/// Connects, migrates, binds, and serves until SIGINT / SIGTERM; in-flight requests finish.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    db::ensure_database(&config.database_url).await?;
+    let pool = db::connect(&config.database_url, 20).await?;
+    db::migrate(&pool).await?;
+    let storage = storage::open(&config.storage_url, &config.s3)
+        .await
+        .context("opening storage")?;
+
+    let listener = TcpListener::bind(&config.bind)
+        .with_context(|| format!("binding STRATA_BIND={}", config.bind))?;
+    let addr = listener.local_addr()?;
+    if let Some(file) = &config.addr_file {
+        std::fs::write(file, addr.to_string())
+            .with_context(|| format!("writing STRATA_ADDR_FILE {}", file.display()))?;
+    }
+
+    let relay_state = Arc::new(RelayState::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let relay = tokio::spawn(relay::run(
+        pool.clone(),
+        config.clone(),
+        relay_state.clone(),
+        stop_rx,
+    ));
+
+    let state = web::Data::new(AppState {
+        config,
+        pool,
+        storage,
+        relay: relay_state,
+    });
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(JSON_LIMIT)
+                    .error_handler(json_error),
+            )
+            .app_data(web::QueryConfig::default().error_handler(query_error))
+            .app_data(web::PathConfig::default().error_handler(path_error))
+            .app_data(web::PayloadConfig::default().limit(JSON_LIMIT))
+            .wrap(actix_web::middleware::from_fn(
+                crate::middleware::trace_requests,
+            ))
+            .configure(routes::configure)
+            .default_service(web::to(routes::not_found))
+    })
+    .shutdown_timeout(30)
+    .listen(listener)?
+    .run();
+    tracing::info!(%addr, "strata-api listening on http://{addr}");
+    server.await.context("running the HTTP server")?;
+    let _ = stop_tx.send(true);
+    let _ = relay.await;
+    tracing::info!("strata-api stopped");
+    Ok(())
+}

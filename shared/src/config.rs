@@ -1,0 +1,184 @@
+//! Configuration from `STRATA_*` environment variables (one table in the README).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::storage::S3Options;
+
+/// A value that must never reach logs, traces or responses.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself: call only where it is handed to the library that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+/// A URL whose password, if any, is hidden when printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(Secret);
+
+impl SecretUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(Secret::new(url))
+    }
+    pub fn expose(&self) -> &str {
+        self.0.expose()
+    }
+    /// The URL with its password replaced by `[REDACTED]`, safe to log.
+    pub fn redacted(&self) -> String {
+        redact_url(self.expose())
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+/// Replaces the password of a URL with `[REDACTED]`; an unparsable URL is hidden whole.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("[REDACTED]"));
+            }
+            u.to_string()
+        }
+        Err(_) => "[REDACTED]".to_string(),
+    }
+}
+
+/// Everything both binaries read from the environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// API listen address (`STRATA_BIND`).
+    pub bind: String,
+    /// When set, the API writes the address it actually bound to this file (tests bind port 0).
+    pub addr_file: Option<PathBuf>,
+    pub database_url: SecretUrl,
+    pub amqp_url: SecretUrl,
+    /// Name of the job queue; the dead-letter exchange and queue derive from it.
+    pub queue_name: String,
+    pub data_dir: PathBuf,
+    /// `file:///…` or `s3://bucket/prefix`.
+    pub storage_url: String,
+    pub s3: S3Options,
+    /// How long a worker's claim on a job lasts without a heartbeat.
+    pub job_lease: Duration,
+    /// How many times a job is tried before it ends `failed`.
+    pub job_max_attempts: i32,
+    /// How many jobs one worker runs at once.
+    pub worker_concurrency: u16,
+    /// How often the sweeper looks for expired leases.
+    pub sweep_interval: Duration,
+    /// `json` or `text`.
+    pub log_format: String,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn parse_var<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
+where
+    T::Err: fmt::Display,
+{
+    match var(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{name}: invalid value {v:?}: {e}")),
+    }
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let data_dir = PathBuf::from(var("STRATA_DATA_DIR").unwrap_or_else(|| "./data".into()));
+        let storage_url = match var("STRATA_STORAGE") {
+            Some(s) => s,
+            None => {
+                std::fs::create_dir_all(&data_dir)
+                    .with_context(|| format!("creating STRATA_DATA_DIR {}", data_dir.display()))?;
+                let abs = std::fs::canonicalize(&data_dir)
+                    .with_context(|| format!("resolving STRATA_DATA_DIR {}", data_dir.display()))?;
+                format!("file://{}", abs.join("repo").display())
+            }
+        };
+        let lease_secs: u64 = parse_var("STRATA_JOB_LEASE_SECS", 60)?;
+        if lease_secs < 2 {
+            bail!("STRATA_JOB_LEASE_SECS: must be at least 2 seconds");
+        }
+        let max_attempts: i32 = parse_var("STRATA_JOB_MAX_ATTEMPTS", 3)?;
+        if max_attempts < 1 {
+            bail!("STRATA_JOB_MAX_ATTEMPTS: must be at least 1");
+        }
+        let concurrency: u16 = parse_var("STRATA_WORKER_CONCURRENCY", 2)?;
+        if concurrency == 0 {
+            bail!("STRATA_WORKER_CONCURRENCY: must be at least 1");
+        }
+        let log_format = var("STRATA_LOG_FORMAT").unwrap_or_else(|| "text".into());
+        if log_format != "text" && log_format != "json" {
+            bail!("STRATA_LOG_FORMAT: must be `text` or `json`, got {log_format:?}");
+        }
+        Ok(Self {
+            bind: var("STRATA_BIND").unwrap_or_else(|| "127.0.0.1:8080".into()),
+            addr_file: var("STRATA_ADDR_FILE").map(PathBuf::from),
+            database_url: SecretUrl::new(
+                var("STRATA_DATABASE_URL")
+                    .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/strata".into()),
+            ),
+            amqp_url: SecretUrl::new(
+                var("STRATA_AMQP_URL")
+                    .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+            ),
+            queue_name: var("STRATA_QUEUE").unwrap_or_else(|| "strata.jobs".into()),
+            data_dir,
+            storage_url,
+            s3: S3Options {
+                endpoint: var("STRATA_S3_ENDPOINT"),
+                region: var("STRATA_S3_REGION"),
+                access_key_id: var("STRATA_S3_ACCESS_KEY_ID"),
+                secret_access_key: var("STRATA_S3_SECRET_ACCESS_KEY"),
+                force_path_style: parse_var("STRATA_S3_FORCE_PATH_STYLE", false)?,
+            },
+            job_lease: Duration::from_secs(lease_secs),
+            job_max_attempts: max_attempts,
+            worker_concurrency: concurrency,
+            sweep_interval: Duration::from_millis(parse_var("STRATA_SWEEP_INTERVAL_MS", 5000)?),
+            log_format,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_passwords() {
+        let url = SecretUrl::new("postgres://app:hunter2@db:5432/strata");
+        let shown = format!("{url:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("app"), "{shown}");
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "[REDACTED]");
+        assert_eq!(redact_url("not a url hunter2"), "[REDACTED]");
+    }
+}

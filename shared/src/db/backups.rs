@@ -1,0 +1,137 @@
+//! The `backups` table: the catalog of snapshots.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::model::{BackupId, BackupType};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BackupRow {
+    pub id: String,
+    pub source_id: Uuid,
+    pub requested_type: String,
+    #[sqlx(rename = "type")]
+    pub backup_type: String,
+    pub parent_id: Option<String>,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub logical_size: i64,
+    pub stored_size: i64,
+    pub file_count: i64,
+    pub dir_count: i64,
+    pub manifest_key: Option<String>,
+    pub warnings: sqlx::types::Json<Vec<serde_json::Value>>,
+}
+
+/// The primary key, violated by a duplicate backup name.
+pub const ID_UNIQUE: &str = "backups_pkey";
+
+pub async fn insert_pending(
+    conn: &mut PgConnection,
+    id: &BackupId,
+    source_id: Uuid,
+    requested: BackupType,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO backups (id, source_id, requested_type, type, status)
+         VALUES ($1, $2, $3, $3, 'pending')",
+    )
+    .bind(id.as_str())
+    .bind(source_id)
+    .bind(requested.as_str())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn get(conn: &mut PgConnection, id: &str) -> Result<Option<BackupRow>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM backups WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Filters and cursor of the backup list.
+#[derive(Debug, Default, Clone)]
+pub struct ListFilter {
+    pub source_id: Option<Uuid>,
+    pub status: Option<String>,
+    pub limit: i64,
+    /// Keyset cursor: list backups created before (created_at, id).
+    pub before: Option<(DateTime<Utc>, String)>,
+}
+
+/// Newest first.
+pub async fn list(
+    conn: &mut PgConnection,
+    filter: &ListFilter,
+) -> Result<Vec<BackupRow>, sqlx::Error> {
+    let (before_at, before_id) = match &filter.before {
+        Some((at, id)) => (Some(*at), Some(id.clone())),
+        None => (None, None),
+    };
+    sqlx::query_as(
+        "SELECT * FROM backups
+         WHERE ($1::uuid IS NULL OR source_id = $1)
+           AND ($2::text IS NULL OR status = $2)
+           AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
+         ORDER BY created_at DESC, id DESC
+         LIMIT $5",
+    )
+    .bind(filter.source_id)
+    .bind(filter.status.as_deref())
+    .bind(before_at)
+    .bind(before_id)
+    .bind(filter.limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Figures a finished backup records.
+#[derive(Debug, Clone, Default)]
+pub struct Completion {
+    pub backup_type: String,
+    pub parent_id: Option<String>,
+    pub logical_size: i64,
+    pub stored_size: i64,
+    pub file_count: i64,
+    pub dir_count: i64,
+    pub manifest_key: String,
+    pub warnings: Vec<serde_json::Value>,
+}
+
+/// Marks a backup complete: called only after its manifest is in storage.
+pub async fn mark_complete(
+    conn: &mut PgConnection,
+    id: &str,
+    c: &Completion,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE backups SET status = 'complete', completed_at = now(), type = $2, parent_id = $3,
+             logical_size = $4, stored_size = $5, file_count = $6, dir_count = $7,
+             manifest_key = $8, warnings = $9
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&c.backup_type)
+    .bind(c.parent_id.as_deref())
+    .bind(c.logical_size)
+    .bind(c.stored_size)
+    .bind(c.file_count)
+    .bind(c.dir_count)
+    .bind(&c.manifest_key)
+    .bind(sqlx::types::Json(&c.warnings))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn mark_failed(conn: &mut PgConnection, id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE backups SET status = 'failed' WHERE id = $1 AND status = 'pending'")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,257 @@
+//! The `jobs` table: the truth about every job. Workers claim a job with a lease and
+//! fence every later write with their worker id, so a worker that lost its lease can
+//! no longer change the job.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::model::{JobKind, JobStatus};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct JobRow {
+    pub id: Uuid,
+    pub kind: String,
+    pub status: String,
+    pub source_id: Option<Uuid>,
+    pub backup_id: Option<String>,
+    pub payload: sqlx::types::Json<serde_json::Value>,
+    pub phase: Option<String>,
+    pub bytes_done: i64,
+    pub bytes_total: Option<i64>,
+    pub files_done: i64,
+    pub files_total: Option<i64>,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub worker_id: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub error: Option<sqlx::types::Json<serde_json::Value>>,
+    pub warnings: sqlx::types::Json<Vec<serde_json::Value>>,
+    pub result: Option<sqlx::types::Json<serde_json::Value>>,
+    pub trace_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The partial unique index allowing one active backup or restore per source.
+pub const ONE_ACTIVE_PER_SOURCE: &str = "jobs_one_active_per_source";
+
+/// A new job, as the API records it.
+pub struct NewJob<'a> {
+    pub id: Uuid,
+    pub kind: JobKind,
+    pub source_id: Option<Uuid>,
+    pub backup_id: Option<&'a str>,
+    pub payload: serde_json::Value,
+    pub max_attempts: i32,
+}
+
+pub async fn insert(conn: &mut PgConnection, job: &NewJob<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, status, source_id, backup_id, payload, max_attempts, phase)
+         VALUES ($1, $2, 'queued', $3, $4, $5, $6, 'queued')",
+    )
+    .bind(job.id)
+    .bind(job.kind.as_str())
+    .bind(job.source_id)
+    .bind(job.backup_id)
+    .bind(sqlx::types::Json(&job.payload))
+    .bind(job.max_attempts)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<JobRow>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM jobs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// The queued or running backup / restore of a source, if any.
+pub async fn active_for_source(
+    conn: &mut PgConnection,
+    source_id: Uuid,
+) -> Result<Option<JobRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT * FROM jobs WHERE source_id = $1 AND status IN ('queued', 'running')
+           AND kind IN ('backup', 'restore') LIMIT 1",
+    )
+    .bind(source_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Whether any backup or restore is queued or running anywhere.
+pub async fn any_active(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE status = 'running' AND kind IN ('backup', 'restore'))",
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Claims a queued job for `worker_id`: `queued → running` only if still queued, so a
+/// duplicate delivery claims nothing.
+pub async fn claim(
+    conn: &mut PgConnection,
+    id: Uuid,
+    worker_id: &str,
+    lease: Duration,
+) -> Result<Option<JobRow>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE jobs SET status = 'running', worker_id = $2, attempts = attempts + 1,
+             lease_expires_at = now() + make_interval(secs => $3),
+             started_at = COALESCE(started_at, now()), phase = 'starting', error = NULL,
+             updated_at = now()
+         WHERE id = $1 AND status = 'queued'
+         RETURNING *",
+    )
+    .bind(id)
+    .bind(worker_id)
+    .bind(lease.as_secs_f64())
+    .fetch_optional(conn)
+    .await
+}
+
+/// Extends the lease. `false` means the lease was lost (swept, cancelled, or finished
+/// elsewhere): the worker must stop.
+pub async fn heartbeat(
+    conn: &mut PgConnection,
+    id: Uuid,
+    worker_id: &str,
+    lease: Duration,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
+         WHERE id = $1 AND worker_id = $2 AND status = 'running'",
+    )
+    .bind(id)
+    .bind(worker_id)
+    .bind(lease.as_secs_f64())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Progress of a running job, as clients poll it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub phase: String,
+    pub bytes_done: i64,
+    pub bytes_total: Option<i64>,
+    pub files_done: i64,
+    pub files_total: Option<i64>,
+}
+
+/// Writes progress, fenced by the worker id. `false` means the lease was lost.
+pub async fn set_progress(
+    conn: &mut PgConnection,
+    id: Uuid,
+    worker_id: &str,
+    p: &Progress,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE jobs SET phase = $3, bytes_done = $4, bytes_total = $5, files_done = $6,
+             files_total = $7, updated_at = now()
+         WHERE id = $1 AND worker_id = $2 AND status = 'running'",
+    )
+    .bind(id)
+    .bind(worker_id)
+    .bind(&p.phase)
+    .bind(p.bytes_done)
+    .bind(p.bytes_total)
+    .bind(p.files_done)
+    .bind(p.files_total)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Ends a running job, fenced by the worker id. `false` means the lease was lost and
+/// nothing was written.
+pub async fn finish(
+    conn: &mut PgConnection,
+    id: Uuid,
+    worker_id: &str,
+    status: JobStatus,
+    result: Option<&serde_json::Value>,
+    error: Option<&serde_json::Value>,
+    warnings: &[serde_json::Value],
+) -> Result<bool, sqlx::Error> {
+    debug_assert!(status.is_final());
+    let done = sqlx::query(
+        "UPDATE jobs SET status = $3, result = $4, error = $5, warnings = $6,
+             phase = $3, finished_at = now(), lease_expires_at = NULL, updated_at = now()
+         WHERE id = $1 AND worker_id = $2 AND status = 'running'",
+    )
+    .bind(id)
+    .bind(worker_id)
+    .bind(status.as_str())
+    .bind(result.map(sqlx::types::Json))
+    .bind(error.map(sqlx::types::Json))
+    .bind(sqlx::types::Json(warnings))
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Puts a running job back in the queue after a transient failure (the caller adds the
+/// outbox row that wakes a worker after the back-off). Fenced by the worker id.
+pub async fn requeue(
+    conn: &mut PgConnection,
+    id: Uuid,
+    worker_id: &str,
+    error: &serde_json::Value,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE jobs SET status = 'queued', worker_id = NULL, lease_expires_at = NULL,
+             phase = 'retrying', error = $3, updated_at = now()
+         WHERE id = $1 AND worker_id = $2 AND status = 'running'",
+    )
+    .bind(id)
+    .bind(worker_id)
+    .bind(sqlx::types::Json(error))
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A job whose lease expired, as the sweeper handles it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Expired {
+    pub id: Uuid,
+    pub status: String,
+    pub kind: String,
+    pub backup_id: Option<String>,
+}
+
+/// Re-queues running jobs whose lease expired, or fails them when they have used all
+/// their attempts. Rows locked by a concurrent sweeper are skipped.
+pub async fn sweep_expired(conn: &mut PgConnection) -> Result<Vec<Expired>, sqlx::Error> {
+    sqlx::query_as(
+        "WITH expired AS (
+             SELECT id FROM jobs
+             WHERE status = 'running' AND lease_expires_at < now()
+             FOR UPDATE SKIP LOCKED
+         )
+         UPDATE jobs j SET
+             status = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'queued' END,
+             phase = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'requeued' END,
+             error = CASE WHEN j.attempts >= j.max_attempts
+                 THEN jsonb_build_object('code', 'lease_expired',
+                     'message', 'the worker running this job stopped responding on every attempt')
+                 ELSE j.error END,
+             finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() ELSE NULL END,
+             worker_id = NULL, lease_expires_at = NULL, updated_at = now()
+         FROM expired WHERE j.id = expired.id
+         RETURNING j.id, j.status, j.kind, j.backup_id",
+    )
+    .fetch_all(conn)
+    .await
+}

@@ -1,0 +1,62 @@
+//! The `sources` table.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::model::SourceSpec;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SourceRow {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: String,
+    pub spec: sqlx::types::Json<SourceSpec>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The unique index that makes source names unique.
+pub const NAME_UNIQUE: &str = "sources_name_key";
+
+pub async fn insert(
+    conn: &mut PgConnection,
+    id: Uuid,
+    name: &str,
+    kind: &str,
+    spec: &SourceSpec,
+) -> Result<SourceRow, sqlx::Error> {
+    sqlx::query_as("INSERT INTO sources (id, name, kind, spec) VALUES ($1, $2, $3, $4) RETURNING *")
+        .bind(id)
+        .bind(name)
+        .bind(kind)
+        .bind(sqlx::types::Json(spec))
+        .fetch_one(conn)
+        .await
+}
+
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<SourceRow>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM sources WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Finds a source by id (when `key` is a UUID) or by name.
+pub async fn find(conn: &mut PgConnection, key: &str) -> Result<Option<SourceRow>, sqlx::Error> {
+    if let Ok(id) = Uuid::parse_str(key) {
+        if let Some(row) = get(&mut *conn, id).await? {
+            return Ok(Some(row));
+        }
+    }
+    sqlx::query_as("SELECT * FROM sources WHERE name = $1")
+        .bind(key)
+        .fetch_optional(conn)
+        .await
+}
+
+pub async fn list(conn: &mut PgConnection) -> Result<Vec<SourceRow>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM sources ORDER BY name")
+        .fetch_all(conn)
+        .await
+}

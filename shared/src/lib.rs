@@ -1,0 +1,9 @@
+//! The library both Strata binaries use. One module per concept of DESIGN.md.
+
+pub mod config;
+pub mod db;
+pub mod model;
+pub mod queue;
+pub mod repo;
+pub mod storage;
+pub mod telemetry;

@@ -1,0 +1,293 @@
+//! Domain types, parsed once at the boundary so the rest of the code cannot hold an invalid one.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// A validation failure that names the offending field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    /// Machine-readable code, e.g. `invalid_backup_type`.
+    pub code: &'static str,
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident, $code:literal, $field:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+            /// Parses the wire form; the error lists the valid values.
+            pub fn parse(value: &str) -> Result<Self, FieldError> {
+                match value {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(FieldError::new(
+                        $code,
+                        $field,
+                        format!(
+                            "{other:?} is not valid; expected one of: {}",
+                            [$($text),+].join(", ")
+                        ),
+                    )),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// What a backup contains relative to earlier ones.
+    BackupType, "invalid_backup_type", "type", {
+        Full => "full",
+        Incremental => "incremental",
+        Differential => "differential",
+    }
+);
+
+string_enum!(
+    /// What a job does.
+    JobKind, "invalid_job_kind", "kind", {
+        Backup => "backup",
+        Restore => "restore",
+        Delete => "delete",
+        Prune => "prune",
+        Verify => "verify",
+        Import => "import",
+    }
+);
+
+string_enum!(
+    /// Where a job is in its life.
+    JobStatus, "invalid_job_status", "status", {
+        Queued => "queued",
+        Running => "running",
+        Succeeded => "succeeded",
+        Failed => "failed",
+        Cancelled => "cancelled",
+    }
+);
+
+string_enum!(
+    /// Whether a backup's data and manifest are all in storage.
+    BackupStatus, "invalid_backup_status", "status", {
+        Pending => "pending",
+        Complete => "complete",
+        Failed => "failed",
+    }
+);
+
+impl JobStatus {
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+/// A backup's readable key: `[a-z0-9_-]`, 1 to 150 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BackupId(String);
+
+impl BackupId {
+    pub const MAX_LEN: usize = 150;
+
+    pub fn parse(value: &str, field: &str) -> Result<Self, FieldError> {
+        if value.is_empty() || value.len() > Self::MAX_LEN {
+            return Err(FieldError::new(
+                "invalid_backup_name",
+                field,
+                format!("must be 1 to {} characters long", Self::MAX_LEN),
+            ));
+        }
+        if !value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        {
+            return Err(FieldError::new(
+                "invalid_backup_name",
+                field,
+                "may contain only lowercase letters a-z, digits 0-9, `_` and `-`",
+            ));
+        }
+        Ok(Self(value.to_string()))
+    }
+
+    /// A fresh key: the source's name, a UTC timestamp and a random suffix.
+    pub fn generate(source_name: &str, now: chrono::DateTime<chrono::Utc>) -> Self {
+        let mut stem: String = source_name
+            .chars()
+            .map(|c| {
+                let c = c.to_ascii_lowercase();
+                if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        stem.truncate(100);
+        let suffix: u32 = rand::random::<u32>() & 0xff_ffff;
+        Self(format!(
+            "{stem}_{}_{suffix:06x}",
+            now.format("%Y%m%d_%H%M%S")
+        ))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for BackupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A source's name: letters, digits, `.`, `_`, `-`, 1 to 100 characters.
+pub fn parse_source_name(value: &str) -> Result<String, FieldError> {
+    let ok_len = !value.is_empty() && value.len() <= 100;
+    let ok_chars = value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+    if !ok_len || !ok_chars {
+        return Err(FieldError::new(
+            "invalid_source_name",
+            "name",
+            "must be 1 to 100 characters of letters, digits, `.`, `_` or `-`",
+        ));
+    }
+    Ok(value.to_string())
+}
+
+/// An absolute path with no `..` component.
+pub fn parse_absolute_path(value: &str, field: &str) -> Result<PathBuf, FieldError> {
+    let path = Path::new(value);
+    if value.is_empty() || !path.is_absolute() {
+        return Err(FieldError::new(
+            "invalid_path",
+            field,
+            "must be an absolute path",
+        ));
+    }
+    if path
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(FieldError::new(
+            "invalid_path",
+            field,
+            "must not contain `..`",
+        ));
+    }
+    if path == Path::new("/") {
+        return Err(FieldError::new(
+            "invalid_path",
+            field,
+            "must not be the root directory",
+        ));
+    }
+    Ok(path.to_path_buf())
+}
+
+/// The files part of a source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilesSpec {
+    pub path: PathBuf,
+    /// Glob patterns matched against paths relative to `path` and against base names.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+/// What a source backs up. Database parts arrive with the database issue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceSpec {
+    pub files: Option<FilesSpec>,
+}
+
+/// The job message that travels through RabbitMQ: a wake-up naming a job; PostgreSQL holds the rest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobMessage {
+    pub job_id: uuid::Uuid,
+}
+
+/// What a backup job is asked to do (stored in `jobs.payload`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackupPayload {
+    pub backup_id: BackupId,
+    pub source_id: uuid::Uuid,
+    #[serde(rename = "type")]
+    pub backup_type: BackupType,
+}
+
+/// What a restore job is asked to do (stored in `jobs.payload`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestorePayload {
+    pub backup_id: BackupId,
+    pub source_id: uuid::Uuid,
+    /// Where to restore; the source's own path when absent.
+    pub target: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_type_error_names_the_valid_values() {
+        let err = BackupType::parse("weekly").unwrap_err();
+        assert_eq!(err.field, "type");
+        assert!(err.message.contains("full, incremental, differential"));
+        assert_eq!(BackupType::parse("full").unwrap(), BackupType::Full);
+    }
+
+    #[test]
+    fn backup_ids_follow_the_naming_rule() {
+        assert!(BackupId::parse("nightly_2026-01-01", "name").is_ok());
+        assert!(BackupId::parse("Nightly", "name").is_err());
+        assert!(BackupId::parse("a/b", "name").is_err());
+        assert!(BackupId::parse(&"a".repeat(151), "name").is_err());
+        let generated = BackupId::generate("My App!", chrono::Utc::now());
+        assert!(
+            BackupId::parse(generated.as_str(), "name").is_ok(),
+            "{generated}"
+        );
+        assert!(generated.as_str().starts_with("my-app-_"));
+    }
+
+    #[test]
+    fn paths_must_be_absolute_and_plain() {
+        assert!(parse_absolute_path("/srv/app", "path").is_ok());
+        assert_eq!(
+            parse_absolute_path("srv", "path").unwrap_err().field,
+            "path"
+        );
+        assert!(parse_absolute_path("/srv/../etc", "path").is_err());
+        assert!(parse_absolute_path("/", "path").is_err());
+    }
+}

@@ -1,0 +1,413 @@
+//! Reading a snapshot back: resolve chunks through the index, fetch packs (each once,
+//! while it is needed), verify every chunk's hash, and write the tree into a staging
+//! directory that is swapped into place only when complete.
+
+use std::collections::{HashMap, VecDeque};
+use std::ffi::CString;
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{anyhow, bail, Context};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use sqlx::PgPool;
+use tokio::sync::{mpsc, OnceCell};
+
+use super::format::{decode_blob, ChunkId};
+use super::manifest::Manifest;
+use super::pack::pack_key;
+use super::tree::{parse_segment, Entry, EntryKind};
+use super::writer::{CancelFlag, Progress, Stopped};
+use super::Repository;
+use crate::db;
+
+/// How many packs stay in memory while a restore reads them.
+const PACK_CACHE: usize = 4;
+/// How many chunks are fetched and verified at once.
+const PARALLEL_CHUNKS: usize = 8;
+
+/// Where a chunk lives.
+#[derive(Debug, Clone)]
+struct Location {
+    pack_id: String,
+    offset: usize,
+    length: usize,
+    raw_length: usize,
+}
+
+/// Fetches and verifies chunks, keeping the last few packs in memory.
+pub struct ChunkReader {
+    repo: Repository,
+    pool: PgPool,
+    cache: Mutex<(HashMap<String, Arc<OnceCell<Bytes>>>, VecDeque<String>)>,
+}
+
+impl ChunkReader {
+    pub fn new(repo: Repository, pool: PgPool) -> Self {
+        Self {
+            repo,
+            pool,
+            cache: Mutex::new((HashMap::new(), VecDeque::new())),
+        }
+    }
+
+    async fn locate(&self, ids: &[ChunkId]) -> anyhow::Result<HashMap<ChunkId, Location>> {
+        let raw: Vec<Vec<u8>> = ids.iter().map(|i| i.0.to_vec()).collect();
+        let mut conn = self.pool.acquire().await?;
+        let rows = db::chunks::locate(&mut conn, &raw).await?;
+        let mut out = HashMap::with_capacity(rows.len());
+        for r in rows {
+            out.insert(
+                ChunkId::from_slice(&r.id)?,
+                Location {
+                    pack_id: r.pack_id,
+                    offset: r.offset as usize,
+                    length: r.length as usize,
+                    raw_length: r.raw_length as usize,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    async fn pack(&self, pack_id: &str) -> anyhow::Result<Bytes> {
+        let cell = {
+            let mut guard = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            let (map, order) = &mut *guard;
+            if let Some(cell) = map.get(pack_id) {
+                cell.clone()
+            } else {
+                let cell = Arc::new(OnceCell::new());
+                map.insert(pack_id.to_string(), cell.clone());
+                order.push_back(pack_id.to_string());
+                while order.len() > PACK_CACHE {
+                    if let Some(old) = order.pop_front() {
+                        map.remove(&old);
+                    }
+                }
+                cell
+            }
+        };
+        let key = pack_key(pack_id);
+        cell.get_or_try_init(|| async {
+            self.repo
+                .storage
+                .get(&key)
+                .await
+                .with_context(|| format!("reading pack {key}"))
+        })
+        .await
+        .cloned()
+    }
+
+    async fn fetch(&self, id: ChunkId, loc: &Location) -> anyhow::Result<Vec<u8>> {
+        let pack = self.pack(&loc.pack_id).await?;
+        let end = loc.offset + loc.length;
+        if end > pack.len() {
+            bail!(
+                "chunk {id} lies past the end of pack {}: the pack is damaged",
+                loc.pack_id
+            );
+        }
+        let stored = pack.slice(loc.offset..end);
+        let key = *self.repo.id_key();
+        let raw_length = loc.raw_length;
+        tokio::task::spawn_blocking(move || decode_blob(&key, id, &stored, raw_length))
+            .await?
+            .with_context(|| format!("in pack {}", loc.pack_id))
+    }
+
+    /// Fetches one chunk by id.
+    pub async fn get(&self, id: ChunkId) -> anyhow::Result<Vec<u8>> {
+        let locs = self.locate(&[id]).await?;
+        let loc = locs
+            .get(&id)
+            .ok_or_else(|| anyhow!("chunk {id} is not in the chunk index"))?;
+        self.fetch(id, loc).await
+    }
+
+    /// The snapshot's entries, segment by segment.
+    pub async fn entries(&self, manifest: &Manifest, segment: usize) -> anyhow::Result<Vec<Entry>> {
+        let raw = self.get(manifest.tree[segment]).await?;
+        parse_segment(&raw)
+    }
+}
+
+/// One step for the blocking writer.
+enum Op {
+    Dir(Entry),
+    Symlink(Entry),
+    FileStart(Entry),
+    Data(Vec<u8>),
+    FileEnd,
+}
+
+/// What a restore wrote.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RestoreStats {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub bytes: u64,
+}
+
+/// Restores `manifest` into `staging`, which must not exist yet.
+#[tracing::instrument(skip_all, fields(backup_id = %manifest.backup_id, staging = %staging.display()))]
+pub async fn restore_into(
+    repo: &Repository,
+    pool: &PgPool,
+    manifest: &Manifest,
+    staging: &Path,
+    progress: Arc<Progress>,
+    cancel: CancelFlag,
+) -> anyhow::Result<RestoreStats> {
+    progress
+        .bytes_total
+        .store(manifest.stats.logical_size, Ordering::Relaxed);
+    progress
+        .files_total
+        .store(manifest.stats.files, Ordering::Relaxed);
+    progress.set_phase("restoring");
+
+    let reader = ChunkReader::new(repo.clone(), pool.clone());
+    let (tx, rx) = mpsc::channel::<Op>(16);
+    let writer_progress = progress.clone();
+    let root = staging.to_path_buf();
+    let writer = tokio::task::spawn_blocking(move || write_ops(&root, rx, &writer_progress));
+
+    let produce = async {
+        for segment in 0..manifest.tree.len() {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(Stopped.into());
+            }
+            let entries = reader.entries(manifest, segment).await?;
+            let wanted: Vec<ChunkId> = entries
+                .iter()
+                .flat_map(|e| e.chunks.iter().copied())
+                .collect();
+            let locations = Arc::new(reader.locate(&wanted).await?);
+            if let Some(missing) = wanted.iter().find(|id| !locations.contains_key(id)) {
+                let owner = entries.iter().find(|e| e.chunks.contains(missing));
+                bail!(
+                    "chunk {missing} of {} is not in the chunk index",
+                    owner.map(|e| e.path.display()).unwrap_or_default()
+                );
+            }
+            // Flatten the segment into ops; chunk ops are fetched in parallel, in order.
+            let mut plan: Vec<Result<Op, (ChunkId, String)>> = Vec::new();
+            for entry in entries {
+                match entry.kind {
+                    EntryKind::Dir => plan.push(Ok(Op::Dir(entry))),
+                    EntryKind::Symlink => plan.push(Ok(Op::Symlink(entry))),
+                    EntryKind::File => {
+                        let chunks = entry.chunks.clone();
+                        let path = entry.path.display();
+                        plan.push(Ok(Op::FileStart(entry)));
+                        plan.extend(chunks.into_iter().map(|c| Err((c, path.clone()))));
+                        plan.push(Ok(Op::FileEnd));
+                    }
+                }
+            }
+            let reader = &reader;
+            let mut ops = futures::stream::iter(plan)
+                .map(|item| {
+                    let locations = locations.clone();
+                    async move {
+                        match item {
+                            Ok(op) => Ok(op),
+                            Err((id, path)) => reader
+                                .fetch(id, &locations[&id])
+                                .await
+                                .map(Op::Data)
+                                .with_context(|| format!("restoring {path}")),
+                        }
+                    }
+                })
+                .buffered(PARALLEL_CHUNKS);
+            while let Some(op) = ops.try_next().await? {
+                if tx.send(op).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        Ok::<(), anyhow::Error>(())
+    };
+    let produced = produce.await;
+    drop(tx);
+    let written = writer.await.context("the restore writer panicked")?;
+    produced?;
+    written
+}
+
+fn set_mtime(path: &Path, mtime_ns: i64, symlink: bool) -> std::io::Result<()> {
+    let t = filetime::FileTime::from_unix_time(
+        mtime_ns.div_euclid(1_000_000_000),
+        mtime_ns.rem_euclid(1_000_000_000) as u32,
+    );
+    if symlink {
+        filetime::set_symlink_file_times(path, t, t)
+    } else {
+        filetime::set_file_times(path, t, t)
+    }
+}
+
+fn write_ops(
+    root: &Path,
+    mut rx: mpsc::Receiver<Op>,
+    progress: &Progress,
+) -> anyhow::Result<RestoreStats> {
+    let mut stats = RestoreStats::default();
+    let mut dirs: Vec<(PathBuf, u32, i64)> = Vec::new();
+    let mut current: Option<(File, PathBuf, Entry, u64)> = None;
+    while let Some(op) = rx.blocking_recv() {
+        match op {
+            Op::Dir(entry) => {
+                let path = root.join(entry.path.to_path()?);
+                fs::create_dir_all(&path)
+                    .with_context(|| format!("creating directory {}", path.display()))?;
+                dirs.push((path, entry.mode, entry.mtime_ns));
+                stats.dirs += 1;
+            }
+            Op::Symlink(entry) => {
+                let path = root.join(entry.path.to_path()?);
+                let target = entry
+                    .target
+                    .as_ref()
+                    .context("symlink entry without a target")?
+                    .to_os()?;
+                std::os::unix::fs::symlink(&target, &path)
+                    .with_context(|| format!("creating symlink {}", path.display()))?;
+                set_mtime(&path, entry.mtime_ns, true)
+                    .with_context(|| format!("setting the time of {}", path.display()))?;
+                stats.symlinks += 1;
+            }
+            Op::FileStart(entry) => {
+                let path = root.join(entry.path.to_path()?);
+                let file = File::create(&path)
+                    .with_context(|| format!("creating file {}", path.display()))?;
+                current = Some((file, path, entry, 0));
+            }
+            Op::Data(data) => {
+                let (file, path, _, written) =
+                    current.as_mut().context("file data outside a file")?;
+                file.write_all(&data)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                *written += data.len() as u64;
+                progress
+                    .bytes_done
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+            Op::FileEnd => {
+                let (file, path, entry, written) =
+                    current.take().context("end of a file never started")?;
+                if written != entry.size {
+                    bail!(
+                        "{}: restored {written} bytes but the backup recorded {}",
+                        path.display(),
+                        entry.size
+                    );
+                }
+                file.sync_all()
+                    .with_context(|| format!("writing {}", path.display()))?;
+                drop(file);
+                fs::set_permissions(&path, fs::Permissions::from_mode(entry.mode))
+                    .with_context(|| format!("setting the mode of {}", path.display()))?;
+                set_mtime(&path, entry.mtime_ns, false)
+                    .with_context(|| format!("setting the time of {}", path.display()))?;
+                stats.files += 1;
+                stats.bytes += written;
+                progress.files_done.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    if current.is_some() {
+        bail!("the restore stopped in the middle of a file");
+    }
+    // Deepest first, so a read-only directory is made read-only after its content.
+    for (path, mode, mtime) in dirs.iter().rev() {
+        fs::set_permissions(path, fs::Permissions::from_mode(*mode))
+            .with_context(|| format!("setting the mode of {}", path.display()))?;
+        set_mtime(path, *mtime, false)
+            .with_context(|| format!("setting the time of {}", path.display()))?;
+    }
+    Ok(stats)
+}
+
+/// The staging directory of a restore into `target`: beside it, so the swap is a rename
+/// on one filesystem.
+pub fn staging_path(target: &Path, job_id: &str) -> anyhow::Result<PathBuf> {
+    let parent = target
+        .parent()
+        .with_context(|| format!("{} has no parent directory", target.display()))?;
+    let name = target
+        .file_name()
+        .with_context(|| format!("{} has no name", target.display()))?;
+    let mut staged = std::ffi::OsString::from(".strata-restore-");
+    staged.push(name);
+    staged.push(format!("-{job_id}"));
+    Ok(parent.join(staged))
+}
+
+/// Puts a complete staging directory in place of `target` in one atomic step
+/// (`renameat2(RENAME_EXCHANGE)`), then removes what was there before. When the target
+/// does not exist the staging directory is simply renamed.
+pub fn swap_into_place(staging: &Path, target: &Path) -> anyhow::Result<()> {
+    match fs::symlink_metadata(target) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::rename(staging, target)
+                .with_context(|| format!("moving {} to {}", staging.display(), target.display()))?;
+            return Ok(());
+        }
+        Err(e) => return Err(e).with_context(|| format!("inspecting {}", target.display())),
+        Ok(_) => {}
+    }
+    let a = CString::new(staging.as_os_str().as_bytes())?;
+    let b = CString::new(target.as_os_str().as_bytes())?;
+    // SAFETY: both pointers are valid NUL-terminated strings for the duration of the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        return Err(err)
+            .with_context(|| format!("swapping {} into {}", staging.display(), target.display()));
+    }
+    // `staging` now holds the previous content.
+    remove_all(staging)
+}
+
+/// Removes a directory tree, making read-only directories writable first.
+pub fn remove_all(path: &Path) -> anyhow::Result<()> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+        Ok(md) if !md.is_dir() => return Ok(fs::remove_file(path)?),
+        Ok(_) => {}
+    }
+    if fs::remove_dir_all(path).is_ok() {
+        return Ok(());
+    }
+    fn unlock(p: &Path) {
+        let _ = fs::set_permissions(p, fs::Permissions::from_mode(0o700));
+        if let Ok(rd) = fs::read_dir(p) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    unlock(&e.path());
+                }
+            }
+        }
+    }
+    unlock(path);
+    fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))
+}

@@ -1,0 +1,528 @@
+//! Writing a snapshot: walk the tree, cut files into content-defined chunks, skip chunks
+//! the repository already has, compress the rest on every core, pack them, upload the
+//! packs and record them in the chunk index. Stages overlap and talk through bounded
+//! channels, so memory stays bounded whatever the size of the source.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{anyhow, bail, Context};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use sqlx::PgPool;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+
+use super::format::{encode_blob, BlobKind, ChunkId, PACK_TARGET};
+use super::manifest::{SnapshotStats, Warning};
+use super::pack::{pack_key, PackBuilder};
+use super::tree::{Entry, EntryKind, RelPath, RelPathOrAbs, TreeWriter};
+use super::Repository;
+use crate::db;
+use crate::model::FieldError;
+
+/// Live counters a job reports while it runs.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub bytes_done: AtomicU64,
+    pub bytes_total: AtomicU64,
+    pub files_done: AtomicU64,
+    pub files_total: AtomicU64,
+    pub phase: Mutex<&'static str>,
+}
+
+impl Progress {
+    pub fn set_phase(&self, phase: &'static str) {
+        *self.phase.lock().unwrap_or_else(|e| e.into_inner()) = phase;
+    }
+    pub fn phase(&self) -> &'static str {
+        *self.phase.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Set when the job must stop at its next checkpoint (cancelled, or lease lost).
+pub type CancelFlag = Arc<AtomicBool>;
+
+/// The error a stage returns when the job was asked to stop.
+#[derive(Debug, thiserror::Error)]
+#[error("the job was stopped")]
+pub struct Stopped;
+
+/// Compiles exclude patterns; an invalid one is a field error naming it.
+pub fn compile_excludes(patterns: &[String]) -> Result<GlobSet, FieldError> {
+    let mut b = GlobSetBuilder::new();
+    for (i, p) in patterns.iter().enumerate() {
+        let glob = Glob::new(p).map_err(|e| {
+            FieldError::new(
+                "invalid_exclude",
+                format!("files.exclude[{i}]"),
+                e.to_string(),
+            )
+        })?;
+        b.add(glob);
+    }
+    b.build()
+        .map_err(|e| FieldError::new("invalid_exclude", "files.exclude", e.to_string()))
+}
+
+/// What to back up.
+#[derive(Debug, Clone)]
+pub struct SnapshotInput {
+    pub root: PathBuf,
+    pub exclude: Vec<String>,
+}
+
+/// What writing a snapshot produced; the caller writes the manifest.
+#[derive(Debug, Clone)]
+pub struct SnapshotOutput {
+    pub tree: Vec<ChunkId>,
+    pub stats: SnapshotStats,
+    pub warnings: Vec<Warning>,
+}
+
+struct RawBlob {
+    id: ChunkId,
+    kind: BlobKind,
+    data: Vec<u8>,
+}
+
+struct EncodedBlob {
+    id: ChunkId,
+    kind: BlobKind,
+    encoded: Vec<u8>,
+    raw_length: usize,
+}
+
+/// Writes the data and entry list of a snapshot of `input.root` into the repository.
+#[tracing::instrument(skip_all, fields(root = %input.root.display()))]
+pub async fn write_snapshot(
+    repo: &Repository,
+    pool: &PgPool,
+    input: SnapshotInput,
+    progress: Arc<Progress>,
+    cancel: CancelFlag,
+) -> anyhow::Result<SnapshotOutput> {
+    let excludes = compile_excludes(&input.exclude)?;
+    progress.set_phase("indexing");
+    let known: HashSet<ChunkId> = {
+        let mut conn = pool.acquire().await?;
+        db::chunks::all_ids(&mut conn)
+            .await?
+            .iter()
+            .filter_map(|b| ChunkId::from_slice(b).ok())
+            .collect()
+    };
+
+    let (raw_tx, raw_rx) = mpsc::channel::<RawBlob>(4);
+    let (enc_tx, mut enc_rx) = mpsc::channel::<EncodedBlob>(4);
+
+    let key = *repo.id_key();
+    let chunker = repo.config.chunker;
+    let scan_progress = progress.clone();
+    let scan_cancel = cancel.clone();
+    let scanner = tokio::task::spawn_blocking(move || {
+        let mut scan = Scanner {
+            key,
+            min: chunker.min,
+            avg: chunker.avg,
+            max: chunker.max,
+            excludes,
+            known,
+            tx: raw_tx,
+            progress: scan_progress,
+            cancel: scan_cancel,
+            stats: SnapshotStats::default(),
+            warnings: Vec::new(),
+            tree: TreeWriter::default(),
+            tree_ids: Vec::new(),
+        };
+        scan.run(&input.root)?;
+        Ok::<_, anyhow::Error>((scan.tree_ids, scan.stats, scan.warnings))
+    });
+
+    // Compression uses every core but one for the scanner.
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .max(2);
+    let raw_rx = Arc::new(Mutex::new(raw_rx));
+    let mut compressors = JoinSet::new();
+    for _ in 0..workers {
+        let rx = raw_rx.clone();
+        let tx = enc_tx.clone();
+        compressors.spawn_blocking(move || loop {
+            let next = rx.lock().unwrap_or_else(|e| e.into_inner()).blocking_recv();
+            let Some(blob) = next else { return };
+            let encoded = encode_blob(&blob.data);
+            let out = EncodedBlob {
+                id: blob.id,
+                kind: blob.kind,
+                encoded,
+                raw_length: blob.data.len(),
+            };
+            if tx.blocking_send(out).is_err() {
+                return;
+            }
+        });
+    }
+    drop(enc_tx);
+
+    let packing = async {
+        let uploads = Arc::new(Semaphore::new(3));
+        let mut in_flight = JoinSet::new();
+        let mut pack = PackBuilder::new();
+        let mut stored = 0u64;
+        while let Some(blob) = enc_rx.recv().await {
+            pack.add(blob.id, blob.kind, &blob.encoded, blob.raw_length);
+            if pack.len() >= PACK_TARGET {
+                let full = std::mem::take(&mut pack);
+                let permit = uploads.clone().acquire_owned().await?;
+                let (repo, pool) = (repo.clone(), pool.clone());
+                in_flight.spawn(async move {
+                    let size = upload_pack(&repo, &pool, full).await;
+                    drop(permit);
+                    size
+                });
+            }
+            while let Some(done) = in_flight.try_join_next() {
+                stored += done??;
+            }
+        }
+        if !pack.is_empty() {
+            stored += upload_pack(repo, pool, pack).await?;
+        }
+        while let Some(done) = in_flight.join_next().await {
+            stored += done??;
+        }
+        Ok::<u64, anyhow::Error>(stored)
+    };
+    let packed = packing.await;
+    if packed.is_err() {
+        // Stop the scanner early: its sends now fail.
+        cancel.store(true, Ordering::Relaxed);
+    }
+    drop(enc_rx);
+    while compressors.join_next().await.is_some() {}
+    let scanned = scanner.await.context("the scanner panicked")?;
+    let stored = packed?;
+    let (tree, mut stats, warnings) = scanned?;
+    stats.stored_size = stored;
+    Ok(SnapshotOutput {
+        tree,
+        stats,
+        warnings,
+    })
+}
+
+/// Closes, uploads and indexes one pack; returns its size.
+async fn upload_pack(repo: &Repository, pool: &PgPool, pack: PackBuilder) -> anyhow::Result<u64> {
+    let (id, bytes, entries) = tokio::task::spawn_blocking(move || pack.finish()).await??;
+    let size = bytes.len() as u64;
+    let key = pack_key(&id);
+    repo.storage
+        .put(&key, bytes.into())
+        .await
+        .with_context(|| format!("uploading pack {key}"))?;
+    let rows: Vec<db::chunks::ChunkRow> = entries
+        .iter()
+        .map(|e| db::chunks::ChunkRow {
+            id: e.id.0.to_vec(),
+            pack_id: id.clone(),
+            kind: e.kind as i16,
+            offset: e.offset as i64,
+            length: e.length as i32,
+            raw_length: e.raw_length as i32,
+        })
+        .collect();
+    let mut conn = pool.acquire().await?;
+    db::chunks::insert_pack(&mut conn, &id, size as i64, &rows)
+        .await
+        .with_context(|| format!("indexing pack {id}"))?;
+    Ok(size)
+}
+
+/// The blocking stage: walks, reads, chunks and hashes.
+struct Scanner {
+    key: [u8; 32],
+    min: u32,
+    avg: u32,
+    max: u32,
+    excludes: GlobSet,
+    known: HashSet<ChunkId>,
+    tx: mpsc::Sender<RawBlob>,
+    progress: Arc<Progress>,
+    cancel: CancelFlag,
+    stats: SnapshotStats,
+    warnings: Vec<Warning>,
+    tree: TreeWriter,
+    tree_ids: Vec<ChunkId>,
+}
+
+fn time_ns(secs: i64, nsec: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
+}
+
+fn base_entry(path: RelPath, kind: EntryKind, md: &fs::Metadata) -> Entry {
+    Entry {
+        path,
+        kind,
+        mode: md.permissions().mode() & 0o7777,
+        mtime_ns: time_ns(md.mtime(), md.mtime_nsec()),
+        size: 0,
+        target: None,
+        chunks: Vec::new(),
+        ino: md.ino(),
+        ctime_ns: time_ns(md.ctime(), md.ctime_nsec()),
+        uid: md.uid(),
+        gid: md.gid(),
+    }
+}
+
+impl Scanner {
+    fn run(&mut self, root: &Path) -> anyhow::Result<()> {
+        let md = fs::metadata(root)
+            .with_context(|| format!("the source directory {} cannot be read", root.display()))?;
+        if !md.is_dir() {
+            bail!("the source path {} is not a directory", root.display());
+        }
+        self.progress.set_phase("scanning");
+        let (files, bytes) = self.count(root, Path::new(""));
+        self.progress.files_total.store(files, Ordering::Relaxed);
+        self.progress.bytes_total.store(bytes, Ordering::Relaxed);
+        self.progress.set_phase("uploading");
+
+        self.emit(base_entry(
+            RelPath::Utf8(String::new()),
+            EntryKind::Dir,
+            &md,
+        ))?;
+        self.stats.dirs += 1;
+        self.walk(root, Path::new(""))?;
+        if let Some(segment) = std::mem::take(&mut self.tree).finish() {
+            self.store_tree_segment(segment)?;
+        }
+        Ok(())
+    }
+
+    fn excluded(&self, rel: &Path) -> bool {
+        !self.excludes.is_empty()
+            && (self.excludes.is_match(rel)
+                || rel.file_name().is_some_and(|n| self.excludes.is_match(n)))
+    }
+
+    fn sorted_children(dir: &Path) -> std::io::Result<Vec<std::ffi::OsString>> {
+        let mut names = fs::read_dir(dir)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        Ok(names)
+    }
+
+    /// Counts regular files and their bytes, for progress totals.
+    fn count(&self, dir: &Path, rel: &Path) -> (u64, u64) {
+        let Ok(names) = Self::sorted_children(dir) else {
+            return (0, 0);
+        };
+        let (mut files, mut bytes) = (0, 0);
+        for name in names {
+            let rel = rel.join(&name);
+            if self.excluded(&rel) {
+                continue;
+            }
+            let path = dir.join(&name);
+            let Ok(md) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if md.is_dir() {
+                let (f, b) = self.count(&path, &rel);
+                files += f;
+                bytes += b;
+            } else if md.is_file() {
+                files += 1;
+                bytes += md.len();
+            }
+        }
+        (files, bytes)
+    }
+
+    fn check_cancel(&self) -> anyhow::Result<()> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(Stopped.into());
+        }
+        Ok(())
+    }
+
+    fn warn(&mut self, rel: &Path, code: &str, message: String) {
+        tracing::warn!(path = %rel.display(), code, %message, "backup warning");
+        self.warnings.push(Warning {
+            path: rel.to_string_lossy().into_owned(),
+            code: code.to_string(),
+            message,
+        });
+    }
+
+    fn walk(&mut self, dir: &Path, rel: &Path) -> anyhow::Result<()> {
+        let names = match Self::sorted_children(dir) {
+            Ok(n) => n,
+            Err(e) => {
+                self.warn(
+                    rel,
+                    "unreadable_directory",
+                    format!("cannot list directory: {e}"),
+                );
+                return Ok(());
+            }
+        };
+        for name in names {
+            self.check_cancel()?;
+            let rel = rel.join(&name);
+            if self.excluded(&rel) {
+                continue;
+            }
+            let path = dir.join(&name);
+            let md = match fs::symlink_metadata(&path) {
+                Ok(md) => md,
+                Err(e) => {
+                    self.warn(&rel, "unreadable", format!("cannot read metadata: {e}"));
+                    continue;
+                }
+            };
+            let relp = RelPath::from_os(rel.as_os_str());
+            let ft = md.file_type();
+            if ft.is_dir() {
+                self.emit(base_entry(relp, EntryKind::Dir, &md))?;
+                self.stats.dirs += 1;
+                self.walk(&path, &rel)?;
+            } else if ft.is_symlink() {
+                let target = match fs::read_link(&path) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        self.warn(&rel, "unreadable", format!("cannot read symlink: {e}"));
+                        continue;
+                    }
+                };
+                let mut entry = base_entry(relp, EntryKind::Symlink, &md);
+                entry.target = Some(RelPathOrAbs::from_os(target.as_os_str()));
+                self.emit(entry)?;
+                self.stats.symlinks += 1;
+            } else if ft.is_file() {
+                match self.read_file(&path, &rel, &md) {
+                    Ok(chunks) => {
+                        let mut entry = base_entry(relp, EntryKind::File, &md);
+                        entry.size = chunks.1;
+                        entry.chunks = chunks.0;
+                        self.stats.files += 1;
+                        self.stats.logical_size += entry.size;
+                        self.progress.files_done.fetch_add(1, Ordering::Relaxed);
+                        self.emit(entry)?;
+                    }
+                    Err(e) if e.is::<Stopped>() || e.is::<PipelineClosed>() => return Err(e),
+                    Err(e) => {
+                        self.warn(&rel, "unreadable", format!("cannot read file: {e:#}"));
+                    }
+                }
+            } else {
+                let what = if ft.is_socket() {
+                    "socket"
+                } else if ft.is_fifo() {
+                    "fifo"
+                } else {
+                    "device"
+                };
+                self.warn(
+                    &rel,
+                    "skipped_special_file",
+                    format!("{what} skipped: only files, directories and symlinks are backed up"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads one file into chunks; returns their ids and the bytes read.
+    fn read_file(
+        &mut self,
+        path: &Path,
+        rel: &Path,
+        before: &fs::Metadata,
+    ) -> anyhow::Result<(Vec<ChunkId>, u64)> {
+        let mut file = File::open(path)?;
+        let mut ids = Vec::new();
+        let mut total = 0u64;
+        if before.len() <= self.max as u64 {
+            // Small files: one read, cut in memory.
+            let mut buf = Vec::with_capacity(before.len() as usize);
+            file.read_to_end(&mut buf)?;
+            let cuts: Vec<(usize, usize)> =
+                fastcdc::v2020::FastCDC::new(&buf, self.min, self.avg, self.max)
+                    .map(|c| (c.offset, c.length))
+                    .collect();
+            for (offset, length) in cuts {
+                let data = buf[offset..offset + length].to_vec();
+                total += data.len() as u64;
+                ids.push(self.add_chunk(BlobKind::Data, data)?);
+            }
+        } else {
+            for chunk in fastcdc::v2020::StreamCDC::new(file, self.min, self.avg, self.max) {
+                let chunk = chunk.map_err(|e| anyhow!("reading: {e}"))?;
+                total += chunk.data.len() as u64;
+                ids.push(self.add_chunk(BlobKind::Data, chunk.data)?);
+            }
+        }
+        if let Ok(after) = fs::symlink_metadata(path) {
+            if after.len() != total
+                || after.mtime() != before.mtime()
+                || after.mtime_nsec() != before.mtime_nsec()
+            {
+                self.warn(
+                    rel,
+                    "changed_while_reading",
+                    "the file changed while it was read; the backup holds the bytes as read".into(),
+                );
+            }
+        }
+        Ok((ids, total))
+    }
+
+    fn add_chunk(&mut self, kind: BlobKind, data: Vec<u8>) -> anyhow::Result<ChunkId> {
+        self.check_cancel()?;
+        let id = ChunkId::compute(&self.key, &data);
+        if kind == BlobKind::Data {
+            self.progress
+                .bytes_done
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        if self.known.insert(id) {
+            self.stats.new_chunks += 1;
+            self.tx
+                .blocking_send(RawBlob { id, kind, data })
+                .map_err(|_| PipelineClosed)?;
+        } else {
+            self.stats.reused_chunks += 1;
+        }
+        Ok(id)
+    }
+
+    fn emit(&mut self, entry: Entry) -> anyhow::Result<()> {
+        if let Some(segment) = self.tree.push(&entry)? {
+            self.store_tree_segment(segment)?;
+        }
+        Ok(())
+    }
+
+    fn store_tree_segment(&mut self, segment: Vec<u8>) -> anyhow::Result<()> {
+        let id = self.add_chunk(BlobKind::Tree, segment)?;
+        self.tree_ids.push(id);
+        Ok(())
+    }
+}
+
+/// The upload side stopped; its own error says why.
+#[derive(Debug, thiserror::Error)]
+#[error("the upload pipeline stopped")]
+struct PipelineClosed;

@@ -1,0 +1,49 @@
+//! One module per job kind. A job function does the work and says how it ended; the
+//! runner owns claiming, heartbeats, progress and the final status.
+
+pub mod backup;
+pub mod restore;
+
+use std::sync::Arc;
+
+use strata_shared::db::backups::Completion;
+use strata_shared::repo::writer::{CancelFlag, Progress};
+use strata_shared::repo::Repository;
+use uuid::Uuid;
+
+/// What a job needs while it runs.
+pub struct JobContext {
+    pub job_id: Uuid,
+    pub pool: sqlx::PgPool,
+    pub repo: Repository,
+    pub progress: Arc<Progress>,
+    pub cancel: CancelFlag,
+}
+
+/// How a job ended well.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub result: serde_json::Value,
+    pub warnings: Vec<serde_json::Value>,
+    /// A backup job's catalog entry, committed together with the job's final status.
+    pub backup: Option<(String, Completion)>,
+}
+
+/// A failure that retrying cannot fix (bad source path, missing backup…): the job fails
+/// at once instead of using its other attempts.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Permanent {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Permanent {
+    pub fn new(code: &'static str, message: impl Into<String>) -> anyhow::Error {
+        Self {
+            code,
+            message: message.into(),
+        }
+        .into()
+    }
+}

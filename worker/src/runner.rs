@@ -1,0 +1,372 @@
+//! Takes jobs from the queue and runs them: claim in PostgreSQL (a duplicate delivery
+//! claims nothing), ack, heartbeat the lease, report progress, commit the final status.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::StreamExt;
+use lapin::options::{BasicAckOptions, BasicRejectOptions};
+use strata_shared::config::Config;
+use strata_shared::db;
+use strata_shared::db::jobs::{JobRow, Progress as DbProgress};
+use strata_shared::model::{BackupPayload, JobKind, JobMessage, JobStatus, RestorePayload};
+use strata_shared::queue::{self, Topology};
+use strata_shared::repo::writer::{Progress, Stopped};
+use strata_shared::repo::Repository;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use crate::jobs::{self, JobContext, Outcome, Permanent};
+
+/// Everything the runner shares between jobs.
+pub struct Runner {
+    pub config: Config,
+    pub pool: sqlx::PgPool,
+    pub repo: Repository,
+    pub worker_id: String,
+}
+
+impl Runner {
+    /// Consumes until `shutdown` turns true, reconnecting to RabbitMQ as needed; then
+    /// waits for running jobs, which stop at their next checkpoint and are released.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let topo = Topology::new(&self.config.queue_name);
+        let slots = Arc::new(Semaphore::new(self.config.worker_concurrency as usize));
+        let mut running = JoinSet::new();
+        let mut backoff = Duration::from_millis(200);
+        'connect: while !*shutdown.borrow() {
+            let conn = match queue::connect(&self.config.amqp_url, &self.worker_id).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "RabbitMQ unreachable; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            };
+            let (_channel, mut consumer) = match queue::consume(
+                &conn,
+                &topo,
+                self.config.worker_concurrency,
+                &self.worker_id,
+            )
+            .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot consume; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(200);
+            tracing::info!(queue = %topo.queue, "consuming jobs");
+            loop {
+                while running.try_join_next().is_some() {}
+                let delivery = tokio::select! {
+                    d = consumer.next() => d,
+                    _ = shutdown.changed() => break 'connect,
+                };
+                match delivery {
+                    Some(Ok(delivery)) => {
+                        let permit = slots.clone().acquire_owned().await.expect("semaphore open");
+                        let me = self.clone();
+                        let stop = shutdown.clone();
+                        running.spawn(async move {
+                            me.handle(delivery, stop).await;
+                            drop(permit);
+                        });
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "lost the RabbitMQ connection; reconnecting");
+                        continue 'connect;
+                    }
+                    None => {
+                        tracing::warn!("the consumer was cancelled; reconnecting");
+                        continue 'connect;
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            jobs = running.len(),
+            "stopping: waiting for running jobs to stop"
+        );
+        while running.join_next().await.is_some() {}
+    }
+
+    async fn handle(&self, delivery: lapin::message::Delivery, shutdown: watch::Receiver<bool>) {
+        let message: JobMessage = match serde_json::from_slice(&delivery.data) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(
+                    message_id = ?delivery.properties.message_id().as_ref().map(|m| m.to_string()),
+                    error = %e,
+                    "unreadable job message; sending it to the dead-letter queue"
+                );
+                let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
+                return;
+            }
+        };
+        let job_id = message.job_id;
+        let claimed = async {
+            let mut conn = self.pool.acquire().await?;
+            let claimed =
+                db::jobs::claim(&mut conn, job_id, &self.worker_id, self.config.job_lease).await?;
+            let exists = match &claimed {
+                Some(_) => true,
+                None => db::jobs::get(&mut conn, job_id).await?.is_some(),
+            };
+            Ok::<_, anyhow::Error>((claimed, exists))
+        }
+        .await;
+        let job = match claimed {
+            Ok((Some(job), _)) => job,
+            Ok((None, true)) => {
+                tracing::debug!(%job_id, "job already claimed or finished; duplicate delivery ignored");
+                let _ = delivery.ack(BasicAckOptions::default()).await;
+                return;
+            }
+            Ok((None, false)) => {
+                tracing::error!(%job_id, "message names no known job; sending it to the dead-letter queue");
+                let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
+                return;
+            }
+            Err(e) => {
+                // PostgreSQL is unreachable: give the message back and try later.
+                tracing::warn!(%job_id, error = %format!("{e:#}"), "cannot claim the job; requeueing the message");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let _ = delivery.reject(BasicRejectOptions { requeue: true }).await;
+                return;
+            }
+        };
+        // PostgreSQL holds the job now; the broker can forget the message.
+        if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+            tracing::warn!(%job_id, error = %e, "ack failed; a redelivery will be ignored");
+        }
+        self.execute(job, shutdown).await;
+    }
+
+    #[tracing::instrument(skip_all, fields(job_id = %job.id, kind = %job.kind, attempt = job.attempts))]
+    async fn execute(&self, job: JobRow, mut shutdown: watch::Receiver<bool>) {
+        tracing::info!("job started");
+        let progress = Arc::new(Progress::default());
+        let cancel = Arc::new(AtomicBool::new(false));
+        let lease_lost = Arc::new(AtomicBool::new(false));
+        let ctx = JobContext {
+            job_id: job.id,
+            pool: self.pool.clone(),
+            repo: self.repo.clone(),
+            progress: progress.clone(),
+            cancel: cancel.clone(),
+        };
+        let work = self.dispatch(&ctx, &job);
+        tokio::pin!(work);
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let beat_every = self.config.job_lease / 3;
+        let mut last_beat = tokio::time::Instant::now();
+        let mut last_progress = DbProgress::default();
+        let result = loop {
+            tokio::select! {
+                r = &mut work => break r,
+                _ = shutdown.changed() => {
+                    tracing::info!("shutting down: stopping the job at its next checkpoint");
+                    cancel.store(true, Ordering::Relaxed);
+                }
+                _ = tick.tick() => {
+                    let now = DbProgress {
+                        phase: progress.phase().to_string(),
+                        bytes_done: progress.bytes_done.load(Ordering::Relaxed) as i64,
+                        bytes_total: Some(progress.bytes_total.load(Ordering::Relaxed) as i64),
+                        files_done: progress.files_done.load(Ordering::Relaxed) as i64,
+                        files_total: Some(progress.files_total.load(Ordering::Relaxed) as i64),
+                    };
+                    let beat = last_beat.elapsed() >= beat_every;
+                    if now == last_progress && !beat {
+                        continue;
+                    }
+                    let kept = async {
+                        let mut conn = self.pool.acquire().await?;
+                        let ok = db::jobs::set_progress(&mut conn, job.id, &self.worker_id, &now).await?
+                            && (!beat || db::jobs::heartbeat(&mut conn, job.id, &self.worker_id, self.config.job_lease).await?);
+                        Ok::<bool, sqlx::Error>(ok)
+                    }.await;
+                    match kept {
+                        Ok(true) => {
+                            last_progress = now;
+                            if beat { last_beat = tokio::time::Instant::now(); }
+                        }
+                        Ok(false) => {
+                            tracing::warn!("lost the job's lease; stopping");
+                            lease_lost.store(true, Ordering::Relaxed);
+                            cancel.store(true, Ordering::Relaxed);
+                        }
+                        // PostgreSQL briefly unreachable: keep working, the lease has slack.
+                        Err(e) => tracing::warn!(error = %e, "could not record progress"),
+                    }
+                }
+            }
+        };
+        if lease_lost.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Err(e) = self.conclude(&job, result).await {
+            tracing::error!(error = %format!("{e:#}"), "could not record the job's end; the sweeper will retry it");
+        }
+    }
+
+    async fn dispatch(&self, ctx: &JobContext, job: &JobRow) -> anyhow::Result<Outcome> {
+        let kind = JobKind::parse(&job.kind)
+            .map_err(|e| Permanent::new("unknown_job_kind", e.to_string()))?;
+        match kind {
+            JobKind::Backup => {
+                let payload: BackupPayload = serde_json::from_value(job.payload.0.clone())
+                    .map_err(|e| Permanent::new("bad_payload", format!("backup payload: {e}")))?;
+                jobs::backup::run(ctx, payload).await
+            }
+            JobKind::Restore => {
+                let payload: RestorePayload = serde_json::from_value(job.payload.0.clone())
+                    .map_err(|e| Permanent::new("bad_payload", format!("restore payload: {e}")))?;
+                jobs::restore::run(ctx, payload).await
+            }
+            other => Err(Permanent::new(
+                "unsupported_job_kind",
+                format!("this worker does not run {other} jobs yet"),
+            )),
+        }
+    }
+
+    /// Commits how the job ended, fenced by this worker's id.
+    async fn conclude(&self, job: &JobRow, result: anyhow::Result<Outcome>) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        match result {
+            Ok(outcome) => {
+                let done = db::jobs::finish(
+                    &mut tx,
+                    job.id,
+                    &self.worker_id,
+                    JobStatus::Succeeded,
+                    Some(&outcome.result),
+                    None,
+                    &outcome.warnings,
+                )
+                .await?;
+                if !done {
+                    tracing::warn!("the job was taken from this worker before it finished; its result is dropped");
+                    return Ok(());
+                }
+                if let Some((backup_id, completion)) = &outcome.backup {
+                    db::backups::mark_complete(&mut tx, backup_id, completion).await?;
+                }
+                tx.commit().await?;
+                tracing::info!(warnings = outcome.warnings.len(), "job succeeded");
+            }
+            Err(e) if e.is::<Stopped>() => {
+                // Shutdown: hand the job back without spending an attempt.
+                let error = serde_json::json!({"code": "released", "message": "the worker stopped; the job will run again"});
+                if db::jobs::requeue(&mut tx, job.id, &self.worker_id, &error).await? {
+                    sqlx::query(
+                        "UPDATE jobs SET attempts = GREATEST(attempts - 1, 0) WHERE id = $1",
+                    )
+                    .bind(job.id)
+                    .execute(&mut *tx)
+                    .await?;
+                    let msg = serde_json::to_value(JobMessage { job_id: job.id })?;
+                    db::outbox::insert(&mut tx, job.id, &msg, 0.0).await?;
+                }
+                tx.commit().await?;
+                tracing::info!("job released for another worker");
+            }
+            Err(e) => {
+                let permanent = e.downcast_ref::<Permanent>();
+                let code = permanent.map(|p| p.code).unwrap_or("job_failed");
+                let message = format!("{e:#}");
+                let error = serde_json::json!({ "code": code, "message": message });
+                let retry = permanent.is_none() && job.attempts < job.max_attempts;
+                if retry {
+                    let delay = 2f64.powi(job.attempts.min(8));
+                    if db::jobs::requeue(&mut tx, job.id, &self.worker_id, &error).await? {
+                        let msg = serde_json::to_value(JobMessage { job_id: job.id })?;
+                        db::outbox::insert(&mut tx, job.id, &msg, delay).await?;
+                    }
+                    tx.commit().await?;
+                    tracing::warn!(error = %message, retry_in_secs = delay, "job failed; will retry");
+                } else {
+                    let done = db::jobs::finish(
+                        &mut tx,
+                        job.id,
+                        &self.worker_id,
+                        JobStatus::Failed,
+                        None,
+                        Some(&error),
+                        &[],
+                    )
+                    .await?;
+                    if done {
+                        if let Some(backup_id) = &job.backup_id {
+                            if job.kind == JobKind::Backup.as_str() {
+                                db::backups::mark_failed(&mut tx, backup_id).await?;
+                            }
+                        }
+                    }
+                    tx.commit().await?;
+                    tracing::error!(error = %message, "job failed");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Re-queues jobs whose worker stopped heartbeating; fails those out of attempts.
+pub async fn sweep_once(pool: &sqlx::PgPool) -> anyhow::Result<usize> {
+    let mut tx = pool.begin().await?;
+    let expired = db::jobs::sweep_expired(&mut tx).await?;
+    for job in &expired {
+        if job.status == JobStatus::Queued.as_str() {
+            let msg = serde_json::to_value(JobMessage { job_id: job.id })?;
+            db::outbox::insert(&mut tx, job.id, &msg, 0.0).await?;
+        } else if job.kind == JobKind::Backup.as_str() {
+            if let Some(b) = &job.backup_id {
+                db::backups::mark_failed(&mut tx, b).await?;
+            }
+        }
+    }
+    tx.commit().await.context("committing the sweep")?;
+    for job in &expired {
+        tracing::warn!(job_id = %job.id, status = %job.status, "job lease expired");
+    }
+    Ok(expired.len())
+}
+
+/// Runs the sweeper until shutdown.
+pub async fn sweeper(pool: sqlx::PgPool, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Err(e) = sweep_once(&pool).await {
+            tracing::warn!(error = %format!("{e:#}"), "sweep failed");
+        }
+    }
+}
+
+/// A worker id unique across hosts and restarts.
+pub fn worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "worker".into());
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        &Uuid::new_v4().simple().to_string()[..8]
+    )
+}
