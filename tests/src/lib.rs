@@ -1,1 +1,469 @@
+//! Test support: spawn the real `strata-api` and `strata-worker` binaries against real
+//! PostgreSQL, RabbitMQ and storage, with a database, a queue and directories of their own
+//! per test, so tests run in parallel without interfering.
 
+pub mod tree;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+
+/// Where the services the tests use are (defaults: this machine's).
+pub fn admin_database_url() -> String {
+    std::env::var("STRATA_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn amqp_url() -> String {
+    std::env::var("STRATA_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// The S3 endpoint `scripts/test` starts. S3 tests fail loudly without it: never skip.
+pub fn s3_endpoint() -> String {
+    std::env::var("STRATA_TEST_S3_ENDPOINT")
+        .expect("STRATA_TEST_S3_ENDPOINT is not set: run scripts/test, which starts the S3 server")
+}
+
+pub const S3_ACCESS_KEY: &str = "strata-test";
+pub const S3_SECRET_KEY: &str = "strata-test-secret";
+
+fn bin(name: &str) -> PathBuf {
+    let dir = match std::env::var("STRATA_TEST_BIN_DIR") {
+        Ok(d) => PathBuf::from(d),
+        Err(_) => {
+            let target = std::env::var("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+            target.join("debug")
+        }
+    };
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (`cargo build -p strata-api -p strata-worker`; scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// Which storage backend a test app uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Local,
+    S3,
+}
+
+/// How to start a test app.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub backend: Backend,
+    pub workers: usize,
+    pub lease_secs: u64,
+    /// Extra environment for every process.
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Local,
+            workers: 1,
+            lease_secs: 60,
+            env: Vec::new(),
+        }
+    }
+}
+
+/// A running Strata: one API, some workers, their own database, queue and storage.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub db_name: String,
+    pub database_url: String,
+    pub queue: String,
+    pub dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    api: Option<Child>,
+    workers: Vec<Option<Child>>,
+    log_seq: usize,
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Creates a fresh database and returns its URL.
+pub async fn create_database(name: &str) -> String {
+    let admin = PgConnectOptions::from_str(&admin_database_url()).expect("admin URL");
+    let mut conn = admin.connect().await.expect("connecting to PostgreSQL");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut conn)
+        .await
+        .expect("creating the test database");
+    conn.close().await.ok();
+    url_with_db(&admin_database_url(), name)
+}
+
+fn url_with_db(url: &str, db: &str) -> String {
+    let (base, _) = url.rsplit_once('/').expect("database URL has a path");
+    format!("{base}/{db}")
+}
+
+impl TestApp {
+    /// Starts an API and `opts.workers` workers and waits until the API answers.
+    pub async fn spawn(opts: Options) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db_name = unique("strata_test");
+        let database_url = create_database(&db_name).await;
+        let queue = unique("strata.test");
+        let mut env: Vec<(String, String)> = vec![
+            ("STRATA_DATABASE_URL".into(), database_url.clone()),
+            ("STRATA_AMQP_URL".into(), amqp_url()),
+            ("STRATA_QUEUE".into(), queue.clone()),
+            (
+                "STRATA_DATA_DIR".into(),
+                dir.path().join("data").display().to_string(),
+            ),
+            ("STRATA_BIND".into(), "127.0.0.1:0".into()),
+            ("STRATA_JOB_LEASE_SECS".into(), opts.lease_secs.to_string()),
+            ("STRATA_SWEEP_INTERVAL_MS".into(), "500".into()),
+            ("RUST_LOG".into(), "info,sqlx=warn".into()),
+        ];
+        if opts.backend == Backend::S3 {
+            let bucket = format!(
+                "strata-it-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..20]
+            );
+            let s3 = strata_shared::storage::S3Options {
+                endpoint: Some(s3_endpoint()),
+                region: Some("us-east-1".into()),
+                access_key_id: Some(S3_ACCESS_KEY.into()),
+                secret_access_key: Some(S3_SECRET_KEY.into()),
+                force_path_style: true,
+            };
+            strata_shared::storage::s3::S3Storage::new(&bucket, "", &s3)
+                .await
+                .expect("S3 client")
+                .create_bucket_if_missing()
+                .await
+                .expect("creating the test bucket");
+            env.extend([
+                ("STRATA_STORAGE".into(), format!("s3://{bucket}/repo")),
+                ("STRATA_S3_ENDPOINT".into(), s3_endpoint()),
+                ("STRATA_S3_REGION".into(), "us-east-1".into()),
+                ("STRATA_S3_ACCESS_KEY_ID".into(), S3_ACCESS_KEY.into()),
+                ("STRATA_S3_SECRET_ACCESS_KEY".into(), S3_SECRET_KEY.into()),
+                ("STRATA_S3_FORCE_PATH_STYLE".into(), "true".into()),
+            ]);
+        }
+        env.extend(opts.env.iter().cloned());
+        let mut app = Self {
+            base: String::new(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("HTTP client"),
+            db_name,
+            database_url,
+            queue,
+            dir,
+            env,
+            api: None,
+            workers: Vec::new(),
+            log_seq: 0,
+        };
+        app.base = app.start_api().await;
+        for _ in 0..opts.workers {
+            app.spawn_worker();
+        }
+        app
+    }
+
+    fn command(&mut self, binary: &str, extra: &[(&str, &str)]) -> Command {
+        self.log_seq += 1;
+        let log = self
+            .dir
+            .path()
+            .join(format!("{binary}-{}.log", self.log_seq));
+        let mut cmd = Command::new(bin(binary));
+        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(extra.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).expect("log file"));
+        cmd
+    }
+
+    /// Starts an API process (another replica when one runs); returns its base URL.
+    pub async fn start_api(&mut self) -> String {
+        let (base, child) = self.start_api_with(&[]).await;
+        if self.api.is_none() {
+            self.api = Some(child);
+        } else {
+            self.workers.push(Some(child));
+        }
+        base
+    }
+
+    /// Starts an API process with extra environment and waits until it listens; the
+    /// caller owns the process.
+    pub async fn start_api_with(&mut self, extra: &[(&str, &str)]) -> (String, Child) {
+        let pending = self.launch_api(extra);
+        self.api_ready(pending).await
+    }
+
+    /// Launches an API process without waiting for it.
+    pub fn launch_api(&mut self, extra: &[(&str, &str)]) -> (PathBuf, Child) {
+        let addr_file = self
+            .dir
+            .path()
+            .join(format!("api-addr-{}", self.log_seq + 1));
+        let addr = addr_file.display().to_string();
+        let mut all: Vec<(&str, &str)> = vec![("STRATA_ADDR_FILE", addr.as_str())];
+        all.extend_from_slice(extra);
+        let child = self
+            .command("strata-api", &all)
+            .spawn()
+            .expect("starting strata-api");
+        (addr_file, child)
+    }
+
+    /// Waits until a launched API listens; returns its base URL.
+    pub async fn api_ready(&self, (addr_file, mut child): (PathBuf, Child)) -> (String, Child) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let base = loop {
+            if let Ok(a) = std::fs::read_to_string(&addr_file) {
+                if !a.is_empty() {
+                    break format!("http://{a}");
+                }
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("strata-api exited early ({status}):\n{}", self.logs());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "strata-api did not start:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        (base, child)
+    }
+
+    /// Starts one more worker; returns its index.
+    pub fn spawn_worker(&mut self) -> usize {
+        let child = self
+            .command("strata-worker", &[])
+            .spawn()
+            .expect("starting strata-worker");
+        self.workers.push(Some(child));
+        self.workers.len() - 1
+    }
+
+    /// Kills a worker with SIGKILL: no cleanup, as in a crash.
+    pub fn kill_worker(&mut self, index: usize) {
+        if let Some(mut child) = self.workers[index].take() {
+            child.kill().expect("SIGKILL");
+            child.wait().ok();
+        }
+    }
+
+    /// Every process's log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        let mut entries: Vec<_> = std::fs::read_dir(self.dir.path())
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        entries.sort();
+        for p in entries {
+            if p.extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(&p).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                out.push_str(&format!("==== {}\n", p.display()));
+                for l in tail.into_iter().rev() {
+                    out.push_str(l);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status();
+        let text = res.text().await.expect("body");
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, json)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.request(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.request(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Creates a directory source; returns its JSON.
+    pub async fn create_source(&self, name: &str, path: &Path) -> Value {
+        let (status, body) = self
+            .post(
+                "/api/v1/sources",
+                serde_json::json!({ "name": name, "files": { "path": path } }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+
+    /// Asks for a backup; returns the `202` body.
+    pub async fn backup(&self, source: &str, backup_type: &str) -> Value {
+        let (status, body) = self
+            .post(
+                "/api/v1/backup/create",
+                serde_json::json!({ "source": source, "type": backup_type }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        body
+    }
+
+    /// Asks for a restore; returns the `202` body.
+    pub async fn restore(&self, backup_id: &str, target: &Path) -> Value {
+        let (status, body) = self
+            .post(
+                &format!("/api/v1/backup/restore/{backup_id}"),
+                serde_json::json!({ "target": target }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        body
+    }
+
+    pub async fn job(&self, job_id: &str) -> Value {
+        let (status, body) = self.get(&format!("/api/v1/jobs/{job_id}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// Polls a job until it reaches a final status.
+    pub async fn wait_job(&self, job_id: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let job = self.job(job_id).await;
+            if matches!(
+                job["status"].as_str(),
+                Some("succeeded" | "failed" | "cancelled")
+            ) {
+                return job;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {job_id} did not finish in {timeout:?}: {job}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Polls a job until it succeeds; panics with the logs otherwise.
+    pub async fn wait_success(&self, job_id: &str) -> Value {
+        let job = self.wait_job(job_id, Duration::from_secs(180)).await;
+        assert_eq!(job["status"], "succeeded", "{job}\n{}", self.logs());
+        job
+    }
+
+    /// A connection to this app's own database.
+    pub async fn db(&self) -> sqlx::PgConnection {
+        PgConnectOptions::from_str(&self.database_url)
+            .expect("URL")
+            .connect()
+            .await
+            .expect("connecting to the test database")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        for child in self
+            .workers
+            .iter_mut()
+            .chain(std::iter::once(&mut self.api))
+        {
+            if let Some(mut c) = child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        let db = self.db_name.clone();
+        let queue = self.queue.clone();
+        // Clean up the database and queues from a thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                if let Ok(mut conn) = PgConnectOptions::from_str(&admin_database_url())
+                    .expect("URL")
+                    .connect()
+                    .await
+                {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+                delete_queues(&queue).await;
+            });
+        })
+        .join();
+    }
+}
+
+/// Removes a test's queues and exchange from the broker.
+pub async fn delete_queues(queue: &str) {
+    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    let Ok(conn) =
+        lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default()).await
+    else {
+        return;
+    };
+    if let Ok(ch) = conn.create_channel().await {
+        let topo = strata_shared::queue::Topology::new(queue);
+        for q in [&topo.queue, &topo.dead_letter_queue] {
+            let _ = ch
+                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
+        let _ = ch
+            .exchange_delete(
+                topo.dead_letter_exchange.as_str().into(),
+                ExchangeDeleteOptions::default(),
+            )
+            .await;
+    }
+    let _ = conn.close(200, "bye".into()).await;
+}

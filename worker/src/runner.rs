@@ -181,13 +181,7 @@ impl Runner {
                     cancel.store(true, Ordering::Relaxed);
                 }
                 _ = tick.tick() => {
-                    let now = DbProgress {
-                        phase: progress.phase().to_string(),
-                        bytes_done: progress.bytes_done.load(Ordering::Relaxed) as i64,
-                        bytes_total: Some(progress.bytes_total.load(Ordering::Relaxed) as i64),
-                        files_done: progress.files_done.load(Ordering::Relaxed) as i64,
-                        files_total: Some(progress.files_total.load(Ordering::Relaxed) as i64),
-                    };
+                    let now = snapshot(&progress);
                     let beat = last_beat.elapsed() >= beat_every;
                     if now == last_progress && !beat {
                         continue;
@@ -217,7 +211,8 @@ impl Runner {
         if lease_lost.load(Ordering::Relaxed) {
             return;
         }
-        if let Err(e) = self.conclude(&job, result).await {
+        let last = snapshot(&progress);
+        if let Err(e) = self.conclude(&job, &last, result).await {
             tracing::error!(error = %format!("{e:#}"), "could not record the job's end; the sweeper will retry it");
         }
     }
@@ -244,8 +239,14 @@ impl Runner {
     }
 
     /// Commits how the job ended, fenced by this worker's id.
-    async fn conclude(&self, job: &JobRow, result: anyhow::Result<Outcome>) -> anyhow::Result<()> {
+    async fn conclude(
+        &self,
+        job: &JobRow,
+        progress: &DbProgress,
+        result: anyhow::Result<Outcome>,
+    ) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
+        db::jobs::set_progress(&mut tx, job.id, &self.worker_id, progress).await?;
         match result {
             Ok(outcome) => {
                 let done = db::jobs::finish(
@@ -322,6 +323,17 @@ impl Runner {
             }
         }
         Ok(())
+    }
+}
+
+/// The live counters, as the row stores them.
+fn snapshot(p: &Progress) -> DbProgress {
+    DbProgress {
+        phase: p.phase().to_string(),
+        bytes_done: p.bytes_done.load(Ordering::Relaxed) as i64,
+        bytes_total: Some(p.bytes_total.load(Ordering::Relaxed) as i64),
+        files_done: p.files_done.load(Ordering::Relaxed) as i64,
+        files_total: Some(p.files_total.load(Ordering::Relaxed) as i64),
     }
 }
 

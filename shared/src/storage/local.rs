@@ -228,7 +228,7 @@ impl Storage for LocalStorage {
         .await
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(key = %key, offset, len))]
+    #[tracing::instrument(level = "debug", skip_all, fields(key = %key, offset = offset, len = len))]
     async fn get_range(&self, key: &str, offset: u64, len: u64) -> StorageResult<Bytes> {
         let path = self.path_of(key)?;
         let key = key.to_string();

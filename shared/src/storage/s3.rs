@@ -274,7 +274,7 @@ impl Storage for S3Storage {
         Ok(self.get_object(key, &full, None).await?.0)
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(key = %key, offset, len))]
+    #[tracing::instrument(level = "debug", skip_all, fields(key = %key, offset = offset, len = len))]
     async fn get_range(&self, key: &str, offset: u64, len: u64) -> StorageResult<Bytes> {
         let full = self.full_key(key)?;
         let loc = self.location(&full);

@@ -1,1 +1,4 @@
+mod api;
+mod jobs;
+mod roundtrip;
 mod storage;
