@@ -219,19 +219,21 @@ impl Runner {
 
     async fn dispatch(&self, ctx: &JobContext, job: &JobRow) -> anyhow::Result<Outcome> {
         let kind = JobKind::parse(&job.kind)
-            .map_err(|e| Permanent::new("unknown_job_kind", e.to_string()))?;
+            .map_err(|e| Permanent::error("unknown_job_kind", e.to_string()))?;
         match kind {
             JobKind::Backup => {
                 let payload: BackupPayload = serde_json::from_value(job.payload.0.clone())
-                    .map_err(|e| Permanent::new("bad_payload", format!("backup payload: {e}")))?;
+                    .map_err(|e| Permanent::error("bad_payload", format!("backup payload: {e}")))?;
                 jobs::backup::run(ctx, payload).await
             }
             JobKind::Restore => {
                 let payload: RestorePayload = serde_json::from_value(job.payload.0.clone())
-                    .map_err(|e| Permanent::new("bad_payload", format!("restore payload: {e}")))?;
+                    .map_err(|e| {
+                        Permanent::error("bad_payload", format!("restore payload: {e}"))
+                    })?;
                 jobs::restore::run(ctx, payload).await
             }
-            other => Err(Permanent::new(
+            other => Err(Permanent::error(
                 "unsupported_job_kind",
                 format!("this worker does not run {other} jobs yet"),
             )),

@@ -40,11 +40,18 @@ struct Location {
     raw_length: usize,
 }
 
+/// Packs being read or recently read, with their order of arrival (oldest first).
+#[derive(Default)]
+struct PackCache {
+    packs: HashMap<String, Arc<OnceCell<Bytes>>>,
+    order: VecDeque<String>,
+}
+
 /// Fetches and verifies chunks, keeping the last few packs in memory.
 pub struct ChunkReader {
     repo: Repository,
     pool: PgPool,
-    cache: Mutex<(HashMap<String, Arc<OnceCell<Bytes>>>, VecDeque<String>)>,
+    cache: Mutex<PackCache>,
 }
 
 impl ChunkReader {
@@ -52,7 +59,7 @@ impl ChunkReader {
         Self {
             repo,
             pool,
-            cache: Mutex::new((HashMap::new(), VecDeque::new())),
+            cache: Mutex::new(PackCache::default()),
         }
     }
 
@@ -78,16 +85,16 @@ impl ChunkReader {
     async fn pack(&self, pack_id: &str) -> anyhow::Result<Bytes> {
         let cell = {
             let mut guard = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            let (map, order) = &mut *guard;
-            if let Some(cell) = map.get(pack_id) {
+            let cache = &mut *guard;
+            if let Some(cell) = cache.packs.get(pack_id) {
                 cell.clone()
             } else {
                 let cell = Arc::new(OnceCell::new());
-                map.insert(pack_id.to_string(), cell.clone());
-                order.push_back(pack_id.to_string());
-                while order.len() > PACK_CACHE {
-                    if let Some(old) = order.pop_front() {
-                        map.remove(&old);
+                cache.packs.insert(pack_id.to_string(), cell.clone());
+                cache.order.push_back(pack_id.to_string());
+                while cache.order.len() > PACK_CACHE {
+                    if let Some(old) = cache.order.pop_front() {
+                        cache.packs.remove(&old);
                     }
                 }
                 cell

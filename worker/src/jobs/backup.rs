@@ -17,7 +17,7 @@ pub async fn run(ctx: &JobContext, payload: BackupPayload) -> anyhow::Result<Out
     let source = db::sources::get(&mut conn, payload.source_id)
         .await?
         .ok_or_else(|| {
-            Permanent::new(
+            Permanent::error(
                 "source_not_found",
                 "the source of this backup no longer exists",
             )
@@ -25,22 +25,20 @@ pub async fn run(ctx: &JobContext, payload: BackupPayload) -> anyhow::Result<Out
     let backup = db::backups::get(&mut conn, payload.backup_id.as_str())
         .await?
         .ok_or_else(|| {
-            Permanent::new(
+            Permanent::error(
                 "backup_not_found",
                 "the backup record of this job is missing",
             )
         })?;
     drop(conn);
-    let files = source
-        .spec
-        .0
-        .files
-        .clone()
-        .ok_or_else(|| Permanent::new("nothing_to_back_up", "the source has no files part"))?;
+    let files =
+        source.spec.0.files.clone().ok_or_else(|| {
+            Permanent::error("nothing_to_back_up", "the source has no files part")
+        })?;
     match std::fs::metadata(&files.path) {
         Ok(md) if md.is_dir() => {}
         Ok(_) => {
-            return Err(Permanent::new(
+            return Err(Permanent::error(
                 "source_not_a_directory",
                 format!(
                     "the source path {} is not a directory",
@@ -49,7 +47,7 @@ pub async fn run(ctx: &JobContext, payload: BackupPayload) -> anyhow::Result<Out
             ))
         }
         Err(e) => {
-            return Err(Permanent::new(
+            return Err(Permanent::error(
                 "source_unreadable",
                 format!(
                     "the source path {} cannot be read: {e}",

@@ -39,7 +39,7 @@ pub struct Permanent {
 }
 
 impl Permanent {
-    pub fn new(code: &'static str, message: impl Into<String>) -> anyhow::Error {
+    pub fn error(code: &'static str, message: impl Into<String>) -> anyhow::Error {
         Self {
             code,
             message: message.into(),

@@ -13,16 +13,16 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> anyhow::Result<Ou
     let mut conn = ctx.pool.acquire().await?;
     let backup = db::backups::get(&mut conn, payload.backup_id.as_str())
         .await?
-        .ok_or_else(|| Permanent::new("backup_not_found", "the backup no longer exists"))?;
+        .ok_or_else(|| Permanent::error("backup_not_found", "the backup no longer exists"))?;
     if backup.status != "complete" {
-        return Err(Permanent::new(
+        return Err(Permanent::error(
             "backup_not_complete",
             format!("backup {} is {}, not complete", backup.id, backup.status),
         ));
     }
     let source = db::sources::get(&mut conn, payload.source_id)
         .await?
-        .ok_or_else(|| Permanent::new("source_not_found", "the source no longer exists"))?;
+        .ok_or_else(|| Permanent::error("source_not_found", "the source no longer exists"))?;
     drop(conn);
     let target = match payload.target.clone() {
         Some(t) => t,
@@ -32,13 +32,13 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> anyhow::Result<Ou
             .files
             .as_ref()
             .map(|f| f.path.clone())
-            .ok_or_else(|| Permanent::new("no_target", "the source has no path to restore to"))?,
+            .ok_or_else(|| Permanent::error("no_target", "the source has no path to restore to"))?,
     };
     let parent = target
         .parent()
-        .ok_or_else(|| Permanent::new("invalid_target", "the target has no parent directory"))?;
+        .ok_or_else(|| Permanent::error("invalid_target", "the target has no parent directory"))?;
     if !parent.is_dir() {
-        return Err(Permanent::new(
+        return Err(Permanent::error(
             "target_parent_missing",
             format!(
                 "the target's parent directory {} does not exist",
