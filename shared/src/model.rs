@@ -252,6 +252,32 @@ pub struct RestorePayload {
     pub source_id: uuid::Uuid,
     /// Where to restore; the source's own path when absent.
     pub target: Option<PathBuf>,
+    /// Relative paths to restore (with everything below them); everything when empty.
+    #[serde(default)]
+    pub include: Vec<PathBuf>,
+}
+
+/// What a verify job is asked to do (stored in `jobs.payload`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerifyPayload {
+    pub backup_id: BackupId,
+}
+
+/// A relative path inside a backup, for `include`: no leading `/`, no `..`.
+pub fn parse_relative_path(value: &str, field: &str) -> Result<PathBuf, FieldError> {
+    let trimmed = value.trim_start_matches("./");
+    let path = Path::new(trimmed);
+    let plain = path
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if trimmed.is_empty() || !plain {
+        return Err(FieldError::new(
+            "invalid_path",
+            field,
+            "must be a relative path inside the backup, without `..`",
+        ));
+    }
+    Ok(path.to_path_buf())
 }
 
 #[cfg(test)]

@@ -117,7 +117,8 @@ pub fn write_noise(path: &Path, seed: u64, len: usize) {
     while left > 0 {
         let n = left.min(4 << 20);
         f.write_all(&noise(s, n)).unwrap();
-        s += 1;
+        // Far-apart seeds per block, so two files with nearby seeds share no block.
+        s = s.wrapping_mul(31).wrapping_add(7);
         left -= n;
     }
 }
@@ -157,4 +158,23 @@ pub fn build_sample_tree(root: &Path, big: usize) {
     filetime::set_file_mtime(root.join("docs/deep/deeper"), t(1_400_000_000)).unwrap();
     filetime::set_file_mtime(root.join("docs/deep"), t(1_300_000_000)).unwrap();
     filetime::set_file_mtime(root.join("empty-dir"), t(1_200_000_000)).unwrap();
+}
+
+/// Asserts a directory matches a snapshot taken earlier with [`snapshot`].
+pub fn assert_tree_matches(expected: &BTreeMap<Vec<u8>, Node>, actual: &Path, what: &str) {
+    let got = snapshot(actual);
+    for (k, v) in expected {
+        let name = String::from_utf8_lossy(k);
+        match got.get(k) {
+            None => panic!("{what}: {name:?} is missing"),
+            Some(w) => assert_eq!(v, w, "{what}: {name:?} differs"),
+        }
+    }
+    for k in got.keys() {
+        assert!(
+            expected.contains_key(k),
+            "{what}: {:?} is extra",
+            String::from_utf8_lossy(k)
+        );
+    }
 }

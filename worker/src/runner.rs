@@ -11,7 +11,9 @@ use lapin::options::{BasicAckOptions, BasicRejectOptions};
 use strata_shared::config::Config;
 use strata_shared::db;
 use strata_shared::db::jobs::{JobRow, Progress as DbProgress};
-use strata_shared::model::{BackupPayload, JobKind, JobMessage, JobStatus, RestorePayload};
+use strata_shared::model::{
+    BackupPayload, JobKind, JobMessage, JobStatus, RestorePayload, VerifyPayload,
+};
 use strata_shared::queue::{self, Topology};
 use strata_shared::repo::writer::{Progress, Stopped};
 use strata_shared::repo::Repository;
@@ -233,6 +235,11 @@ impl Runner {
                     })?;
                 jobs::restore::run(ctx, payload).await
             }
+            JobKind::Verify => {
+                let payload: VerifyPayload = serde_json::from_value(job.payload.0.clone())
+                    .map_err(|e| Permanent::error("bad_payload", format!("verify payload: {e}")))?;
+                jobs::verify::run(ctx, payload).await
+            }
             other => Err(Permanent::error(
                 "unsupported_job_kind",
                 format!("this worker does not run {other} jobs yet"),
@@ -302,12 +309,13 @@ impl Runner {
                     tx.commit().await?;
                     tracing::warn!(error = %message, retry_in_secs = delay, "job failed; will retry");
                 } else {
+                    let details = permanent.and_then(|p| p.details.as_ref());
                     let done = db::jobs::finish(
                         &mut tx,
                         job.id,
                         &self.worker_id,
                         JobStatus::Failed,
-                        None,
+                        details,
                         Some(&error),
                         &[],
                     )

@@ -7,8 +7,8 @@ use serde_json::json;
 use strata_shared::db;
 use strata_shared::db::jobs::NewJob;
 use strata_shared::model::{
-    parse_absolute_path, BackupId, BackupPayload, BackupStatus, BackupType, JobKind, JobMessage,
-    RestorePayload,
+    parse_absolute_path, parse_relative_path, BackupId, BackupPayload, BackupStatus, BackupType,
+    JobKind, JobMessage, RestorePayload, VerifyPayload,
 };
 use uuid::Uuid;
 
@@ -265,7 +265,10 @@ pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> ApiResu
     let backup = db::backups::get(&mut conn, &path).await?.ok_or_else(|| {
         ApiError::not_found("backup_not_found", format!("no backup {:?}", path.as_str()))
     })?;
-    Ok(HttpResponse::Ok().json(BackupView::from(backup)))
+    let chain = db::backups::chain(&mut conn, &backup.id).await?;
+    let mut view = serde_json::to_value(BackupView::from(backup)).map_err(anyhow::Error::from)?;
+    view["chain"] = json!(chain);
+    Ok(HttpResponse::Ok().json(view))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -273,6 +276,9 @@ pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> ApiResu
 pub struct RestoreRequest {
     /// Another directory to restore into; the source's own path when absent.
     pub target: Option<String>,
+    /// Relative paths to restore, each with everything below it; everything when absent.
+    #[serde(default)]
+    pub include: Vec<String>,
 }
 
 pub async fn restore(
@@ -281,26 +287,17 @@ pub async fn restore(
     body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
     // The body is optional, but a body that does not parse is an error, never "no target".
-    let req: RestoreRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        RestoreRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            let code = if e.is_data() {
-                "invalid_body"
-            } else {
-                "malformed_json"
-            };
-            ApiError::new(
-                actix_web::http::StatusCode::BAD_REQUEST,
-                code,
-                e.to_string(),
-            )
-        })?
-    };
+    let req: RestoreRequest = parse_optional_body(&body)?;
     let target = match &req.target {
         Some(t) => Some(parse_absolute_path(t, "target")?),
         None => None,
     };
+    let include = req
+        .include
+        .iter()
+        .enumerate()
+        .map(|(i, p)| parse_relative_path(p, &format!("include[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut conn = state.pool.acquire().await?;
     let backup = db::backups::get(&mut conn, &path).await?.ok_or_else(|| {
         ApiError::not_found("backup_not_found", format!("no backup {:?}", path.as_str()))
@@ -320,6 +317,7 @@ pub async fn restore(
         backup_id: BackupId::parse(&backup.id, "backup_id")?,
         source_id: backup.source_id,
         target,
+        include,
     };
     let mut tx = state.pool.begin().await?;
     let job = NewJob {
@@ -341,4 +339,87 @@ pub async fn restore(
         "backup_id": backup.id,
         "status_url": status_url(job_id),
     })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// `data` (default): read every pack the backup needs and check every chunk.
+    pub mode: Option<String>,
+}
+
+/// `POST /api/v1/backup/{id}/verify` → `202` with the verify job.
+pub async fn verify(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let req: VerifyRequest = parse_optional_body(&body)?;
+    match req.mode.as_deref() {
+        None | Some("data") => {}
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_verify_mode",
+                "mode",
+                format!("{other:?} is not valid; expected one of: data"),
+            ))
+        }
+    }
+    let mut conn = state.pool.acquire().await?;
+    let backup = db::backups::get(&mut conn, &path).await?.ok_or_else(|| {
+        ApiError::not_found("backup_not_found", format!("no backup {:?}", path.as_str()))
+    })?;
+    drop(conn);
+    if backup.status != BackupStatus::Complete.as_str() {
+        return Err(ApiError::conflict(
+            "backup_not_complete",
+            format!(
+                "backup {:?} is {}; only complete backups can be verified",
+                backup.id, backup.status
+            ),
+        ));
+    }
+    let job_id = Uuid::now_v7();
+    let payload = VerifyPayload {
+        backup_id: BackupId::parse(&backup.id, "backup_id")?,
+    };
+    let mut tx = state.pool.begin().await?;
+    enqueue(
+        &mut tx,
+        NewJob {
+            id: job_id,
+            kind: JobKind::Verify,
+            source_id: Some(backup.source_id),
+            backup_id: Some(&backup.id),
+            payload: serde_json::to_value(&payload).map_err(anyhow::Error::from)?,
+            max_attempts: state.config.job_max_attempts,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Accepted().json(json!({
+        "job_id": job_id,
+        "backup_id": backup.id,
+        "status_url": status_url(job_id),
+    })))
+}
+
+/// An optional JSON body: empty means defaults; a body that does not parse is a `400`,
+/// never silently the defaults.
+fn parse_optional_body<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let code = if e.is_data() {
+            "invalid_body"
+        } else {
+            "malformed_json"
+        };
+        ApiError::new(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            code,
+            e.to_string(),
+        )
+    })
 }

@@ -27,6 +27,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     "/backup/restore/{backup_id}",
                     web::post().to(backups::restore),
                 )
+                .route(
+                    "/backup/{backup_id}/verify",
+                    web::post().to(backups::verify),
+                )
                 .route("/backup/{backup_id}", web::get().to(backups::get))
                 .route("/jobs/{job_id}", web::get().to(jobs::get)),
         );

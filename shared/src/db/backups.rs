@@ -46,6 +46,39 @@ pub async fn insert_pending(
     Ok(())
 }
 
+/// The source's newest complete backup (of any type, or only full ones): the parent of
+/// an incremental, respectively a differential.
+pub async fn latest_complete(
+    conn: &mut PgConnection,
+    source_id: Uuid,
+    full_only: bool,
+) -> Result<Option<BackupRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT * FROM backups WHERE source_id = $1 AND status = 'complete'
+           AND (NOT $2 OR type = 'full')
+         ORDER BY completed_at DESC, id DESC LIMIT 1",
+    )
+    .bind(source_id)
+    .bind(full_only)
+    .fetch_optional(conn)
+    .await
+}
+
+/// The ids of a backup's chain, full first, the backup itself last.
+pub async fn chain(conn: &mut PgConnection, id: &str) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "WITH RECURSIVE chain AS (
+             SELECT id, parent_id, 0 AS depth FROM backups WHERE id = $1
+             UNION ALL
+             SELECT b.id, b.parent_id, c.depth + 1 FROM backups b JOIN chain c ON b.id = c.parent_id
+         )
+         SELECT id FROM chain ORDER BY depth DESC",
+    )
+    .bind(id)
+    .fetch_all(conn)
+    .await
+}
+
 pub async fn get(conn: &mut PgConnection, id: &str) -> Result<Option<BackupRow>, sqlx::Error> {
     sqlx::query_as("SELECT * FROM backups WHERE id = $1")
         .bind(id)

@@ -19,6 +19,15 @@ pub struct SnapshotStats {
     pub stored_size: u64,
     pub new_chunks: u64,
     pub reused_chunks: u64,
+    /// Files read because they were new or changed (every file, for a full backup).
+    #[serde(default)]
+    pub changed_files: u64,
+    /// Files skipped because the parent's record showed them unchanged.
+    #[serde(default)]
+    pub unchanged_files: u64,
+    /// Paths that existed in the parent and no longer do.
+    #[serde(default)]
+    pub deleted: u64,
 }
 
 /// Something the user should know about one path: skipped, unreadable, changed while read.
@@ -41,6 +50,9 @@ pub struct Manifest {
     pub backup_type: String,
     pub requested_type: String,
     pub parent: Option<String>,
+    /// Backup ids from the full backup to this one; restoring needs all of them.
+    #[serde(default)]
+    pub chain: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub completed_at: DateTime<Utc>,
     pub stats: SnapshotStats,

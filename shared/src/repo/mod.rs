@@ -1,11 +1,14 @@
 //! The snapshot repository in the object store: chunking, packing, manifests, reading
 //! and writing. The format is described in docs/FORMAT.md.
 
+pub mod chain;
+pub mod crypto;
 pub mod format;
 pub mod manifest;
 pub mod pack;
 pub mod reader;
 pub mod tree;
+pub mod verify;
 pub mod writer;
 
 use anyhow::{bail, Context};

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, OnceCell};
 use super::format::{decode_blob, ChunkId};
 use super::manifest::Manifest;
 use super::pack::pack_key;
-use super::tree::{parse_segment, Entry, EntryKind};
+use super::tree::{Entry, EntryKind};
 use super::writer::{CancelFlag, Progress, Stopped};
 use super::Repository;
 use crate::db;
@@ -33,11 +33,11 @@ const PARALLEL_CHUNKS: usize = 8;
 
 /// Where a chunk lives.
 #[derive(Debug, Clone)]
-struct Location {
-    pack_id: String,
-    offset: usize,
-    length: usize,
-    raw_length: usize,
+pub struct Location {
+    pub pack_id: String,
+    pub offset: usize,
+    pub length: usize,
+    pub raw_length: usize,
 }
 
 /// Packs being read or recently read, with their order of arrival (oldest first).
@@ -63,7 +63,7 @@ impl ChunkReader {
         }
     }
 
-    async fn locate(&self, ids: &[ChunkId]) -> anyhow::Result<HashMap<ChunkId, Location>> {
+    pub async fn locate(&self, ids: &[ChunkId]) -> anyhow::Result<HashMap<ChunkId, Location>> {
         let raw: Vec<Vec<u8>> = ids.iter().map(|i| i.0.to_vec()).collect();
         let mut conn = self.pool.acquire().await?;
         let rows = db::chunks::locate(&mut conn, &raw).await?;
@@ -112,7 +112,7 @@ impl ChunkReader {
         .cloned()
     }
 
-    async fn fetch(&self, id: ChunkId, loc: &Location) -> anyhow::Result<Vec<u8>> {
+    pub async fn fetch(&self, id: ChunkId, loc: &Location) -> anyhow::Result<Vec<u8>> {
         let pack = self.pack(&loc.pack_id).await?;
         let end = loc.offset + loc.length;
         if end > pack.len() {
@@ -137,12 +137,6 @@ impl ChunkReader {
             .ok_or_else(|| anyhow!("chunk {id} is not in the chunk index"))?;
         self.fetch(id, loc).await
     }
-
-    /// The snapshot's entries, segment by segment.
-    pub async fn entries(&self, manifest: &Manifest, segment: usize) -> anyhow::Result<Vec<Entry>> {
-        let raw = self.get(manifest.tree[segment]).await?;
-        parse_segment(&raw)
-    }
 }
 
 /// One step for the blocking writer.
@@ -163,36 +157,92 @@ pub struct RestoreStats {
     pub bytes: u64,
 }
 
-/// Restores `manifest` into `staging`, which must not exist yet.
-#[tracing::instrument(skip_all, fields(backup_id = %manifest.backup_id, staging = %staging.display()))]
+/// Entries sent from the resolving thread to the fetcher at a time.
+const BATCH_ENTRIES: usize = 2048;
+
+/// Whether `path` is wanted by a subset restore: inside an included path, or a
+/// directory on the way to one (created so the included paths have a home).
+pub fn included(path: &Path, include: &[PathBuf]) -> bool {
+    include.is_empty()
+        || include
+            .iter()
+            .any(|inc| path.starts_with(inc) || inc.starts_with(path))
+}
+
+/// Restores the last backup of `chain` (full first) into `staging`, which must not
+/// exist yet. With a non-empty `include`, only those relative paths (and the
+/// directories leading to them) are restored.
+#[tracing::instrument(skip_all, fields(backup_id = %chain.last().map(|m| m.backup_id.as_str()).unwrap_or_default(), staging = %staging.display()))]
 pub async fn restore_into(
     repo: &Repository,
     pool: &PgPool,
-    manifest: &Manifest,
+    chain: &[Manifest],
+    include: &[PathBuf],
     staging: &Path,
     progress: Arc<Progress>,
     cancel: CancelFlag,
 ) -> anyhow::Result<RestoreStats> {
-    progress
-        .bytes_total
-        .store(manifest.stats.logical_size, Ordering::Relaxed);
-    progress
-        .files_total
-        .store(manifest.stats.files, Ordering::Relaxed);
+    let last = chain.last().context("empty backup chain")?;
+    if include.is_empty() {
+        progress
+            .bytes_total
+            .store(last.stats.logical_size, Ordering::Relaxed);
+        progress
+            .files_total
+            .store(last.stats.files, Ordering::Relaxed);
+    }
     progress.set_phase("restoring");
 
-    let reader = ChunkReader::new(repo.clone(), pool.clone());
+    let reader = Arc::new(ChunkReader::new(repo.clone(), pool.clone()));
+    // The chain is resolved on a blocking thread and handed over in batches.
+    let (batch_tx, mut batch_rx) = mpsc::channel::<anyhow::Result<Vec<Entry>>>(2);
+    let entries = super::chain::resolve(reader.clone(), tokio::runtime::Handle::current(), chain);
+    let include_owned = include.to_vec();
+    let resolver_cancel = cancel.clone();
+    let resolver = tokio::task::spawn_blocking(move || {
+        let mut batch = Vec::with_capacity(BATCH_ENTRIES);
+        for item in entries {
+            if resolver_cancel.load(Ordering::Relaxed) {
+                return;
+            }
+            match item {
+                Ok((path, entry)) => {
+                    if included(&path, &include_owned) {
+                        batch.push(entry);
+                    }
+                }
+                Err(e) => {
+                    let _ = batch_tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+            if batch.len() >= BATCH_ENTRIES
+                && batch_tx
+                    .blocking_send(Ok(std::mem::replace(
+                        &mut batch,
+                        Vec::with_capacity(BATCH_ENTRIES),
+                    )))
+                    .is_err()
+            {
+                return;
+            }
+        }
+        if !batch.is_empty() {
+            let _ = batch_tx.blocking_send(Ok(batch));
+        }
+    });
+
     let (tx, rx) = mpsc::channel::<Op>(16);
     let writer_progress = progress.clone();
     let root = staging.to_path_buf();
     let writer = tokio::task::spawn_blocking(move || write_ops(&root, rx, &writer_progress));
 
     let produce = async {
-        for segment in 0..manifest.tree.len() {
+        while let Some(entries) = batch_rx.recv().await {
+            let entries = entries?;
             if cancel.load(Ordering::Relaxed) {
                 return Err(Stopped.into());
             }
-            let entries = reader.entries(manifest, segment).await?;
             let wanted: Vec<ChunkId> = entries
                 .iter()
                 .flat_map(|e| e.chunks.iter().copied())
@@ -205,7 +255,7 @@ pub async fn restore_into(
                     owner.map(|e| e.path.display()).unwrap_or_default()
                 );
             }
-            // Flatten the segment into ops; chunk ops are fetched in parallel, in order.
+            // Flatten the batch into ops; chunk ops are fetched in parallel, in order.
             let mut plan: Vec<Result<Op, (ChunkId, String)>> = Vec::new();
             for entry in entries {
                 match entry.kind {
@@ -218,6 +268,7 @@ pub async fn restore_into(
                         plan.extend(chunks.into_iter().map(|c| Err((c, path.clone()))));
                         plan.push(Ok(Op::FileEnd));
                     }
+                    EntryKind::Deleted => {}
                 }
             }
             let reader = &reader;
@@ -246,7 +297,9 @@ pub async fn restore_into(
     };
     let produced = produce.await;
     drop(tx);
+    drop(batch_rx);
     let written = writer.await.context("the restore writer panicked")?;
+    resolver.await.context("the chain resolver panicked")?;
     produced?;
     written
 }

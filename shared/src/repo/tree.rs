@@ -66,6 +66,9 @@ pub enum EntryKind {
     Dir,
     File,
     Symlink,
+    /// In an incremental or differential list: the path (and everything below it) no
+    /// longer exists.
+    Deleted,
 }
 
 /// One item of a snapshot.
@@ -122,6 +125,125 @@ impl RelPathOrAbs {
     }
 }
 
+impl Entry {
+    /// A tombstone for `path`.
+    pub fn deleted(path: RelPath) -> Self {
+        Self {
+            path,
+            kind: EntryKind::Deleted,
+            mode: 0,
+            mtime_ns: 0,
+            size: 0,
+            target: None,
+            chunks: Vec::new(),
+            ino: 0,
+            ctime_ns: 0,
+            uid: 0,
+            gid: 0,
+        }
+    }
+}
+
+/// The order of every entry list: depth first, children by name bytes — which is the
+/// component-wise comparison of paths (an ancestor comes before its descendants).
+pub fn dfs_cmp(a: &std::path::Path, b: &std::path::Path) -> std::cmp::Ordering {
+    a.components()
+        .map(|c| c.as_os_str().as_bytes())
+        .cmp(b.components().map(|c| c.as_os_str().as_bytes()))
+}
+
+/// Whether `path` lies strictly below `ancestor`.
+pub fn is_below(path: &std::path::Path, ancestor: &std::path::Path) -> bool {
+    path != ancestor && path.starts_with(ancestor)
+}
+
+type EntryResult = anyhow::Result<(PathBuf, Entry)>;
+
+/// Applies a delta list over a base list, both in [`dfs_cmp`] order, as a stream:
+/// a delta entry replaces the base entry at its path (and, unless it is a directory,
+/// everything below it); a tombstone removes the path and everything below it.
+/// Memory: one entry of each side.
+pub struct Overlay<B: Iterator<Item = EntryResult>, D: Iterator<Item = EntryResult>> {
+    base: std::iter::Peekable<B>,
+    delta: std::iter::Peekable<D>,
+    drop_below: Option<PathBuf>,
+}
+
+impl<B: Iterator<Item = EntryResult>, D: Iterator<Item = EntryResult>> Overlay<B, D> {
+    pub fn new(base: B, delta: D) -> Self {
+        Self {
+            base: base.peekable(),
+            delta: delta.peekable(),
+            drop_below: None,
+        }
+    }
+}
+
+fn take_err<T>(
+    it: &mut std::iter::Peekable<impl Iterator<Item = anyhow::Result<T>>>,
+) -> Option<anyhow::Error> {
+    if matches!(it.peek(), Some(Err(_))) {
+        return it.next().and_then(|r| r.err());
+    }
+    None
+}
+
+impl<B: Iterator<Item = EntryResult>, D: Iterator<Item = EntryResult>> Iterator for Overlay<B, D> {
+    type Item = EntryResult;
+
+    fn next(&mut self) -> Option<EntryResult> {
+        loop {
+            if let Some(e) = take_err(&mut self.base).or_else(|| take_err(&mut self.delta)) {
+                return Some(Err(e));
+            }
+            let base_path = self
+                .base
+                .peek()
+                .and_then(|r| r.as_ref().map(|(p, _)| p.clone()).ok());
+            if let (Some(prefix), Some(bp)) = (&self.drop_below, &base_path) {
+                if is_below(bp, prefix) {
+                    self.base.next();
+                    continue;
+                }
+            }
+            self.drop_below = None;
+            let delta_path = self
+                .delta
+                .peek()
+                .and_then(|r| r.as_ref().map(|(p, _)| p.clone()).ok());
+            let order = match (&base_path, &delta_path) {
+                (None, None) => return None,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some(b), Some(d)) => dfs_cmp(b, d),
+            };
+            match order {
+                std::cmp::Ordering::Less => return self.base.next(),
+                std::cmp::Ordering::Greater => {
+                    let item = self.delta.next()?;
+                    if matches!(&item, Ok((_, e)) if e.kind == EntryKind::Deleted) {
+                        continue;
+                    }
+                    return Some(item);
+                }
+                std::cmp::Ordering::Equal => {
+                    self.base.next();
+                    let item = self.delta.next()?;
+                    if let Ok((path, entry)) = &item {
+                        if entry.kind != EntryKind::Dir {
+                            self.drop_below = Some(path.clone());
+                        }
+                        if entry.kind == EntryKind::Deleted {
+                            continue;
+                        }
+                    }
+                    return Some(item);
+                }
+            }
+        }
+    }
+}
+
 /// Segments are cut at entry boundaries once they reach this size.
 pub const SEGMENT_TARGET: usize = 1024 * 1024;
 
@@ -169,6 +291,66 @@ mod tests {
         assert_eq!(rel.to_path().unwrap().as_os_str(), raw);
         let json = serde_json::to_string(&rel).unwrap();
         assert_eq!(serde_json::from_str::<RelPath>(&json).unwrap(), rel);
+    }
+
+    fn entry(path: &str, kind: EntryKind, size: u64) -> EntryResult {
+        let mut e = Entry::deleted(RelPath::Utf8(path.into()));
+        e.kind = kind;
+        e.size = size;
+        Ok((PathBuf::from(path), e))
+    }
+
+    fn paths(it: impl Iterator<Item = EntryResult>) -> Vec<(String, u64)> {
+        it.map(|r| r.unwrap())
+            .map(|(p, e)| (p.display().to_string(), e.size))
+            .collect()
+    }
+
+    #[test]
+    fn dfs_order_puts_a_directory_before_its_content_and_siblings_by_bytes() {
+        let mut v = vec!["a.b", "a/x", "a", "", "a/x/y", "b", "a-c"];
+        v.sort_by(|x, y| dfs_cmp(std::path::Path::new(x), std::path::Path::new(y)));
+        assert_eq!(v, vec!["", "a", "a/x", "a/x/y", "a-c", "a.b", "b"]);
+    }
+
+    #[test]
+    fn overlay_applies_changes_and_deletions() {
+        use EntryKind::*;
+        let base = vec![
+            entry("", Dir, 0),
+            entry("a", Dir, 0),
+            entry("a/1", File, 1),
+            entry("a/2", File, 2),
+            entry("b", Dir, 0),
+            entry("b/1", File, 1),
+            entry("c", File, 3),
+            entry("d", Dir, 0),
+            entry("d/x", File, 1),
+        ];
+        let delta = vec![
+            entry("a/2", File, 20), // changed
+            entry("a/3", File, 30), // new
+            entry("b", Deleted, 0), // directory removed with its content
+            entry("c", Dir, 0),     // file became a directory
+            entry("c/n", File, 5),
+            entry("d", File, 9),    // directory became a file
+            entry("e", Deleted, 0), // tombstone for something the base never had
+        ];
+        let merged = paths(Overlay::new(base.into_iter(), delta.into_iter()));
+        let expect: Vec<(String, u64)> = [
+            ("", 0),
+            ("a", 0),
+            ("a/1", 1),
+            ("a/2", 20),
+            ("a/3", 30),
+            ("c", 0),
+            ("c/n", 5),
+            ("d", 9),
+        ]
+        .iter()
+        .map(|(p, s)| (p.to_string(), *s))
+        .collect();
+        assert_eq!(merged, expect);
     }
 
     #[test]

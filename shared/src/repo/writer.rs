@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,10 +18,11 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
+use super::chain::EntryStream;
 use super::format::{encode_blob, BlobKind, ChunkId, PACK_TARGET};
 use super::manifest::{SnapshotStats, Warning};
 use super::pack::{pack_key, PackBuilder};
-use super::tree::{Entry, EntryKind, RelPath, RelPathOrAbs, TreeWriter};
+use super::tree::{dfs_cmp, is_below, Entry, EntryKind, RelPath, RelPathOrAbs, TreeWriter};
 use super::Repository;
 use crate::db;
 use crate::model::FieldError;
@@ -71,10 +72,13 @@ pub fn compile_excludes(patterns: &[String]) -> Result<GlobSet, FieldError> {
 }
 
 /// What to back up.
-#[derive(Debug, Clone)]
 pub struct SnapshotInput {
     pub root: PathBuf,
     pub exclude: Vec<String>,
+    /// For an incremental or differential: the parent's resolved entries. Files whose
+    /// size, mtime, ctime and inode match are not read again, and only differences
+    /// (with tombstones for what disappeared) are written. `None` writes a full list.
+    pub parent: Option<EntryStream>,
 }
 
 /// What writing a snapshot produced; the caller writes the manifest.
@@ -125,8 +129,13 @@ pub async fn write_snapshot(
     let chunker = repo.config.chunker;
     let scan_progress = progress.clone();
     let scan_cancel = cancel.clone();
+    let parent = input.parent;
+    let root = input.root;
     let scanner = tokio::task::spawn_blocking(move || {
         let mut scan = Scanner {
+            delta: parent.is_some(),
+            parent: parent.map(Iterator::peekable),
+            gone: None,
             key,
             min: chunker.min,
             avg: chunker.avg,
@@ -141,7 +150,7 @@ pub async fn write_snapshot(
             tree: TreeWriter::default(),
             tree_ids: Vec::new(),
         };
-        scan.run(&input.root)?;
+        scan.run(&root)?;
         Ok::<_, anyhow::Error>((scan.tree_ids, scan.stats, scan.warnings))
     });
 
@@ -255,6 +264,11 @@ struct Scanner {
     excludes: GlobSet,
     known: HashSet<ChunkId>,
     tx: mpsc::Sender<RawBlob>,
+    /// Writing a delta against `parent`.
+    delta: bool,
+    parent: Option<std::iter::Peekable<EntryStream>>,
+    /// The last parent path found deleted: its descendants need no tombstones of their own.
+    gone: Option<PathBuf>,
     progress: Arc<Progress>,
     cancel: CancelFlag,
     stats: SnapshotStats,
@@ -296,13 +310,15 @@ impl Scanner {
         self.progress.bytes_total.store(bytes, Ordering::Relaxed);
         self.progress.set_phase("uploading");
 
-        self.emit(base_entry(
-            RelPath::Utf8(String::new()),
-            EntryKind::Dir,
-            &md,
-        ))?;
+        let prev = self.parent_at(Path::new(""))?;
+        self.visit_meta(
+            base_entry(RelPath::Utf8(String::new()), EntryKind::Dir, &md),
+            prev.as_ref(),
+        )?;
         self.stats.dirs += 1;
         self.walk(root, Path::new(""))?;
+        // Whatever the parent still lists after the walk no longer exists.
+        self.parent_at_end()?;
         if let Some(segment) = std::mem::take(&mut self.tree).finish() {
             self.store_tree_segment(segment)?;
         }
@@ -394,8 +410,17 @@ impl Scanner {
             };
             let relp = RelPath::from_os(rel.as_os_str());
             let ft = md.file_type();
+            let prev = if ft.is_dir() || ft.is_symlink() || ft.is_file() {
+                self.parent_at(&rel)?
+            } else {
+                None
+            };
+            if prev.as_ref().is_some_and(|p| p.kind == EntryKind::Dir) && !ft.is_dir() {
+                // A directory became something else: its old content goes with it.
+                self.gone = Some(rel.clone());
+            }
             if ft.is_dir() {
-                self.emit(base_entry(relp, EntryKind::Dir, &md))?;
+                self.visit_meta(base_entry(relp, EntryKind::Dir, &md), prev.as_ref())?;
                 self.stats.dirs += 1;
                 self.walk(&path, &rel)?;
             } else if ft.is_symlink() {
@@ -408,15 +433,27 @@ impl Scanner {
                 };
                 let mut entry = base_entry(relp, EntryKind::Symlink, &md);
                 entry.target = Some(RelPathOrAbs::from_os(target.as_os_str()));
-                self.emit(entry)?;
+                self.visit_meta(entry, prev.as_ref())?;
                 self.stats.symlinks += 1;
             } else if ft.is_file() {
+                if let Some(p) = prev.as_ref().filter(|p| file_unchanged(p, &md)) {
+                    // Unchanged since the parent: not read, not written.
+                    self.stats.files += 1;
+                    self.stats.unchanged_files += 1;
+                    self.stats.logical_size += p.size;
+                    self.progress.files_done.fetch_add(1, Ordering::Relaxed);
+                    self.progress
+                        .bytes_done
+                        .fetch_add(p.size, Ordering::Relaxed);
+                    continue;
+                }
                 match self.read_file(&path, &rel, &md) {
                     Ok(chunks) => {
                         let mut entry = base_entry(relp, EntryKind::File, &md);
                         entry.size = chunks.1;
                         entry.chunks = chunks.0;
                         self.stats.files += 1;
+                        self.stats.changed_files += 1;
                         self.stats.logical_size += entry.size;
                         self.progress.files_done.fetch_add(1, Ordering::Relaxed);
                         self.emit(entry)?;
@@ -508,6 +545,66 @@ impl Scanner {
         Ok(id)
     }
 
+    /// Advances the parent's list up to `rel`. Parent paths before it no longer exist
+    /// (a tombstone each, none for their descendants); returns the parent's entry at
+    /// `rel`, if any.
+    fn parent_at(&mut self, rel: &Path) -> anyhow::Result<Option<Entry>> {
+        let Some(mut parent) = self.parent.take() else {
+            return Ok(None);
+        };
+        let found = loop {
+            let order = match parent.peek() {
+                None => break Ok(None),
+                Some(Err(_)) => {
+                    break Err(parent
+                        .next()
+                        .and_then(|r| r.err())
+                        .expect("peeked an error"))
+                }
+                Some(Ok((p, _))) => dfs_cmp(p, rel),
+            };
+            match order {
+                std::cmp::Ordering::Greater => break Ok(None),
+                std::cmp::Ordering::Equal => {
+                    break parent.next().transpose().map(|o| o.map(|(_, e)| e))
+                }
+                std::cmp::Ordering::Less => {
+                    let Some(Ok((p, _))) = parent.next() else {
+                        unreachable!("peeked an entry")
+                    };
+                    if self.gone.as_ref().is_some_and(|g| is_below(&p, g)) {
+                        continue;
+                    }
+                    if let Err(e) = self.emit(Entry::deleted(RelPath::from_os(p.as_os_str()))) {
+                        break Err(e);
+                    }
+                    self.stats.deleted += 1;
+                    self.gone = Some(p);
+                }
+            }
+        };
+        self.parent = Some(parent);
+        found
+    }
+
+    fn parent_at_end(&mut self) -> anyhow::Result<()> {
+        if self.parent.is_none() {
+            return Ok(());
+        }
+        // A path that sorts after every real one: drains the parent's list.
+        let end = PathBuf::from(std::ffi::OsString::from_vec(vec![0xff; 256]));
+        self.parent_at(&end)?;
+        Ok(())
+    }
+
+    /// Writes a directory or symlink entry unless the parent recorded it identically.
+    fn visit_meta(&mut self, entry: Entry, prev: Option<&Entry>) -> anyhow::Result<()> {
+        if self.delta && prev.is_some_and(|p| same_meta(p, &entry)) {
+            return Ok(());
+        }
+        self.emit(entry)
+    }
+
     fn emit(&mut self, entry: Entry) -> anyhow::Result<()> {
         if let Some(segment) = self.tree.push(&entry)? {
             self.store_tree_segment(segment)?;
@@ -520,6 +617,25 @@ impl Scanner {
         self.tree_ids.push(id);
         Ok(())
     }
+}
+
+/// The unchanged-file rule: same size, mtime, ctime and inode as the parent's record.
+fn file_unchanged(prev: &Entry, md: &fs::Metadata) -> bool {
+    prev.kind == EntryKind::File
+        && prev.size == md.len()
+        && prev.mtime_ns == time_ns(md.mtime(), md.mtime_nsec())
+        && prev.ctime_ns == time_ns(md.ctime(), md.ctime_nsec())
+        && prev.ino == md.ino()
+}
+
+/// Whether a directory or symlink is recorded identically.
+fn same_meta(a: &Entry, b: &Entry) -> bool {
+    a.kind == b.kind
+        && a.mode == b.mode
+        && a.mtime_ns == b.mtime_ns
+        && a.uid == b.uid
+        && a.gid == b.gid
+        && a.target == b.target
 }
 
 /// The upload side stopped; its own error says why.

@@ -1,4 +1,5 @@
 mod api;
+mod engine;
 mod jobs;
 mod roundtrip;
 mod storage;

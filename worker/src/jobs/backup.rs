@@ -2,11 +2,15 @@
 
 use anyhow::Context;
 use chrono::Utc;
+use std::sync::Arc;
 use strata_shared::db;
 use strata_shared::db::backups::Completion;
-use strata_shared::model::BackupPayload;
+
+use strata_shared::model::{BackupPayload, BackupType};
+use strata_shared::repo::chain::{load_chain, resolve};
 use strata_shared::repo::format::FORMAT_VERSION;
 use strata_shared::repo::manifest::Manifest;
+use strata_shared::repo::reader::ChunkReader;
 use strata_shared::repo::writer::{write_snapshot, SnapshotInput};
 
 use super::{JobContext, Outcome, Permanent};
@@ -57,12 +61,52 @@ pub async fn run(ctx: &JobContext, payload: BackupPayload) -> anyhow::Result<Out
         }
     }
 
+    // The parent: the newest complete backup of any type for an incremental, the newest
+    // full for a differential. Without one the backup runs as a full, and says so.
+    let mut conn = ctx.pool.acquire().await?;
+    let parent_row = match payload.backup_type {
+        BackupType::Full => None,
+        BackupType::Incremental => {
+            db::backups::latest_complete(&mut conn, source.id, false).await?
+        }
+        BackupType::Differential => {
+            db::backups::latest_complete(&mut conn, source.id, true).await?
+        }
+    };
+    drop(conn);
+    let parent_chain = match &parent_row {
+        Some(row) => {
+            let manifest = ctx
+                .repo
+                .get_manifest(&row.id)
+                .await
+                .with_context(|| format!("reading the parent backup {}", row.id))?;
+            Some(load_chain(&ctx.repo, manifest).await?)
+        }
+        None => None,
+    };
+    let effective_type = match parent_chain {
+        Some(_) => payload.backup_type,
+        None => BackupType::Full,
+    };
+    let parent_stream = parent_chain.as_ref().map(|chain| {
+        let reader = Arc::new(ChunkReader::new(ctx.repo.clone(), ctx.pool.clone()));
+        resolve(reader, tokio::runtime::Handle::current(), chain)
+    });
+    let mut chain: Vec<String> = parent_chain
+        .iter()
+        .flatten()
+        .map(|m| m.backup_id.clone())
+        .collect();
+    chain.push(backup.id.clone());
+
     let output = write_snapshot(
         &ctx.repo,
         &ctx.pool,
         SnapshotInput {
             root: files.path.clone(),
             exclude: files.exclude.clone(),
+            parent: parent_stream,
         },
         ctx.progress.clone(),
         ctx.cancel.clone(),
@@ -70,17 +114,17 @@ pub async fn run(ctx: &JobContext, payload: BackupPayload) -> anyhow::Result<Out
     .await?;
 
     ctx.progress.set_phase("manifest");
-    // Every incremental and differential runs as a full until the engine tracks parents;
-    // the record says what ran.
+    let parent_id = parent_row.map(|r| r.id);
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
         backup_id: backup.id.clone(),
         source_id: source.id,
         source_name: source.name.clone(),
         root: files.path.display().to_string(),
-        backup_type: "full".into(),
+        backup_type: effective_type.to_string(),
         requested_type: payload.backup_type.to_string(),
-        parent: None,
+        parent: parent_id.clone(),
+        chain: chain.clone(),
         created_at: backup.created_at,
         completed_at: Utc::now(),
         stats: output.stats.clone(),
@@ -102,7 +146,13 @@ pub async fn run(ctx: &JobContext, payload: BackupPayload) -> anyhow::Result<Out
         result: serde_json::json!({
             "backup_id": backup.id,
             "type": manifest.backup_type,
+            "requested_type": manifest.requested_type,
+            "parent": parent_id,
+            "chain": chain,
             "files": s.files,
+            "changed_files": s.changed_files,
+            "unchanged_files": s.unchanged_files,
+            "deleted": s.deleted,
             "dirs": s.dirs,
             "symlinks": s.symlinks,
             "logical_size": s.logical_size,
@@ -115,7 +165,7 @@ pub async fn run(ctx: &JobContext, payload: BackupPayload) -> anyhow::Result<Out
             backup.id.clone(),
             Completion {
                 backup_type: manifest.backup_type.clone(),
-                parent_id: None,
+                parent_id: manifest.parent.clone(),
                 logical_size: s.logical_size as i64,
                 stored_size: s.stored_size as i64,
                 file_count: s.files as i64,

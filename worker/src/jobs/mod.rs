@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod restore;
+pub mod verify;
 
 use std::sync::Arc;
 
@@ -36,6 +37,8 @@ pub struct Outcome {
 pub struct Permanent {
     pub code: &'static str,
     pub message: String,
+    /// A report to keep as the job's result (e.g. what verify found).
+    pub details: Option<serde_json::Value>,
 }
 
 impl Permanent {
@@ -43,6 +46,21 @@ impl Permanent {
         Self {
             code,
             message: message.into(),
+            details: None,
+        }
+        .into()
+    }
+
+    /// A failure with a report kept as the job's result.
+    pub fn with_details(
+        code: &'static str,
+        message: impl Into<String>,
+        details: serde_json::Value,
+    ) -> anyhow::Error {
+        Self {
+            code,
+            message: message.into(),
+            details: Some(details),
         }
         .into()
     }

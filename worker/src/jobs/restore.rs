@@ -4,6 +4,7 @@
 use anyhow::Context;
 use strata_shared::db;
 use strata_shared::model::RestorePayload;
+use strata_shared::repo::chain::load_chain;
 use strata_shared::repo::reader::{remove_all, restore_into, staging_path, swap_into_place};
 
 use super::{JobContext, Outcome, Permanent};
@@ -51,10 +52,12 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> anyhow::Result<Ou
     let staging = staging_path(&target, &ctx.job_id.to_string())?;
     // A previous attempt of this job may have left its staging directory behind.
     remove_all(&staging).context("clearing an earlier attempt's staging directory")?;
+    let chain = load_chain(&ctx.repo, manifest).await?;
     let restored = restore_into(
         &ctx.repo,
         &ctx.pool,
-        &manifest,
+        &chain,
+        &payload.include,
         &staging,
         ctx.progress.clone(),
         ctx.cancel.clone(),
@@ -74,6 +77,8 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> anyhow::Result<Ou
     Ok(Outcome {
         result: serde_json::json!({
             "backup_id": backup.id,
+            "chain": chain.iter().map(|m| m.backup_id.clone()).collect::<Vec<_>>(),
+            "include": payload.include,
             "target": target.display().to_string(),
             "files": stats.files,
             "dirs": stats.dirs,
