@@ -142,8 +142,15 @@ mod tests {
         assert!(enc.len() < text.len() / 4);
         assert_eq!(decode_blob(&key, id, &enc, text.len()).unwrap(), text);
 
-        let noise: Vec<u8> = (0..4096u32)
-            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        // xorshift64: incompressible.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let noise: Vec<u8> = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
             .collect();
         let enc_noise = encode_blob(&noise);
         assert_eq!(enc_noise[0], ENC_RAW);

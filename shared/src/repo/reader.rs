@@ -372,8 +372,8 @@ fn write_ops(
                         entry.size
                     );
                 }
-                file.sync_all()
-                    .with_context(|| format!("writing {}", path.display()))?;
+                // No fsync per file: one syncfs below makes the whole tree durable
+                // before it is swapped in, at a fraction of the cost.
                 drop(file);
                 fs::set_permissions(&path, fs::Permissions::from_mode(entry.mode))
                     .with_context(|| format!("setting the mode of {}", path.display()))?;
@@ -395,7 +395,20 @@ fn write_ops(
         set_mtime(path, *mtime, false)
             .with_context(|| format!("setting the time of {}", path.display()))?;
     }
+    sync_filesystem(root)?;
     Ok(stats)
+}
+
+/// Flushes the filesystem holding `path` to disk (`syncfs`).
+fn sync_filesystem(path: &Path) -> anyhow::Result<()> {
+    use std::os::fd::AsRawFd;
+    let dir = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: the descriptor is valid for the duration of the call.
+    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("flushing {} to disk", path.display()));
+    }
+    Ok(())
 }
 
 /// The staging directory of a restore into `target`: beside it, so the swap is a rename

@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use strata_tests::tree::{assert_tree_matches, noise, snapshot, write_noise, Node};
-use strata_tests::{Options, TestApp};
+use strata_tests::{Backend, Options, TestApp};
 
 async fn backup_ok(app: &TestApp, source: &str, kind: &str) -> (String, Value) {
     let b = app.backup(source, kind).await;
@@ -25,7 +25,20 @@ async fn restore_to(app: &TestApp, backup_id: &str, target: &Path) -> Value {
 
 #[tokio::test]
 async fn incremental_and_differential_chains_restore_each_moment_exactly() {
-    let app = TestApp::spawn(Options::default()).await;
+    chains_restore_each_moment_exactly(Backend::Local).await;
+}
+
+#[tokio::test]
+async fn chains_restore_each_moment_exactly_on_s3() {
+    chains_restore_each_moment_exactly(Backend::S3).await;
+}
+
+async fn chains_restore_each_moment_exactly(backend: Backend) {
+    let app = TestApp::spawn(Options {
+        backend,
+        ..Default::default()
+    })
+    .await;
     let src = app.dir.path().join("src");
     std::fs::create_dir_all(src.join("keep")).unwrap();
     std::fs::create_dir_all(src.join("doomed/inner")).unwrap();
@@ -395,4 +408,40 @@ async fn random_edit_sequences_restore_exactly_at_every_backup() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn special_files_are_skipped_with_a_warning_and_the_backup_completes() {
+    let app = TestApp::spawn(Options::default()).await;
+    let src = app.dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("regular.txt"), "kept").unwrap();
+    let fifo =
+        std::ffi::CString::new(src.join("a-fifo").into_os_string().into_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let _socket = std::os::unix::net::UnixListener::bind(src.join("a-socket")).unwrap();
+    app.create_source("src", &src).await;
+    let (id, job) = backup_ok(&app, "src", "full").await;
+    let warnings = job["warnings"].as_array().unwrap();
+    let mut paths: Vec<&str> = warnings
+        .iter()
+        .map(|w| w["path"].as_str().unwrap())
+        .collect();
+    paths.sort();
+    assert_eq!(paths, vec!["a-fifo", "a-socket"], "{job}");
+    assert!(
+        warnings.iter().all(|w| w["code"] == "skipped_special_file"),
+        "{job}"
+    );
+    let (_, b) = app.get(&format!("/api/v1/backup/{id}")).await;
+    assert_eq!(b["status"], "complete");
+    assert_eq!(b["warnings"].as_array().unwrap().len(), 2, "{b}");
+    let target = app.dir.path().join("out");
+    restore_to(&app, &id, &target).await;
+    assert_eq!(
+        std::fs::read_to_string(target.join("regular.txt")).unwrap(),
+        "kept"
+    );
+    assert!(!target.join("a-fifo").exists());
 }
