@@ -79,6 +79,9 @@ pub struct Config {
     /// `file:///…` or `s3://bucket/prefix`.
     pub storage_url: String,
     pub s3: S3Options,
+    /// Master key of an encrypted repository (`STRATA_ENCRYPTION_KEY`); a repository
+    /// created while it is set is encrypted.
+    pub encryption_key: Option<Secret>,
     /// How long a worker's claim on a job lasts without a heartbeat.
     pub job_lease: Duration,
     /// How many times a job is tried before it ends `failed`.
@@ -159,6 +162,10 @@ impl Config {
                 secret_access_key: var("STRATA_S3_SECRET_ACCESS_KEY"),
                 force_path_style: parse_var("STRATA_S3_FORCE_PATH_STYLE", false)?,
             },
+            encryption_key: std::env::var("STRATA_ENCRYPTION_KEY")
+                .ok()
+                .filter(|k| !k.is_empty())
+                .map(Secret::new),
             job_lease: Duration::from_secs(lease_secs),
             job_max_attempts: max_attempts,
             worker_concurrency: concurrency,

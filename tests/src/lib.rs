@@ -259,12 +259,53 @@ impl TestApp {
 
     /// Starts one more worker; returns its index.
     pub fn spawn_worker(&mut self) -> usize {
+        self.spawn_worker_with(&[])
+    }
+
+    /// Starts one more worker with extra environment; returns its index.
+    pub fn spawn_worker_with(&mut self, extra: &[(&str, &str)]) -> usize {
         let child = self
-            .command("strata-worker", &[])
+            .command("strata-worker", extra)
             .spawn()
             .expect("starting strata-worker");
         self.workers.push(Some(child));
         self.workers.len() - 1
+    }
+
+    /// Waits (up to `timeout`) for a worker to exit by itself; returns its exit status.
+    pub async fn wait_worker_exit(
+        &mut self,
+        index: usize,
+        timeout: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(child) = self.workers[index].as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Some(status);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+
+    /// Runs `strata-worker ARGS` to completion with the app's environment plus `extra`;
+    /// returns its exit status and its log.
+    pub fn run_worker_command(
+        &mut self,
+        args: &[&str],
+        extra: &[(&str, &str)],
+    ) -> (std::process::ExitStatus, String) {
+        let seq = self.log_seq + 1;
+        let status = self
+            .command("strata-worker", extra)
+            .args(args)
+            .status()
+            .expect("running strata-worker");
+        let log = std::fs::read_to_string(self.dir.path().join(format!("strata-worker-{seq}.log")))
+            .unwrap_or_default();
+        (status, log)
     }
 
     /// Kills a worker with SIGKILL: no cleanup, as in a crash.

@@ -1,13 +1,17 @@
-//! `strata-worker`: consumes jobs and runs backups and restores.
+//! `strata-worker`: consumes jobs and runs backups, restores and verifications.
+//!
+//! `strata-worker` runs the worker; `strata-worker rotate-key` re-wraps an encrypted
+//! repository's data keys with a new master key (see docs/FORMAT.md).
 
 mod jobs;
 mod runner;
 
 use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use strata_shared::config::Config;
-use strata_shared::repo::Repository;
+use strata_shared::repo::crypto::{open_any, KeySlot, MasterKey};
+use strata_shared::repo::{Repository, CONFIG_KEY};
 use strata_shared::{db, storage, telemetry};
 use tokio::sync::watch;
 
@@ -15,14 +19,37 @@ use tokio::sync::watch;
 async fn main() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     telemetry::init("strata-worker", &config.log_format);
-    if let Err(e) = run(config).await {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] | ["run"] => run(config).await,
+        ["rotate-key"] => rotate_key(config, false).await,
+        ["rotate-key", "--keep-old"] => rotate_key(config, true).await,
+        _ => Err(anyhow::anyhow!(
+            "usage: strata-worker [run] | strata-worker rotate-key [--keep-old]"
+        )),
+    };
+    if let Err(e) = &result {
         tracing::error!(error = %format!("{e:#}"), "strata-worker stopped");
-        return Err(e);
     }
-    Ok(())
+    result
+}
+
+fn master_key(config: &Config) -> anyhow::Result<Option<MasterKey>> {
+    config
+        .encryption_key
+        .as_ref()
+        .map(|k| MasterKey::new(k.expose()))
+        .transpose()
+        .map_err(anyhow::Error::from)
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    let master = master_key(&config)?;
     db::ensure_database(&config.database_url).await?;
     let pool = db::connect(
         &config.database_url,
@@ -33,9 +60,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let storage = storage::open(&config.storage_url, &config.s3)
         .await
         .context("opening storage")?;
-    let repo = Repository::open_or_init(storage, &pool).await?;
+    // A worker that cannot open the repository (wrong key, missing key) refuses to
+    // start, so it never claims a job it cannot run.
+    let repo = Repository::open_or_init(storage, &pool, master.as_ref()).await?;
     let worker_id = runner::worker_id();
-    tracing::info!(%worker_id, storage = %repo.storage.describe(), queue = %config.queue_name, "worker ready");
+    tracing::info!(
+        %worker_id,
+        storage = %repo.storage.describe(),
+        encrypted = repo.config.encryption.is_some(),
+        queue = %config.queue_name,
+        "worker ready"
+    );
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let sweeper = tokio::spawn(runner::sweeper(
@@ -56,6 +91,45 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let _ = consuming.await;
     let _ = sweeper.await;
     tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// Adds a key slot for `STRATA_NEW_ENCRYPTION_KEY`, opened with the current
+/// `STRATA_ENCRYPTION_KEY`, and (unless `keep_old`) removes the slots of every other key.
+/// No data is re-encrypted: the slots wrap the same data keys.
+async fn rotate_key(config: Config, keep_old: bool) -> anyhow::Result<()> {
+    let Some(current) = master_key(&config)? else {
+        bail!("set STRATA_ENCRYPTION_KEY to the current master key");
+    };
+    let new = std::env::var("STRATA_NEW_ENCRYPTION_KEY")
+        .ok()
+        .filter(|k| !k.is_empty())
+        .context("set STRATA_NEW_ENCRYPTION_KEY to the new master key")?;
+    let new = MasterKey::new(&new)?;
+    let storage = storage::open(&config.storage_url, &config.s3)
+        .await
+        .context("opening storage")?;
+    let mut repo_config = Repository::read_config(&storage).await?;
+    let Some(enc) = repo_config.encryption.as_mut() else {
+        bail!("the repository at {} is not encrypted", storage.describe());
+    };
+    let keys = open_any(&enc.key_slots, &current)?;
+    let slot = KeySlot::create(&new, &keys)?;
+    if keep_old {
+        enc.key_slots.push(slot);
+    } else {
+        enc.key_slots = vec![slot];
+    }
+    storage
+        .put(CONFIG_KEY, serde_json::to_vec_pretty(&repo_config)?.into())
+        .await
+        .context("writing the repository config")?;
+    // Prove the new key opens it before telling the operator to switch.
+    Repository::open(storage, Some(&new)).await?;
+    tracing::info!(
+        keep_old,
+        "master key rotated: set STRATA_ENCRYPTION_KEY to the new key everywhere"
+    );
     Ok(())
 }
 

@@ -4,8 +4,10 @@ use std::fmt;
 
 use anyhow::{bail, Context};
 
-/// The repository format version this build writes. Readers accept every version up to it.
+/// The repository format version this build writes: 1 for a plain repository, 2 for an
+/// encrypted one. Readers accept every version up to the newest.
 pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION_ENCRYPTED: u32 = 2;
 
 /// Content-defined chunking sizes (FastCDC 2020): small enough that an insertion in a
 /// large file changes few chunks, large enough that the chunk index stays small.
@@ -126,6 +128,57 @@ pub fn decode_blob(
         bail!("chunk {id} does not match its hash: the pack is damaged");
     }
     Ok(raw)
+}
+
+/// Encodes and decodes stored blobs for one repository: compression, and sealing with
+/// the repository's cipher when it is encrypted (the chunk id is the associated data,
+/// so a blob cannot be swapped for another).
+#[derive(Clone)]
+pub struct BlobCodec {
+    id_key: [u8; 32],
+    cipher: Option<super::crypto::Cipher>,
+}
+
+impl std::fmt::Debug for BlobCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobCodec")
+            .field("encrypted", &self.cipher.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlobCodec {
+    pub fn new(id_key: [u8; 32], cipher: Option<super::crypto::Cipher>) -> Self {
+        Self { id_key, cipher }
+    }
+
+    pub fn id(&self, raw: &[u8]) -> ChunkId {
+        ChunkId::compute(&self.id_key, raw)
+    }
+
+    pub fn encode(&self, id: ChunkId, raw: &[u8]) -> Vec<u8> {
+        let encoded = encode_blob(raw);
+        match &self.cipher {
+            Some(c) => c.seal(&id.0, &encoded),
+            None => encoded,
+        }
+    }
+
+    pub fn decode(&self, id: ChunkId, stored: &[u8], raw_length: usize) -> anyhow::Result<Vec<u8>> {
+        match &self.cipher {
+            Some(c) => {
+                let opened = c.open(&id.0, stored).with_context(|| {
+                    format!("chunk {id} fails authentication: the pack is damaged")
+                })?;
+                decode_blob(&self.id_key, id, &opened, raw_length)
+            }
+            None => decode_blob(&self.id_key, id, stored, raw_length),
+        }
+    }
+
+    pub fn cipher(&self) -> Option<&super::crypto::Cipher> {
+        self.cipher.as_ref()
+    }
 }
 
 #[cfg(test)]

@@ -8,10 +8,14 @@
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
+use super::crypto::Cipher;
 use super::format::{BlobKind, ChunkId};
 
 const MAGIC: &[u8; 8] = b"STRATAPK";
 const PACK_VERSION: u8 = 1;
+/// Version 2: the trailer is sealed with the repository's cipher.
+const PACK_VERSION_ENCRYPTED: u8 = 2;
+const TRAILER_AAD: &[u8] = b"strata-pack-trailer-v2";
 
 /// One blob's place in a pack.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,10 +69,18 @@ impl PackBuilder {
         self.entries.is_empty()
     }
 
-    /// Closes the pack: returns its id (BLAKE3 of its bytes), bytes and entries.
-    pub fn finish(mut self) -> anyhow::Result<(String, Vec<u8>, Vec<PackEntry>)> {
+    /// Closes the pack: returns its id (BLAKE3 of its bytes), bytes and entries. With a
+    /// cipher the trailer is sealed, so chunk ids and sizes are not readable without the key.
+    pub fn finish(
+        mut self,
+        cipher: Option<&Cipher>,
+    ) -> anyhow::Result<(String, Vec<u8>, Vec<PackEntry>)> {
         let json = serde_json::to_vec(&self.entries)?;
-        let trailer = zstd::bulk::compress(&json, 3)?;
+        let mut trailer = zstd::bulk::compress(&json, 3)?;
+        if let Some(c) = cipher {
+            self.buf[8] = PACK_VERSION_ENCRYPTED;
+            trailer = c.seal(TRAILER_AAD, &trailer);
+        }
         self.buf.extend_from_slice(&trailer);
         self.buf
             .extend_from_slice(&u32::try_from(trailer.len())?.to_le_bytes());
@@ -84,12 +96,12 @@ pub fn pack_key(pack_id: &str) -> String {
 }
 
 /// Reads a pack's trailer: the list of its blobs.
-pub fn read_trailer(pack: &[u8]) -> anyhow::Result<Vec<PackEntry>> {
+pub fn read_trailer(pack: &[u8], cipher: Option<&Cipher>) -> anyhow::Result<Vec<PackEntry>> {
     let n = pack.len();
     if n < MAGIC.len() * 2 + 1 + 4 || &pack[..8] != MAGIC || &pack[n - 8..] != MAGIC {
         bail!("not a Strata pack (bad magic)");
     }
-    if pack[8] > PACK_VERSION {
+    if pack[8] > PACK_VERSION_ENCRYPTED {
         bail!("pack version {} is newer than this build reads", pack[8]);
     }
     let tlen = u32::from_le_bytes(pack[n - 12..n - 8].try_into()?) as usize;
@@ -97,7 +109,17 @@ pub fn read_trailer(pack: &[u8]) -> anyhow::Result<Vec<PackEntry>> {
         .checked_sub(12 + tlen)
         .filter(|s| *s >= 9)
         .context("pack trailer length out of range")?;
-    let json = zstd::bulk::decompress(&pack[start..n - 12], 64 * 1024 * 1024)
+    let sealed = &pack[start..n - 12];
+    let opened;
+    let compressed = match (pack[8], cipher) {
+        (PACK_VERSION_ENCRYPTED, Some(c)) => {
+            opened = c.open(TRAILER_AAD, sealed).context("pack trailer")?;
+            &opened[..]
+        }
+        (PACK_VERSION_ENCRYPTED, None) => bail!("the pack is encrypted and no key was given"),
+        _ => sealed,
+    };
+    let json = zstd::bulk::decompress(compressed, 64 * 1024 * 1024)
         .context("pack trailer does not decompress")?;
     let entries: Vec<PackEntry> = serde_json::from_slice(&json).context("pack trailer")?;
     for e in &entries {
@@ -127,9 +149,9 @@ mod tests {
                 blob.len(),
             );
         }
-        let (id, bytes, entries) = b.finish().unwrap();
+        let (id, bytes, entries) = b.finish(None).unwrap();
         assert_eq!(id, blake3::hash(&bytes).to_hex().to_string());
-        let read = read_trailer(&bytes).unwrap();
+        let read = read_trailer(&bytes, None).unwrap();
         assert_eq!(read, entries);
         for (e, blob) in read.iter().zip(&blobs) {
             let stored = &bytes[e.offset as usize..][..e.length as usize];
@@ -138,7 +160,26 @@ mod tests {
                 blob
             );
         }
-        assert!(read_trailer(&bytes[..bytes.len() - 1]).is_err());
+        assert!(read_trailer(&bytes[..bytes.len() - 1], None).is_err());
         assert!(pack_key(&id).starts_with(&format!("packs/{}/", &id[..2])));
+    }
+
+    #[test]
+    fn an_encrypted_pack_needs_the_key_to_list_its_blobs() {
+        let keys = crate::repo::crypto::DataKeys::generate();
+        let cipher = Cipher::new(&keys);
+        let mut b = PackBuilder::new();
+        let blob = b"secret content".to_vec();
+        b.add(
+            ChunkId::compute(&keys.id_key, &blob),
+            BlobKind::Data,
+            &blob,
+            blob.len(),
+        );
+        let (_, bytes, entries) = b.finish(Some(&cipher)).unwrap();
+        assert_eq!(read_trailer(&bytes, Some(&cipher)).unwrap(), entries);
+        assert!(read_trailer(&bytes, None).is_err());
+        let other = Cipher::new(&crate::repo::crypto::DataKeys::generate());
+        assert!(read_trailer(&bytes, Some(&other)).is_err());
     }
 }

@@ -18,7 +18,7 @@ use futures::{StreamExt, TryStreamExt};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, OnceCell};
 
-use super::format::{decode_blob, ChunkId};
+use super::format::ChunkId;
 use super::manifest::Manifest;
 use super::pack::pack_key;
 use super::tree::{Entry, EntryKind};
@@ -122,9 +122,9 @@ impl ChunkReader {
             );
         }
         let stored = pack.slice(loc.offset..end);
-        let key = *self.repo.id_key();
+        let codec = self.repo.codec().clone();
         let raw_length = loc.raw_length;
-        tokio::task::spawn_blocking(move || decode_blob(&key, id, &stored, raw_length))
+        tokio::task::spawn_blocking(move || codec.decode(id, &stored, raw_length))
             .await?
             .with_context(|| format!("in pack {}", loc.pack_id))
     }

@@ -9,7 +9,7 @@ use anyhow::Context;
 use serde::Serialize;
 use sqlx::PgPool;
 
-use super::format::{decode_blob, ChunkId};
+use super::format::ChunkId;
 use super::manifest::Manifest;
 use super::pack::pack_key;
 use super::reader::{ChunkReader, Location};
@@ -152,7 +152,7 @@ pub async fn verify(
         .sum();
     progress.bytes_total.store(total, Ordering::Relaxed);
     progress.files_total.store(files, Ordering::Relaxed);
-    let key = *repo.id_key();
+    let codec = repo.codec().clone();
     for (pack_id, chunks) in by_pack {
         if cancel.load(Ordering::Relaxed) {
             return Err(Stopped.into());
@@ -178,12 +178,13 @@ pub async fn verify(
         let checked = {
             let pack = pack.clone();
             let chunks = chunks.clone();
+            let codec = codec.clone();
             tokio::task::spawn_blocking(move || {
                 let mut bad = Vec::new();
                 for (id, loc) in &chunks {
                     let ok = pack
                         .get(loc.offset..loc.offset + loc.length)
-                        .map(|stored| decode_blob(&key, *id, stored, loc.raw_length).is_ok())
+                        .map(|stored| codec.decode(*id, stored, loc.raw_length).is_ok())
                         .unwrap_or(false);
                     if !ok {
                         bad.push(*id);

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
 use super::chain::EntryStream;
-use super::format::{encode_blob, BlobKind, ChunkId, PACK_TARGET};
+use super::format::{BlobCodec, BlobKind, ChunkId, PACK_TARGET};
 use super::manifest::{SnapshotStats, Warning};
 use super::pack::{pack_key, PackBuilder};
 use super::tree::{dfs_cmp, is_below, Entry, EntryKind, RelPath, RelPathOrAbs, TreeWriter};
@@ -125,18 +125,19 @@ pub async fn write_snapshot(
     let (raw_tx, raw_rx) = mpsc::channel::<RawBlob>(4);
     let (enc_tx, mut enc_rx) = mpsc::channel::<EncodedBlob>(4);
 
-    let key = *repo.id_key();
+    let codec = repo.codec().clone();
     let chunker = repo.config.chunker;
     let scan_progress = progress.clone();
     let scan_cancel = cancel.clone();
     let parent = input.parent;
     let root = input.root;
+    let scan_codec = codec.clone();
     let scanner = tokio::task::spawn_blocking(move || {
         let mut scan = Scanner {
+            codec: scan_codec,
             delta: parent.is_some(),
             parent: parent.map(Iterator::peekable),
             gone: None,
-            key,
             min: chunker.min,
             avg: chunker.avg,
             max: chunker.max,
@@ -164,10 +165,11 @@ pub async fn write_snapshot(
     for _ in 0..workers {
         let rx = raw_rx.clone();
         let tx = enc_tx.clone();
+        let codec = codec.clone();
         compressors.spawn_blocking(move || loop {
             let next = rx.lock().unwrap_or_else(|e| e.into_inner()).blocking_recv();
             let Some(blob) = next else { return };
-            let encoded = encode_blob(&blob.data);
+            let encoded = codec.encode(blob.id, &blob.data);
             let out = EncodedBlob {
                 id: blob.id,
                 kind: blob.kind,
@@ -230,7 +232,9 @@ pub async fn write_snapshot(
 
 /// Closes, uploads and indexes one pack; returns its size.
 async fn upload_pack(repo: &Repository, pool: &PgPool, pack: PackBuilder) -> anyhow::Result<u64> {
-    let (id, bytes, entries) = tokio::task::spawn_blocking(move || pack.finish()).await??;
+    let cipher = repo.codec().cipher().cloned();
+    let (id, bytes, entries) =
+        tokio::task::spawn_blocking(move || pack.finish(cipher.as_ref())).await??;
     let size = bytes.len() as u64;
     let key = pack_key(&id);
     repo.storage
@@ -257,7 +261,7 @@ async fn upload_pack(repo: &Repository, pool: &PgPool, pack: PackBuilder) -> any
 
 /// The blocking stage: walks, reads, chunks and hashes.
 struct Scanner {
-    key: [u8; 32],
+    codec: BlobCodec,
     min: u32,
     avg: u32,
     max: u32,
@@ -528,7 +532,7 @@ impl Scanner {
 
     fn add_chunk(&mut self, kind: BlobKind, data: Vec<u8>) -> anyhow::Result<ChunkId> {
         self.check_cancel()?;
-        let id = ChunkId::compute(&self.key, &data);
+        let id = self.codec.id(&data);
         if kind == BlobKind::Data {
             self.progress
                 .bytes_done

@@ -1,4 +1,5 @@
 mod api;
+mod encryption;
 mod engine;
 mod jobs;
 mod roundtrip;
