@@ -16,6 +16,8 @@ pub struct ApiError {
     pub details: Map<String, Value>,
     /// The cause of a 5xx, logged and never shown.
     pub source: Option<anyhow::Error>,
+    /// Seconds for a `Retry-After` header (429).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -27,6 +29,7 @@ impl ApiError {
             field: None,
             details: Map::new(),
             source: None,
+            retry_after: None,
         }
     }
 
@@ -84,7 +87,11 @@ impl ResponseError for ApiError {
         for (k, v) in &self.details {
             body.insert(k.clone(), v.clone());
         }
-        HttpResponse::build(self.status).json(json!({ "error": body }))
+        let mut res = HttpResponse::build(self.status);
+        if let Some(secs) = self.retry_after {
+            res.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
+        }
+        res.json(json!({ "error": body }))
     }
 }
 

@@ -29,10 +29,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(&config.bind)
         .with_context(|| format!("binding STRATA_BIND={}", config.bind))?;
     let addr = listener.local_addr()?;
-    if let Some(file) = &config.addr_file {
-        std::fs::write(file, addr.to_string())
-            .with_context(|| format!("writing STRATA_ADDR_FILE {}", file.display()))?;
-    }
 
     let relay_state = Arc::new(RelayState::default());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -43,11 +39,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         stop_rx,
     ));
 
+    let auth = crate::auth::setup(&config, &pool).await?;
+    crate::auth::bootstrap_admin(&config, &pool, &format!("http://{addr}")).await?;
+    // Written once the API can answer: scripts and tests wait for it.
+    if let Some(file) = &config.addr_file {
+        std::fs::write(file, addr.to_string())
+            .with_context(|| format!("writing STRATA_ADDR_FILE {}", file.display()))?;
+    }
     let state = web::Data::new(AppState {
         config,
         pool,
         storage,
         relay: relay_state,
+        auth,
     });
     let server = HttpServer::new(move || {
         App::new()
@@ -60,6 +64,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .app_data(web::QueryConfig::default().error_handler(query_error))
             .app_data(web::PathConfig::default().error_handler(path_error))
             .app_data(web::PayloadConfig::default().limit(JSON_LIMIT))
+            // Authorization runs inside the request trace, so denied requests are logged too.
+            .wrap(actix_web::middleware::from_fn(crate::auth::authorize))
             .wrap(actix_web::middleware::from_fn(
                 crate::middleware::trace_requests,
             ))

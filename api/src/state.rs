@@ -5,6 +5,7 @@ use std::sync::Arc;
 use strata_shared::config::Config;
 use strata_shared::storage::DynStorage;
 
+use crate::auth::AuthState;
 use crate::relay::RelayState;
 
 pub struct AppState {
@@ -12,4 +13,5 @@ pub struct AppState {
     pub pool: sqlx::PgPool,
     pub storage: DynStorage,
     pub relay: Arc<RelayState>,
+    pub auth: AuthState,
 }

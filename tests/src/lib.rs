@@ -84,7 +84,10 @@ impl Default for Options {
 /// A running Strata: one API, some workers, their own database, queue and storage.
 pub struct TestApp {
     pub base: String,
+    /// Sends the bootstrap admin key with every request.
     pub client: reqwest::Client,
+    /// The bootstrap admin API key.
+    pub admin_key: String,
     pub db_name: String,
     pub database_url: String,
     pub queue: String,
@@ -97,6 +100,20 @@ pub struct TestApp {
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// An HTTP client that sends `key` as a bearer credential with every request.
+pub fn authed_client(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {key}").parse().expect("header value"),
+    );
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .default_headers(headers)
+        .build()
+        .expect("HTTP client")
 }
 
 /// Creates a fresh database and returns its URL.
@@ -123,7 +140,9 @@ impl TestApp {
         let db_name = unique("strata_test");
         let database_url = create_database(&db_name).await;
         let queue = unique("strata.test");
+        let admin_key = strata_shared::auth::keys::generate().token;
         let mut env: Vec<(String, String)> = vec![
+            ("STRATA_BOOTSTRAP_ADMIN_KEY".into(), admin_key.clone()),
             ("STRATA_DATABASE_URL".into(), database_url.clone()),
             ("STRATA_AMQP_URL".into(), amqp_url()),
             ("STRATA_QUEUE".into(), queue.clone()),
@@ -166,10 +185,8 @@ impl TestApp {
         env.extend(opts.env.iter().cloned());
         let mut app = Self {
             base: String::new(),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("HTTP client"),
+            client: authed_client(&admin_key),
+            admin_key,
             db_name,
             database_url,
             queue,
@@ -356,6 +373,21 @@ impl TestApp {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
         (status, json)
+    }
+
+    /// Every process's whole log.
+    pub fn full_logs(&self) -> String {
+        let mut out = String::new();
+        for e in std::fs::read_dir(self.dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if e.path().extension().is_some_and(|x| x == "log") {
+                out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+        out
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {

@@ -1,39 +1,90 @@
-//! One module per resource.
+//! One module per resource, and the route table: every route with the access it needs.
+//! Registration and permissions come from the same list, so a route cannot exist
+//! without a permission entry.
 
+pub mod audit;
 pub mod backups;
+pub mod files;
 pub mod health;
 pub mod jobs;
+pub mod keys;
 pub mod sources;
 
 use actix_web::web;
+use strata_shared::auth::Role;
 
 use crate::error::ApiError;
 
-/// Every route of the API.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/livez", web::get().to(health::livez))
-        .route("/readyz", web::get().to(health::readyz))
-        .service(
-            web::scope("/api/v1")
-                .route("/health", web::get().to(health::health))
-                .route("/sources", web::post().to(sources::create))
-                .route("/sources", web::get().to(sources::list))
-                .route("/sources/{id}", web::get().to(sources::get))
-                .route("/backup/create", web::post().to(backups::create))
-                .route("/backup", web::post().to(backups::create))
-                .route("/backup/list", web::get().to(backups::list))
-                .route("/backup/restore/{job_id}/status", web::get().to(jobs::get))
-                .route(
-                    "/backup/restore/{backup_id}",
-                    web::post().to(backups::restore),
-                )
-                .route(
-                    "/backup/{backup_id}/verify",
-                    web::post().to(backups::verify),
-                )
-                .route("/backup/{backup_id}", web::get().to(backups::get))
-                .route("/jobs/{job_id}", web::get().to(jobs::get)),
-        );
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No credential (Kubernetes probes).
+    Public,
+    /// A bearer credential (API key or JWT) with at least this role.
+    Role(Role),
+    /// A bearer credential with at least this role, or a file token issued to one.
+    Download(Role),
+}
+
+/// One route of the API.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteSpec {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+macro_rules! route_table {
+    ($( $method:ident $path:literal => $handler:path, $access:expr; )*) => {
+        /// Every route, with the access it needs (the README's table says the same).
+        pub const ROUTES: &[RouteSpec] = &[
+            $( RouteSpec { method: stringify!($method), path: $path, access: $access }, )*
+        ];
+
+        /// Registers every route of [`ROUTES`].
+        pub fn configure(cfg: &mut web::ServiceConfig) {
+            $( cfg.route($path, route_table!(@method $method).to($handler)); )*
+        }
+    };
+    (@method GET) => { web::get() };
+    (@method POST) => { web::post() };
+    (@method PUT) => { web::put() };
+    (@method DELETE) => { web::delete() };
+}
+
+use Access::{Public, Role as R};
+use Role::{Admin, BackupOperator, Viewer};
+
+// Order matters where paths overlap: literal segments before `{parameters}`.
+route_table! {
+    GET "/livez" => health::livez, Public;
+    GET "/readyz" => health::readyz, Public;
+    GET "/api/v1/health" => health::health, R(Viewer);
+    POST "/api/v1/sources" => sources::create, R(Admin);
+    GET "/api/v1/sources" => sources::list, R(Viewer);
+    GET "/api/v1/sources/{id}" => sources::get, R(Viewer);
+    POST "/api/v1/backup/create" => backups::create, R(BackupOperator);
+    POST "/api/v1/backup" => backups::create, R(BackupOperator);
+    GET "/api/v1/backup/list" => backups::list, R(Viewer);
+    GET "/api/v1/backup/restore/{job_id}/status" => jobs::get, R(Viewer);
+    POST "/api/v1/backup/restore/{backup_id}" => backups::restore, R(Admin);
+    POST "/api/v1/backup/{backup_id}/verify" => backups::verify, R(BackupOperator);
+    GET "/api/v1/backup/{backup_id}" => backups::get, R(Viewer);
+    GET "/api/v1/jobs/{job_id}" => jobs::get, R(Viewer);
+    POST "/api/v1/keys" => keys::create, R(Admin);
+    GET "/api/v1/keys" => keys::list, R(Admin);
+    DELETE "/api/v1/keys/{id}" => keys::revoke, R(Admin);
+    POST "/api/v1/files/token" => files::token, R(Viewer);
+    GET "/api/v1/audit" => audit::list, R(Admin);
+}
+
+/// The access a request needs: by method and matched route pattern. `None` for a path
+/// no route matches (it will be a 404).
+pub fn access_for(method: &str, pattern: &str) -> Option<Access> {
+    ROUTES
+        .iter()
+        .find(|r| r.method == method && r.path == pattern)
+        .map(|r| r.access)
 }
 
 /// Unknown routes answer with the wire error type.

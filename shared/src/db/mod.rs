@@ -2,10 +2,13 @@
 //!
 //! Queries use sqlx's runtime-checked API; the integration tests exercise every one.
 
+pub mod audit;
 pub mod backups;
 pub mod chunks;
 pub mod jobs;
+pub mod keys;
 pub mod outbox;
+pub mod settings;
 pub mod sources;
 
 use std::str::FromStr;

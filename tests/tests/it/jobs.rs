@@ -84,7 +84,7 @@ async fn jobs_accepted_while_rabbitmq_is_unreachable_run_once_it_is_back() {
     write_noise(&src.join("a.bin"), 1, 200_000);
     app.create_source("src", &src).await;
 
-    let client = reqwest::Client::new();
+    let client = app.client.clone();
     let res = client
         .post(format!("{cut_off}/api/v1/backup/create"))
         .json(&json!({ "source": "src", "type": "full" }))
@@ -210,7 +210,7 @@ async fn several_replicas_starting_at_once_migrate_one_database() {
         children.push(app.api_ready(pending).await);
     }
     for (b, _) in &children {
-        let res = reqwest::get(format!("{b}/readyz")).await.unwrap();
+        let res = app.client.get(format!("{b}/readyz")).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
     }
     let mut conn: sqlx::PgConnection =

@@ -1,0 +1,9 @@
+//! Strata's HTTP API as a library: `startup::run` serves it; tests read the route table.
+
+pub mod auth;
+pub mod error;
+pub mod middleware;
+pub mod relay;
+pub mod routes;
+pub mod startup;
+pub mod state;
