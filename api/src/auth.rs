@@ -181,6 +181,13 @@ async fn audit(
     }
 }
 
+fn set_request_id(headers: &mut actix_web::http::header::HeaderMap, id: &str) {
+    headers.insert(
+        actix_web::http::header::HeaderName::from_static("x-request-id"),
+        HeaderValue::from_str(id).expect("a uuid is a header value"),
+    );
+}
+
 /// The middleware.
 pub async fn authorize<B: MessageBody + 'static>(
     req: ServiceRequest,
@@ -227,10 +234,7 @@ pub async fn authorize<B: MessageBody + 'static>(
                     )
                     .await;
                     let mut res = actix_web::HttpResponse::from_error(e);
-                    res.headers_mut().insert(
-                        "x-request-id".parse().expect("header name"),
-                        HeaderValue::from_str(&request_id).expect("uuid is a header value"),
-                    );
+                    set_request_id(res.headers_mut(), &request_id);
                     return Ok(req.into_response(res).map_into_right_body());
                 }
             }
@@ -240,10 +244,7 @@ pub async fn authorize<B: MessageBody + 'static>(
         req.extensions_mut().insert(p.clone());
     }
     let mut res = next.call(req).await?;
-    res.headers_mut().insert(
-        "x-request-id".parse().expect("header name"),
-        HeaderValue::from_str(&request_id).expect("uuid is a header value"),
-    );
+    set_request_id(res.headers_mut(), &request_id);
     if access.is_some() && method != "GET" && method != "HEAD" {
         let status = res.status().as_u16();
         let outcome = match status {

@@ -15,8 +15,26 @@ use strata_shared::repo::{Repository, CONFIG_KEY};
 use strata_shared::{db, storage, telemetry};
 use tokio::sync::watch;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Chunk buffers are 0.5–8 MiB and are made and freed by many threads (compression,
+/// decoding); glibc gives each thread an arena that keeps its freed buffers resident, so
+/// peak memory grows with the number of threads. Two arenas keep the reuse (fast) and
+/// bound the memory.
+fn tune_allocator() {
+    // SAFETY: mallopt only changes allocator parameters; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    tune_allocator();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async_main())
+}
+
+async fn async_main() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     telemetry::init("strata-worker", &config.log_format);
     let args: Vec<String> = std::env::args().skip(1).collect();

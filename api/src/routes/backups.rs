@@ -298,20 +298,7 @@ pub async fn restore(
         .enumerate()
         .map(|(i, p)| parse_relative_path(p, &format!("include[{i}]")))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut conn = state.pool.acquire().await?;
-    let backup = db::backups::get(&mut conn, &path).await?.ok_or_else(|| {
-        ApiError::not_found("backup_not_found", format!("no backup {:?}", path.as_str()))
-    })?;
-    drop(conn);
-    if backup.status != BackupStatus::Complete.as_str() {
-        return Err(ApiError::conflict(
-            "backup_not_complete",
-            format!(
-                "backup {:?} is {}; only complete backups can be restored",
-                backup.id, backup.status
-            ),
-        ));
-    }
+    let backup = complete_backup(&state, &path, "restored").await?;
     let job_id = Uuid::now_v7();
     let payload = RestorePayload {
         backup_id: BackupId::parse(&backup.id, "backup_id")?,
@@ -365,20 +352,7 @@ pub async fn verify(
             ))
         }
     }
-    let mut conn = state.pool.acquire().await?;
-    let backup = db::backups::get(&mut conn, &path).await?.ok_or_else(|| {
-        ApiError::not_found("backup_not_found", format!("no backup {:?}", path.as_str()))
-    })?;
-    drop(conn);
-    if backup.status != BackupStatus::Complete.as_str() {
-        return Err(ApiError::conflict(
-            "backup_not_complete",
-            format!(
-                "backup {:?} is {}; only complete backups can be verified",
-                backup.id, backup.status
-            ),
-        ));
-    }
+    let backup = complete_backup(&state, &path, "verified").await?;
     let job_id = Uuid::now_v7();
     let payload = VerifyPayload {
         backup_id: BackupId::parse(&backup.id, "backup_id")?,
@@ -402,6 +376,29 @@ pub async fn verify(
         "backup_id": backup.id,
         "status_url": status_url(job_id),
     })))
+}
+
+/// The backup named `id`, which must be complete: `404` when there is none, `409`
+/// when it is pending or failed.
+async fn complete_backup(
+    state: &AppState,
+    id: &str,
+    purpose: &str,
+) -> ApiResult<db::backups::BackupRow> {
+    let mut conn = state.pool.acquire().await?;
+    let backup = db::backups::get(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("backup_not_found", format!("no backup {id:?}")))?;
+    if backup.status != BackupStatus::Complete.as_str() {
+        return Err(ApiError::conflict(
+            "backup_not_complete",
+            format!(
+                "backup {:?} is {}; only complete backups can be {purpose}",
+                backup.id, backup.status
+            ),
+        ));
+    }
+    Ok(backup)
 }
 
 /// An optional JSON body: empty means defaults; a body that does not parse is a `400`,

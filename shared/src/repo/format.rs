@@ -94,6 +94,19 @@ const ENC_ZSTD: u8 = 1;
 /// Encodes a blob for storage: zstd when it pays, raw otherwise (incompressible data is
 /// not stored bigger, and is cheap to read back).
 pub fn encode_blob(raw: &[u8]) -> Vec<u8> {
+    // A large chunk whose first 64 KiB do not compress (random data, media, archives)
+    // is stored raw without compressing the whole of it.
+    const SAMPLE: usize = 64 * 1024;
+    let sample_says_incompressible = raw.len() > 2 * SAMPLE
+        && zstd::bulk::compress(&raw[..SAMPLE], ZSTD_LEVEL)
+            .map(|c| c.len() + c.len() / 32 >= SAMPLE)
+            .unwrap_or(false);
+    if sample_says_incompressible {
+        let mut out = Vec::with_capacity(raw.len() + 1);
+        out.push(ENC_RAW);
+        out.extend_from_slice(raw);
+        return out;
+    }
     if let Ok(compressed) = zstd::bulk::compress(raw, ZSTD_LEVEL) {
         if compressed.len() + compressed.len() / 32 < raw.len() {
             let mut out = Vec::with_capacity(compressed.len() + 1);

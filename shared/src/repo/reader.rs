@@ -171,14 +171,17 @@ pub fn included(path: &Path, include: &[PathBuf]) -> bool {
 
 /// Restores the last backup of `chain` (full first) into `staging`, which must not
 /// exist yet. With a non-empty `include`, only those relative paths (and the
-/// directories leading to them) are restored.
+/// directories leading to them) are restored. With `durable`, the tree is flushed to
+/// disk before returning (needed when it will replace live data that is then deleted).
 #[tracing::instrument(skip_all, fields(backup_id = %chain.last().map(|m| m.backup_id.as_str()).unwrap_or_default(), staging = %staging.display()))]
+#[allow(clippy::too_many_arguments)]
 pub async fn restore_into(
     repo: &Repository,
     pool: &PgPool,
     chain: &[Manifest],
     include: &[PathBuf],
     staging: &Path,
+    durable: bool,
     progress: Arc<Progress>,
     cancel: CancelFlag,
 ) -> anyhow::Result<RestoreStats> {
@@ -232,10 +235,11 @@ pub async fn restore_into(
         }
     });
 
-    let (tx, rx) = mpsc::channel::<Op>(16);
+    let (tx, rx) = mpsc::channel::<Op>(8);
     let writer_progress = progress.clone();
     let root = staging.to_path_buf();
-    let writer = tokio::task::spawn_blocking(move || write_ops(&root, rx, &writer_progress));
+    let writer =
+        tokio::task::spawn_blocking(move || write_ops(&root, rx, &writer_progress, durable));
 
     let produce = async {
         while let Some(entries) = batch_rx.recv().await {
@@ -320,6 +324,7 @@ fn write_ops(
     root: &Path,
     mut rx: mpsc::Receiver<Op>,
     progress: &Progress,
+    durable: bool,
 ) -> anyhow::Result<RestoreStats> {
     let mut stats = RestoreStats::default();
     let mut dirs: Vec<(PathBuf, u32, i64)> = Vec::new();
@@ -372,8 +377,8 @@ fn write_ops(
                         entry.size
                     );
                 }
-                // No fsync per file: one syncfs below makes the whole tree durable
-                // before it is swapped in, at a fraction of the cost.
+                // No fsync per file: when durability matters, one syncfs below makes
+                // the whole tree durable before it is swapped in, at a fraction of the cost.
                 drop(file);
                 fs::set_permissions(&path, fs::Permissions::from_mode(entry.mode))
                     .with_context(|| format!("setting the mode of {}", path.display()))?;
@@ -395,7 +400,9 @@ fn write_ops(
         set_mtime(path, *mtime, false)
             .with_context(|| format!("setting the time of {}", path.display()))?;
     }
-    sync_filesystem(root)?;
+    if durable {
+        sync_filesystem(root)?;
+    }
     Ok(stats)
 }
 

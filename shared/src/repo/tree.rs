@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::format::ChunkId;
 
-/// A path relative to the snapshot's root. Names that are not UTF-8 are kept as bytes.
+/// A path as stored in an entry list: relative to the snapshot's root for entry paths,
+/// anything for symlink targets. Names that are not UTF-8 are kept as bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum RelPath {
@@ -30,14 +31,19 @@ impl RelPath {
         }
     }
 
-    pub fn to_path(&self) -> anyhow::Result<PathBuf> {
-        let os = match self {
+    /// The stored bytes as they are.
+    pub fn to_os(&self) -> anyhow::Result<OsString> {
+        Ok(match self {
             Self::Utf8(s) => OsString::from(s),
             Self::Bytes { hex } => {
-                OsString::from_vec(hex::decode(hex).context("bad hex in entry path")?)
+                OsString::from_vec(hex::decode(hex).context("bad hex in a stored name")?)
             }
-        };
-        let path = PathBuf::from(os);
+        })
+    }
+
+    /// The stored path, refused unless it is relative and plain.
+    pub fn to_path(&self) -> anyhow::Result<PathBuf> {
+        let path = PathBuf::from(self.to_os()?);
         // A manifest is data from storage: never let it write outside the target.
         if path.is_absolute()
             || path
@@ -83,9 +89,10 @@ pub struct Entry {
     pub mtime_ns: i64,
     #[serde(default)]
     pub size: u64,
-    /// Symlink target.
+    /// Symlink target: any bytes, absolute or relative, kept as they are (read it with
+    /// [`RelPath::to_os`], never [`RelPath::to_path`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<RelPathOrAbs>,
+    pub target: Option<RelPath>,
     /// File content, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chunks: Vec<ChunkId>,
@@ -98,31 +105,6 @@ pub struct Entry {
     pub uid: u32,
     #[serde(default)]
     pub gid: u32,
-}
-
-/// A symlink target: any bytes, absolute or relative, kept as they are.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum RelPathOrAbs {
-    Utf8(String),
-    Bytes { hex: String },
-}
-
-impl RelPathOrAbs {
-    pub fn from_os(p: &std::ffi::OsStr) -> Self {
-        match p.to_str() {
-            Some(s) => Self::Utf8(s.to_string()),
-            None => Self::Bytes {
-                hex: hex::encode(p.as_bytes()),
-            },
-        }
-    }
-    pub fn to_os(&self) -> anyhow::Result<OsString> {
-        Ok(match self {
-            Self::Utf8(s) => OsString::from(s),
-            Self::Bytes { hex } => OsString::from_vec(hex::decode(hex)?),
-        })
-    }
 }
 
 impl Entry {

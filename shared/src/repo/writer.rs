@@ -22,7 +22,7 @@ use super::chain::EntryStream;
 use super::format::{BlobCodec, BlobKind, ChunkId, PACK_TARGET};
 use super::manifest::{SnapshotStats, Warning};
 use super::pack::{pack_key, PackBuilder};
-use super::tree::{dfs_cmp, is_below, Entry, EntryKind, RelPath, RelPathOrAbs, TreeWriter};
+use super::tree::{dfs_cmp, is_below, Entry, EntryKind, RelPath, TreeWriter};
 use super::Repository;
 use crate::db;
 use crate::model::FieldError;
@@ -436,7 +436,7 @@ impl Scanner {
                     }
                 };
                 let mut entry = base_entry(relp, EntryKind::Symlink, &md);
-                entry.target = Some(RelPathOrAbs::from_os(target.as_os_str()));
+                entry.target = Some(RelPath::from_os(target.as_os_str()));
                 self.visit_meta(entry, prev.as_ref())?;
                 self.stats.symlinks += 1;
             } else if ft.is_file() {

@@ -36,7 +36,11 @@ fn jwt(kid: &str, secret: &str, role: &str, aud: &str, exp_in: i64) -> String {
 }
 
 /// A credential that must be refused: what it is, a client, and an extra header or query.
-type BadCredential = (&'static str, reqwest::Client, Option<(&'static str, String)>);
+type BadCredential = (
+    &'static str,
+    reqwest::Client,
+    Option<(&'static str, String)>,
+);
 
 /// Fills a route's path parameters with values that name nothing.
 fn concrete(path: &str) -> String {

@@ -53,12 +53,16 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> anyhow::Result<Ou
     // A previous attempt of this job may have left its staging directory behind.
     remove_all(&staging).context("clearing an earlier attempt's staging directory")?;
     let chain = load_chain(&ctx.repo, manifest).await?;
+    // Replacing live data (deleted after the swap) needs the new tree on disk first; a
+    // restore into a new directory destroys nothing, so it skips the flush.
+    let replaces_live_data = std::fs::symlink_metadata(&target).is_ok();
     let restored = restore_into(
         &ctx.repo,
         &ctx.pool,
         &chain,
         &payload.include,
         &staging,
+        replaces_live_data,
         ctx.progress.clone(),
         ctx.cancel.clone(),
     )
