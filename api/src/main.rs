@@ -8,17 +8,26 @@ use strata_shared::config::Config;
 use strata_shared::telemetry;
 
 #[actix_web::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("generate-key") {
         println!("{}", strata_shared::auth::keys::generate().token);
-        return Ok(());
+        return;
     }
-    let config = Config::from_env()?;
-    telemetry::init("strata-api", &config.log_format);
-    if let Err(e) = startup::run(config).await {
-        tracing::error!(error = %format!("{e:#}"), "strata-api stopped");
-        return Err(e);
+    let result = match Config::from_env() {
+        Ok(config) => {
+            telemetry::init("strata-api", &config.log_format);
+            let r = startup::run(config).await;
+            if let Err(e) = &r {
+                tracing::error!(error = %format!("{e:#}"), "strata-api stopped");
+            }
+            r
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        // The cause chain on one line, without a backtrace dump: it is for operators.
+        eprintln!("strata-api: {e:#}");
+        std::process::exit(1);
     }
-    Ok(())
 }

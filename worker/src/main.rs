@@ -26,12 +26,18 @@ fn tune_allocator() {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     tune_allocator();
-    tokio::runtime::Builder::new_multi_thread()
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(async_main())
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(async_main()));
+    if let Err(e) = result {
+        // The cause chain on one line, without a backtrace dump: it is for operators.
+        eprintln!("strata-worker: {e:#}");
+        std::process::exit(1);
+    }
 }
 
 async fn async_main() -> anyhow::Result<()> {

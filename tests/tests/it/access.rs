@@ -416,3 +416,46 @@ async fn rs256_and_es256_tokens_verify_against_a_jwks_file() {
         .status();
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn an_api_key_stops_working_at_its_expiry() {
+    let app = TestApp::spawn(Options {
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    let expires = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let (status, body) = app
+        .post(
+            "/api/v1/keys",
+            json!({ "name": "short", "role": "viewer", "expires_at": expires }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let short = authed_client(body["key"].as_str().unwrap());
+    let url = format!("{}/api/v1/sources", app.base);
+    assert_eq!(
+        short.get(&url).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(
+        short.get(&url).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // An expiry in the past, or a role that does not exist, is refused up front.
+    let (status, body) = app
+        .post(
+            "/api/v1/keys",
+            json!({ "name": "old", "role": "viewer", "expires_at": "2001-01-01T00:00:00Z" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "expires_at");
+    let (status, body) = app
+        .post("/api/v1/keys", json!({ "name": "x", "role": "root" }))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "role");
+}

@@ -185,7 +185,7 @@ async fn duplicate_messages_run_a_job_once_and_garbage_goes_to_the_dead_letter_q
     assert_eq!(job["status"], "succeeded");
     assert_eq!(job["attempts"], 1, "the job ran again: {job}");
     assert!(
-        app.logs().contains("dead-letter"),
+        app.full_logs().contains("dead-letter"),
         "no log line for the garbage message"
     );
 }
