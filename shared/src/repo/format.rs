@@ -3,6 +3,7 @@
 use std::fmt;
 
 use anyhow::{bail, Context};
+use bytes::Bytes;
 
 /// The repository format version this build writes: 1 for a plain repository, 2 for an
 /// encrypted one. Readers accept every version up to the newest.
@@ -121,20 +122,23 @@ pub fn encode_blob(raw: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Decodes a stored blob and checks that its content hashes to `id`.
+/// Decodes a stored blob and checks that its content hashes to `id`. A raw blob is
+/// returned as a slice of `stored`, without a copy.
 pub fn decode_blob(
     key: &[u8; 32],
     id: ChunkId,
-    stored: &[u8],
+    stored: Bytes,
     raw_length: usize,
-) -> anyhow::Result<Vec<u8>> {
-    let Some((&enc, body)) = stored.split_first() else {
+) -> anyhow::Result<Bytes> {
+    let Some(&enc) = stored.first() else {
         bail!("chunk {id} is empty in storage");
     };
     let raw = match enc {
-        ENC_RAW => body.to_vec(),
-        ENC_ZSTD => zstd::bulk::decompress(body, raw_length)
-            .with_context(|| format!("chunk {id} does not decompress: the pack is damaged"))?,
+        ENC_RAW => stored.slice(1..),
+        ENC_ZSTD => Bytes::from(
+            zstd::bulk::decompress(&stored[1..], raw_length)
+                .with_context(|| format!("chunk {id} does not decompress: the pack is damaged"))?,
+        ),
         other => bail!("chunk {id} has unknown encoding {other}"),
     };
     if raw.len() != raw_length || ChunkId::compute(key, &raw) != id {
@@ -177,13 +181,14 @@ impl BlobCodec {
         }
     }
 
-    pub fn decode(&self, id: ChunkId, stored: &[u8], raw_length: usize) -> anyhow::Result<Vec<u8>> {
+    /// Opens, decompresses and verifies a stored blob.
+    pub fn decode(&self, id: ChunkId, stored: Bytes, raw_length: usize) -> anyhow::Result<Bytes> {
         match &self.cipher {
             Some(c) => {
-                let opened = c.open(&id.0, stored).with_context(|| {
+                let opened = c.open(&id.0, &stored).with_context(|| {
                     format!("chunk {id} fails authentication: the pack is damaged")
                 })?;
-                decode_blob(&self.id_key, id, &opened, raw_length)
+                decode_blob(&self.id_key, id, Bytes::from(opened), raw_length)
             }
             None => decode_blob(&self.id_key, id, stored, raw_length),
         }
@@ -206,7 +211,10 @@ mod tests {
         let enc = encode_blob(&text);
         assert_eq!(enc[0], ENC_ZSTD);
         assert!(enc.len() < text.len() / 4);
-        assert_eq!(decode_blob(&key, id, &enc, text.len()).unwrap(), text);
+        assert_eq!(
+            &decode_blob(&key, id, Bytes::from(enc.clone()), text.len()).unwrap()[..],
+            &text[..]
+        );
 
         // xorshift64: incompressible.
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
@@ -223,7 +231,7 @@ mod tests {
         let nid = ChunkId::compute(&key, &noise);
         let mut damaged = enc_noise.clone();
         damaged[100] ^= 1;
-        assert!(decode_blob(&key, nid, &damaged, noise.len()).is_err());
-        assert!(decode_blob(&[8u8; 32], nid, &enc_noise, noise.len()).is_err());
+        assert!(decode_blob(&key, nid, Bytes::from(damaged), noise.len()).is_err());
+        assert!(decode_blob(&[8u8; 32], nid, Bytes::from(enc_noise), noise.len()).is_err());
     }
 }

@@ -156,7 +156,13 @@ mod tests {
         for (e, blob) in read.iter().zip(&blobs) {
             let stored = &bytes[e.offset as usize..][..e.length as usize];
             assert_eq!(
-                &decode_blob(&key, e.id, stored, e.raw_length as usize).unwrap(),
+                &decode_blob(
+                    &key,
+                    e.id,
+                    bytes::Bytes::copy_from_slice(stored),
+                    e.raw_length as usize
+                )
+                .unwrap()[..],
                 blob
             );
         }

@@ -28,6 +28,8 @@ use crate::db;
 
 /// How many packs stay in memory while a restore reads them.
 const PACK_CACHE: usize = 4;
+/// Chunks up to this stored size are decoded on the async task that fetched them.
+const INLINE_DECODE: usize = 128 * 1024;
 /// How many chunks are fetched and verified at once.
 const PARALLEL_CHUNKS: usize = 8;
 
@@ -112,7 +114,7 @@ impl ChunkReader {
         .cloned()
     }
 
-    pub async fn fetch(&self, id: ChunkId, loc: &Location) -> anyhow::Result<Vec<u8>> {
+    pub async fn fetch(&self, id: ChunkId, loc: &Location) -> anyhow::Result<Bytes> {
         let pack = self.pack(&loc.pack_id).await?;
         let end = loc.offset + loc.length;
         if end > pack.len() {
@@ -122,15 +124,20 @@ impl ChunkReader {
             );
         }
         let stored = pack.slice(loc.offset..end);
-        let codec = self.repo.codec().clone();
         let raw_length = loc.raw_length;
-        tokio::task::spawn_blocking(move || codec.decode(id, &stored, raw_length))
-            .await?
-            .with_context(|| format!("in pack {}", loc.pack_id))
+        // Small chunks (most small files) are decoded here: a hand-off to a blocking
+        // thread per chunk cost more than the work. Large ones go to the blocking pool.
+        let decoded = if loc.length <= INLINE_DECODE {
+            self.repo.codec().decode(id, stored, raw_length)
+        } else {
+            let codec = self.repo.codec().clone();
+            tokio::task::spawn_blocking(move || codec.decode(id, stored, raw_length)).await?
+        };
+        decoded.with_context(|| format!("in pack {}", loc.pack_id))
     }
 
     /// Fetches one chunk by id.
-    pub async fn get(&self, id: ChunkId) -> anyhow::Result<Vec<u8>> {
+    pub async fn get(&self, id: ChunkId) -> anyhow::Result<Bytes> {
         let locs = self.locate(&[id]).await?;
         let loc = locs
             .get(&id)
@@ -144,7 +151,7 @@ enum Op {
     Dir(Entry),
     Symlink(Entry),
     FileStart(Entry),
-    Data(Vec<u8>),
+    Data(Bytes),
     FileEnd,
 }
 

@@ -182,10 +182,11 @@ pub async fn verify(
             tokio::task::spawn_blocking(move || {
                 let mut bad = Vec::new();
                 for (id, loc) in &chunks {
-                    let ok = pack
-                        .get(loc.offset..loc.offset + loc.length)
-                        .map(|stored| codec.decode(*id, stored, loc.raw_length).is_ok())
-                        .unwrap_or(false);
+                    let end = loc.offset + loc.length;
+                    let ok = end <= pack.len()
+                        && codec
+                            .decode(*id, pack.slice(loc.offset..end), loc.raw_length)
+                            .is_ok();
                     if !ok {
                         bad.push(*id);
                     }
