@@ -147,37 +147,44 @@ fn client_of(req: &ServiceRequest) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Records an audit entry; an audit failure is logged, never hidden.
-#[allow(clippy::too_many_arguments)]
-async fn audit(
-    state: &AppState,
-    request_id: &str,
-    principal: Option<&Principal>,
-    method: &str,
-    action: &str,
-    target: &str,
-    outcome: &str,
-    status: u16,
-    client: &str,
-) {
-    let entry = db::audit::NewAudit {
-        request_id,
-        actor: principal.map(|p| p.actor.as_str()),
-        role: principal.map(|p| p.role.as_str()),
-        method,
-        action,
-        target: Some(target),
-        outcome,
-        status: status as i32,
-        client: Some(client),
-    };
-    let written = async {
-        let mut conn = state.pool.acquire().await?;
-        db::audit::insert(&mut conn, &entry).await
-    }
-    .await;
-    if let Err(e) = written {
-        tracing::error!(error = %e, request_id, "could not write the audit log");
+/// What the audit log records about one request, whatever its outcome.
+struct AuditContext {
+    request_id: String,
+    method: String,
+    /// Method and route pattern, e.g. `POST /api/v1/keys`.
+    action: String,
+    target: String,
+    client: String,
+}
+
+impl AuditContext {
+    /// Records an audit entry; an audit failure is logged, never hidden.
+    async fn record(
+        &self,
+        state: &AppState,
+        principal: Option<&Principal>,
+        outcome: &str,
+        status: u16,
+    ) {
+        let entry = db::audit::NewAudit {
+            request_id: &self.request_id,
+            actor: principal.map(|p| p.actor.as_str()),
+            role: principal.map(|p| p.role.as_str()),
+            method: &self.method,
+            action: &self.action,
+            target: Some(&self.target),
+            outcome,
+            status: status as i32,
+            client: Some(&self.client),
+        };
+        let written = async {
+            let mut conn = state.pool.acquire().await?;
+            db::audit::insert(&mut conn, &entry).await
+        }
+        .await;
+        if let Err(e) = written {
+            tracing::error!(error = %e, request_id = %self.request_id, "could not write the audit log");
+        }
     }
 }
 
@@ -202,13 +209,17 @@ pub async fn authorize<B: MessageBody + 'static>(
         .into_inner();
     let method = req.method().to_string();
     let pattern = req.match_pattern();
-    let target = req.path().to_string();
     let access = pattern.as_deref().and_then(|p| access_for(&method, p));
-    let action = format!(
-        "{method} {}",
-        pattern.as_deref().unwrap_or("(unknown route)")
-    );
-    let client = client_of(&req);
+    let ctx = AuditContext {
+        request_id: request_id.clone(),
+        action: format!(
+            "{method} {}",
+            pattern.as_deref().unwrap_or("(unknown route)")
+        ),
+        method,
+        target: req.path().to_string(),
+        client: client_of(&req),
+    };
 
     let principal = match access {
         // No such route: the default service answers 404.
@@ -216,23 +227,12 @@ pub async fn authorize<B: MessageBody + 'static>(
         Some(Access::Public) => None,
         Some(Access::Role(need)) | Some(Access::Download(need)) => {
             let allow_file_token = matches!(access, Some(Access::Download(_)));
-            match check(&state, &req, &client, need, allow_file_token).await {
+            match check(&state, &req, &ctx.client, need, allow_file_token).await {
                 Ok(p) => Some(p),
                 Err(e) => {
                     let status = e.status.as_u16();
                     let outcome = if status == 500 { "failed" } else { "denied" };
-                    audit(
-                        &state,
-                        &request_id,
-                        None,
-                        &method,
-                        &action,
-                        &target,
-                        outcome,
-                        status,
-                        &client,
-                    )
-                    .await;
+                    ctx.record(&state, None, outcome, status).await;
                     let mut res = actix_web::HttpResponse::from_error(e);
                     set_request_id(res.headers_mut(), &request_id);
                     return Ok(req.into_response(res).map_into_right_body());
@@ -245,25 +245,15 @@ pub async fn authorize<B: MessageBody + 'static>(
     }
     let mut res = next.call(req).await?;
     set_request_id(res.headers_mut(), &request_id);
-    if access.is_some() && method != "GET" && method != "HEAD" {
+    if access.is_some() && ctx.method != "GET" && ctx.method != "HEAD" {
         let status = res.status().as_u16();
         let outcome = match status {
             200..=399 => "allowed",
             400..=499 => "denied",
             _ => "failed",
         };
-        audit(
-            &state,
-            &request_id,
-            principal.as_ref(),
-            &method,
-            &action,
-            &target,
-            outcome,
-            status,
-            &client,
-        )
-        .await;
+        ctx.record(&state, principal.as_ref(), outcome, status)
+            .await;
     }
     Ok(res.map_into_left_body())
 }

@@ -288,8 +288,7 @@ impl Runner {
                     .bind(job.id)
                     .execute(&mut *tx)
                     .await?;
-                    let msg = serde_json::to_value(JobMessage { job_id: job.id })?;
-                    db::outbox::insert(&mut tx, job.id, &msg, 0.0).await?;
+                    db::outbox::insert(&mut tx, job.id, 0.0).await?;
                 }
                 tx.commit().await?;
                 tracing::info!("job released for another worker");
@@ -303,8 +302,7 @@ impl Runner {
                 if retry {
                     let delay = 2f64.powi(job.attempts.min(8));
                     if db::jobs::requeue(&mut tx, job.id, &self.worker_id, &error).await? {
-                        let msg = serde_json::to_value(JobMessage { job_id: job.id })?;
-                        db::outbox::insert(&mut tx, job.id, &msg, delay).await?;
+                        db::outbox::insert(&mut tx, job.id, delay).await?;
                     }
                     tx.commit().await?;
                     tracing::warn!(error = %message, retry_in_secs = delay, "job failed; will retry");
@@ -353,8 +351,7 @@ pub async fn sweep_once(pool: &sqlx::PgPool) -> anyhow::Result<usize> {
     let expired = db::jobs::sweep_expired(&mut tx).await?;
     for job in &expired {
         if job.status == JobStatus::Queued.as_str() {
-            let msg = serde_json::to_value(JobMessage { job_id: job.id })?;
-            db::outbox::insert(&mut tx, job.id, &msg, 0.0).await?;
+            db::outbox::insert(&mut tx, job.id, 0.0).await?;
         } else if job.kind == JobKind::Backup.as_str() {
             if let Some(b) = &job.backup_id {
                 db::backups::mark_failed(&mut tx, b).await?;

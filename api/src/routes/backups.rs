@@ -8,7 +8,7 @@ use strata_shared::db;
 use strata_shared::db::jobs::NewJob;
 use strata_shared::model::{
     parse_absolute_path, parse_relative_path, BackupId, BackupPayload, BackupStatus, BackupType,
-    JobKind, JobMessage, RestorePayload, VerifyPayload,
+    JobKind, RestorePayload, VerifyPayload,
 };
 use uuid::Uuid;
 
@@ -44,8 +44,7 @@ async fn enqueue(tx: &mut sqlx::PgConnection, job: NewJob<'_>) -> ApiResult<()> 
         }
         return Err(e.into());
     }
-    let msg = serde_json::to_value(JobMessage { job_id: job.id }).map_err(anyhow::Error::from)?;
-    db::outbox::insert(&mut *tx, job.id, &msg, 0.0).await?;
+    db::outbox::insert(&mut *tx, job.id, 0.0).await?;
     Ok(())
 }
 

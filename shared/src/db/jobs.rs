@@ -87,7 +87,7 @@ pub async fn active_for_source(
     .await
 }
 
-/// Whether any backup or restore is queued or running anywhere.
+/// Whether any backup or restore is running anywhere (health's `canBackup`).
 pub async fn any_active(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM jobs WHERE status = 'running' AND kind IN ('backup', 'restore'))",

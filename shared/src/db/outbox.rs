@@ -16,20 +16,20 @@ pub struct OutboxRow {
     pub available_at: DateTime<Utc>,
 }
 
-/// Adds a message for `job_id`, deliverable after `delay_secs`; the relay is notified
-/// when the surrounding transaction commits.
+/// Adds the job message (`{"job_id": …}`) for `job_id`, deliverable after `delay_secs`;
+/// the relay is notified when the surrounding transaction commits.
 pub async fn insert(
     conn: &mut PgConnection,
     job_id: Uuid,
-    payload: &serde_json::Value,
     delay_secs: f64,
 ) -> Result<(), sqlx::Error> {
+    let payload = crate::model::JobMessage { job_id };
     sqlx::query(
         "INSERT INTO outbox (job_id, payload, available_at)
          VALUES ($1, $2, now() + make_interval(secs => $3))",
     )
     .bind(job_id)
-    .bind(sqlx::types::Json(payload))
+    .bind(sqlx::types::Json(&payload))
     .bind(delay_secs)
     .execute(&mut *conn)
     .await?;

@@ -15,16 +15,7 @@ const TEST_SECRET: &str = "strata-testsecret-do-not-print";
 
 /// Deterministic, incompressible-ish bytes so that an offset mix-up cannot go unnoticed.
 fn pattern(len: usize, seed: u64) -> Bytes {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    Bytes::from(out)
+    Bytes::from(strata_tests::tree::noise(seed, len))
 }
 
 fn is_not_found<T: std::fmt::Debug>(r: &Result<T, StorageError>) -> bool {
