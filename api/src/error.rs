@@ -151,7 +151,7 @@ pub fn json_error(
 }
 
 /// Pulls the field name out of serde's "missing field `x`" / "unknown field `x`" messages.
-fn field_in_serde_message(msg: &str) -> Option<String> {
+pub(crate) fn field_in_serde_message(msg: &str) -> Option<String> {
     let start = msg.find('`')? + 1;
     let end = start + msg[start..].find('`')?;
     Some(msg[start..end].to_string())

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod idempotency;
 pub mod middleware;
 pub mod relay;
 pub mod routes;

@@ -99,6 +99,7 @@ string_enum!(
         Pending => "pending",
         Complete => "complete",
         Failed => "failed",
+        Deleting => "deleting",
     }
 );
 
@@ -255,12 +256,43 @@ pub struct RestorePayload {
     /// Relative paths to restore (with everything below them); everything when empty.
     #[serde(default)]
     pub include: Vec<PathBuf>,
+    /// A backup of the current state to take before anything is overwritten (its
+    /// catalog row is created `pending` with the job).
+    #[serde(default)]
+    pub pre_restore_backup_id: Option<BackupId>,
 }
 
 /// What a verify job is asked to do (stored in `jobs.payload`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VerifyPayload {
     pub backup_id: BackupId,
+}
+
+/// What a delete job is asked to do (stored in `jobs.payload`): remove these backups
+/// (already marked `deleting` by the API) and reclaim the storage nobody needs any more.
+/// Prune jobs carry the same payload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeletePayload {
+    pub backup_ids: Vec<BackupId>,
+}
+
+string_enum!(
+    /// Archive formats for download and upload.
+    ArchiveFormat, "invalid_archive_format", "format", {
+        Tar => "tar",
+        Zip => "zip",
+    }
+);
+
+/// What an import job is asked to do (stored in `jobs.payload`): read the uploaded
+/// archive from storage and store its content as a new full backup.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportPayload {
+    pub backup_id: BackupId,
+    pub source_id: uuid::Uuid,
+    /// The storage key the API wrote the (already validated) archive to.
+    pub upload_key: String,
+    pub format: ArchiveFormat,
 }
 
 /// A relative path inside a backup, for `include`: no leading `/`, no `..`.

@@ -12,7 +12,8 @@ use strata_shared::config::Config;
 use strata_shared::db;
 use strata_shared::db::jobs::{JobRow, Progress as DbProgress};
 use strata_shared::model::{
-    BackupPayload, JobKind, JobMessage, JobStatus, RestorePayload, VerifyPayload,
+    BackupPayload, DeletePayload, ImportPayload, JobKind, JobMessage, JobStatus, RestorePayload,
+    VerifyPayload,
 };
 use strata_shared::queue::{self, Topology};
 use strata_shared::repo::writer::{Progress, Stopped};
@@ -162,6 +163,7 @@ impl Runner {
         let progress = Arc::new(Progress::default());
         let cancel = Arc::new(AtomicBool::new(false));
         let lease_lost = Arc::new(AtomicBool::new(false));
+        let user_cancel = AtomicBool::new(false);
         let ctx = JobContext {
             job_id: job.id,
             pool: self.pool.clone(),
@@ -192,6 +194,13 @@ impl Runner {
                         let mut conn = self.pool.acquire().await?;
                         let ok = db::jobs::set_progress(&mut conn, job.id, &self.worker_id, &now).await?
                             && (!beat || db::jobs::heartbeat(&mut conn, job.id, &self.worker_id, self.config.job_lease).await?);
+                        if ok && !user_cancel.load(Ordering::Relaxed)
+                            && db::jobs::cancel_requested(&mut conn, job.id).await?
+                        {
+                            tracing::info!("cancel requested: stopping the job at its next checkpoint");
+                            user_cancel.store(true, Ordering::Relaxed);
+                            cancel.store(true, Ordering::Relaxed);
+                        }
                         Ok::<bool, sqlx::Error>(ok)
                     }.await;
                     match kept {
@@ -214,6 +223,12 @@ impl Runner {
             return;
         }
         let last = snapshot(&progress);
+        let result = match result {
+            Err(e) if e.is::<Stopped>() && user_cancel.load(Ordering::Relaxed) => {
+                Err(Cancelled.into())
+            }
+            other => other,
+        };
         if let Err(e) = self.conclude(&job, &last, result).await {
             tracing::error!(error = %format!("{e:#}"), "could not record the job's end; the sweeper will retry it");
         }
@@ -222,6 +237,14 @@ impl Runner {
     async fn dispatch(&self, ctx: &JobContext, job: &JobRow) -> anyhow::Result<Outcome> {
         let kind = JobKind::parse(&job.kind)
             .map_err(|e| Permanent::error("unknown_job_kind", e.to_string()))?;
+        // Jobs that add data hold the repository lock shared: garbage collection cannot
+        // delete a chunk they deduplicate against while they run.
+        let _repo_lock = match kind {
+            JobKind::Backup | JobKind::Import | JobKind::Restore => {
+                Some(db::repo_lock::shared(&self.pool).await?)
+            }
+            _ => None,
+        };
         match kind {
             JobKind::Backup => {
                 let payload: BackupPayload = serde_json::from_value(job.payload.0.clone())
@@ -240,10 +263,16 @@ impl Runner {
                     .map_err(|e| Permanent::error("bad_payload", format!("verify payload: {e}")))?;
                 jobs::verify::run(ctx, payload).await
             }
-            other => Err(Permanent::error(
-                "unsupported_job_kind",
-                format!("this worker does not run {other} jobs yet"),
-            )),
+            JobKind::Delete | JobKind::Prune => {
+                let payload: DeletePayload = serde_json::from_value(job.payload.0.clone())
+                    .map_err(|e| Permanent::error("bad_payload", format!("delete payload: {e}")))?;
+                jobs::delete::run(ctx, payload).await
+            }
+            JobKind::Import => {
+                let payload: ImportPayload = serde_json::from_value(job.payload.0.clone())
+                    .map_err(|e| Permanent::error("bad_payload", format!("import payload: {e}")))?;
+                jobs::import::run(ctx, payload).await
+            }
         }
     }
 
@@ -277,6 +306,32 @@ impl Runner {
                 }
                 tx.commit().await?;
                 tracing::info!(warnings = outcome.warnings.len(), "job succeeded");
+            }
+            Err(e) if e.is::<Cancelled>() => {
+                // A client asked the job to stop; it stopped at a checkpoint, having
+                // written nothing that a reader could mistake for a result.
+                let error = serde_json::json!({"code": "cancelled", "message": "cancelled at the client's request"});
+                let done = db::jobs::finish(
+                    &mut tx,
+                    job.id,
+                    &self.worker_id,
+                    JobStatus::Cancelled,
+                    None,
+                    Some(&error),
+                    &[],
+                )
+                .await?;
+                if done {
+                    if let Some(backup_id) = &job.backup_id {
+                        if job.kind == JobKind::Backup.as_str()
+                            || job.kind == JobKind::Import.as_str()
+                        {
+                            db::backups::mark_failed(&mut tx, backup_id).await?;
+                        }
+                    }
+                }
+                tx.commit().await?;
+                tracing::info!("job cancelled");
             }
             Err(e) if e.is::<Stopped>() => {
                 // Shutdown: hand the job back without spending an attempt.
@@ -320,7 +375,9 @@ impl Runner {
                     .await?;
                     if done {
                         if let Some(backup_id) = &job.backup_id {
-                            if job.kind == JobKind::Backup.as_str() {
+                            if job.kind == JobKind::Backup.as_str()
+                                || job.kind == JobKind::Import.as_str()
+                            {
                                 db::backups::mark_failed(&mut tx, backup_id).await?;
                             }
                         }
@@ -333,6 +390,11 @@ impl Runner {
         Ok(())
     }
 }
+
+/// A job stopped because a client cancelled it (not because the worker shuts down).
+#[derive(Debug, thiserror::Error)]
+#[error("cancelled at the client's request")]
+struct Cancelled;
 
 /// The live counters, as the row stores them.
 fn snapshot(p: &Progress) -> DbProgress {
@@ -352,7 +414,7 @@ pub async fn sweep_once(pool: &sqlx::PgPool) -> anyhow::Result<usize> {
     for job in &expired {
         if job.status == JobStatus::Queued.as_str() {
             db::outbox::insert(&mut tx, job.id, 0.0).await?;
-        } else if job.kind == JobKind::Backup.as_str() {
+        } else if job.kind == JobKind::Backup.as_str() || job.kind == JobKind::Import.as_str() {
             if let Some(b) = &job.backup_id {
                 db::backups::mark_failed(&mut tx, b).await?;
             }

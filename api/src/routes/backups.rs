@@ -1,6 +1,6 @@
 //! `/api/v1/backup…`: create, list, show and restore backups.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -13,28 +13,26 @@ use strata_shared::model::{
 use uuid::Uuid;
 
 use super::jobs::status_url;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{field_in_serde_message, ApiError, ApiResult};
+use crate::idempotency;
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBackup {
-    /// Source id or name.
-    pub source: String,
-    #[serde(rename = "type", default = "default_type")]
-    pub backup_type: String,
+    /// Source id or name; may be left out when exactly one source exists.
+    pub source: Option<String>,
+    #[serde(rename = "type")]
+    pub backup_type: Option<String>,
+    /// `[a-z0-9_-]`, at most 150 characters, unique; a trailing `.zip` is dropped.
     pub name: Option<String>,
     pub include_files: Option<bool>,
     pub include_database: Option<bool>,
 }
 
-fn default_type() -> String {
-    "full".into()
-}
-
 /// Records a job and its outbox message in the caller's transaction. A second active
 /// backup or restore of the same source violates a unique index: `409` with its id.
-async fn enqueue(tx: &mut sqlx::PgConnection, job: NewJob<'_>) -> ApiResult<()> {
+pub(crate) async fn enqueue(tx: &mut sqlx::PgConnection, job: NewJob<'_>) -> ApiResult<()> {
     if let Err(e) = db::jobs::insert(&mut *tx, &job).await {
         if db::is_unique_violation(&e, db::jobs::ONE_ACTIVE_PER_SOURCE) {
             return Err(ApiError::conflict(
@@ -50,7 +48,7 @@ async fn enqueue(tx: &mut sqlx::PgConnection, job: NewJob<'_>) -> ApiResult<()> 
 
 /// Adds the id of the job in the way to a `job_in_progress` conflict (read after the
 /// failed transaction ended, so the answer names the job that won).
-async fn explain_conflict(state: &AppState, source_id: Uuid, err: ApiError) -> ApiError {
+pub(crate) async fn explain_conflict(state: &AppState, source_id: Uuid, err: ApiError) -> ApiError {
     if err.code != "job_in_progress" {
         return err;
     }
@@ -65,37 +63,69 @@ async fn explain_conflict(state: &AppState, source_id: Uuid, err: ApiError) -> A
     }
 }
 
+/// The source a request names (id or name), or the only one when it names none.
+async fn resolve_source(
+    conn: &mut sqlx::PgConnection,
+    source: Option<&str>,
+) -> ApiResult<db::sources::SourceRow> {
+    if let Some(s) = source {
+        return db::sources::find(conn, s).await?.ok_or_else(|| {
+            ApiError::not_found("source_not_found", format!("no source {s:?}"))
+                .with("field", "source")
+        });
+    }
+    let mut all = db::sources::list(conn).await?;
+    if all.len() == 1 {
+        return Ok(all.remove(0));
+    }
+    Err(ApiError::bad_request(
+        "source_required",
+        "source",
+        format!("{} sources exist; name the one to back up", all.len()),
+    ))
+}
+
+/// `POST /api/v1/backup/create` (and `POST /api/v1/backup`) → `202` with the job.
+/// With an `Idempotency-Key` header, a repeated request with the same body gets the
+/// first answer again; the same key with another body is a `422`.
 pub async fn create(
     state: web::Data<AppState>,
-    body: web::Json<CreateBackup>,
+    req: HttpRequest,
+    body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    let req = body.into_inner();
-    let backup_type = BackupType::parse(&req.backup_type)?;
+    let create: CreateBackup = parse_optional_body(&body)?;
+    let idem = idempotency::Key::from_request(&req, &body)?;
+    if let Some(key) = &idem {
+        if let Some(replay) = key.replay(&state.pool).await? {
+            return Ok(replay);
+        }
+    }
+    let backup_type = match &create.backup_type {
+        Some(t) => BackupType::parse(t)?,
+        None => BackupType::Full,
+    };
     let mut conn = state.pool.acquire().await?;
-    let source = db::sources::find(&mut conn, &req.source)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found("source_not_found", format!("no source {:?}", req.source))
-                .with("field", "source")
-        })?;
+    let source = resolve_source(&mut conn, create.source.as_deref()).await?;
     drop(conn);
-    if req.include_database == Some(true) {
+    if create.include_database == Some(true) {
         return Err(ApiError::bad_request(
             "source_has_no_database",
             "include_database",
             "this source has no database part",
         ));
     }
-    if req.include_files == Some(false) {
+    if create.include_files == Some(false) {
         return Err(ApiError::bad_request(
             "nothing_to_back_up",
             "include_files",
             "this source only has files; excluding them leaves nothing to back up",
         ));
     }
-    let backup_id = match &req.name {
-        Some(name) => BackupId::parse(name, "name")?,
-        None => BackupId::generate(&source.name, Utc::now()),
+    let backup_id = match &create.name {
+        Some(name) if !name.is_empty() => {
+            BackupId::parse(name.strip_suffix(".zip").unwrap_or(name), "name")?
+        }
+        _ => BackupId::generate(&source.name, Utc::now()),
     };
     let job_id = Uuid::now_v7();
     let payload = BackupPayload {
@@ -107,11 +137,7 @@ pub async fn create(
     let mut tx = state.pool.begin().await?;
     if let Err(e) = db::backups::insert_pending(&mut tx, &backup_id, source.id, backup_type).await {
         if db::is_unique_violation(&e, db::backups::ID_UNIQUE) {
-            return Err(ApiError::conflict(
-                "backup_name_taken",
-                format!("a backup named {:?} already exists", backup_id.as_str()),
-            )
-            .with("field", "name"));
+            return Err(name_taken(&backup_id));
         }
         return Err(e.into());
     }
@@ -127,13 +153,35 @@ pub async fn create(
         drop(tx);
         return Err(explain_conflict(&state, source.id, e).await);
     }
-    tx.commit().await?;
-    tracing::info!(%job_id, backup_id = %backup_id, source = %source.name, "backup accepted");
-    Ok(HttpResponse::Accepted().json(json!({
+    let answer = json!({
         "job_id": job_id,
         "backup_id": backup_id,
+        "source_id": source.id,
+        "type": backup_type,
+        "status": "queued",
         "status_url": status_url(job_id),
-    })))
+    });
+    if let Some(key) = &idem {
+        if !key.record(&mut tx, 202, &answer).await? {
+            // The same key arrived concurrently and won: answer as it did.
+            drop(tx);
+            return key.replay(&state.pool).await?.ok_or_else(|| {
+                ApiError::internal(anyhow::anyhow!("idempotency key vanished during a race"))
+            });
+        }
+    }
+    tx.commit().await?;
+    tracing::info!(%job_id, backup_id = %backup_id, source = %source.name, "backup accepted");
+    Ok(HttpResponse::Accepted().json(answer))
+}
+
+/// A backup name in use: `400`, as the PocketBase-style API answers.
+pub(crate) fn name_taken(id: &BackupId) -> ApiError {
+    ApiError::bad_request(
+        "backup_name_taken",
+        "name",
+        format!("a backup named {:?} already exists", id.as_str()),
+    )
 }
 
 #[derive(Debug, Serialize)]
@@ -153,11 +201,19 @@ pub struct BackupView {
     pub file_count: i64,
     pub dir_count: i64,
     pub warnings: Vec<serde_json::Value>,
+    /// The PocketBase-style API's names: `key` is the id, `modified` when it completed
+    /// (or was created, while pending), `filename` what a download is saved as.
+    pub key: String,
+    pub modified: DateTime<Utc>,
+    pub filename: String,
 }
 
 impl From<db::backups::BackupRow> for BackupView {
     fn from(b: db::backups::BackupRow) -> Self {
         Self {
+            key: b.id.clone(),
+            modified: b.completed_at.unwrap_or(b.created_at),
+            filename: format!("{}.tar", b.id),
             id: b.id,
             source_id: b.source_id,
             backup_type: b.backup_type,
@@ -178,8 +234,15 @@ impl From<db::backups::BackupRow> for BackupView {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// Source id or name.
     pub source: Option<String>,
     pub status: Option<String>,
+    #[serde(rename = "type")]
+    pub backup_type: Option<String>,
+    /// RFC 3339; backups created at or after.
+    pub created_after: Option<DateTime<Utc>>,
+    /// RFC 3339; backups created before.
+    pub created_before: Option<DateTime<Utc>>,
     pub limit: Option<i64>,
     /// The `next` cursor of the previous page.
     pub from: Option<String>,
@@ -202,6 +265,12 @@ pub async fn list(
         Some(s) => Some(BackupStatus::parse(s)?.as_str().to_string()),
         None => None,
     };
+    let backup_type = q
+        .backup_type
+        .as_deref()
+        .map(BackupType::parse)
+        .transpose()?
+        .map(|t| t.as_str().to_string());
     let mut conn = state.pool.acquire().await?;
     let source_id = match &q.source {
         Some(s) => Some(
@@ -224,6 +293,9 @@ pub async fn list(
         &db::backups::ListFilter {
             source_id,
             status,
+            backup_type,
+            created_after: q.created_after,
+            created_before: q.created_before,
             limit: limit + 1,
             before,
         },
@@ -278,6 +350,8 @@ pub struct RestoreRequest {
     /// Relative paths to restore, each with everything below it; everything when absent.
     #[serde(default)]
     pub include: Vec<String>,
+    /// Back up the current state first (default `true`) when restoring over the source.
+    pub pre_restore_backup: Option<bool>,
 }
 
 pub async fn restore(
@@ -299,13 +373,33 @@ pub async fn restore(
         .collect::<Result<Vec<_>, _>>()?;
     let backup = complete_backup(&state, &path, "restored").await?;
     let job_id = Uuid::now_v7();
+    // Restoring over the source replaces live data: keep a backup of it first. A restore
+    // into another directory overwrites nothing of the source's.
+    let pre_restore = if req.pre_restore_backup.unwrap_or(true) && target.is_none() {
+        let mut conn = state.pool.acquire().await?;
+        let source = db::sources::get(&mut conn, backup.source_id)
+            .await?
+            .ok_or_else(|| {
+                ApiError::not_found("source_not_found", "the backup's source is gone")
+            })?;
+        Some(BackupId::generate(
+            &format!("{}-pre-restore", source.name),
+            Utc::now(),
+        ))
+    } else {
+        None
+    };
     let payload = RestorePayload {
         backup_id: BackupId::parse(&backup.id, "backup_id")?,
         source_id: backup.source_id,
         target,
         include,
+        pre_restore_backup_id: pre_restore.clone(),
     };
     let mut tx = state.pool.begin().await?;
+    if let Some(id) = &pre_restore {
+        db::backups::insert_pending(&mut tx, id, backup.source_id, BackupType::Incremental).await?;
+    }
     let job = NewJob {
         id: job_id,
         kind: JobKind::Restore,
@@ -323,7 +417,9 @@ pub async fn restore(
     Ok(HttpResponse::Accepted().json(json!({
         "job_id": job_id,
         "backup_id": backup.id,
+        "status": "queued",
         "status_url": status_url(job_id),
+        "pre_restore_backup_id": pre_restore,
     })))
 }
 
@@ -402,7 +498,9 @@ async fn complete_backup(
 
 /// An optional JSON body: empty means defaults; a body that does not parse is a `400`,
 /// never silently the defaults.
-fn parse_optional_body<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+pub(crate) fn parse_optional_body<T: Default + serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> ApiResult<T> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
@@ -412,10 +510,12 @@ fn parse_optional_body<T: Default + serde::de::DeserializeOwned>(body: &[u8]) ->
         } else {
             "malformed_json"
         };
-        ApiError::new(
+        let mut err = ApiError::new(
             actix_web::http::StatusCode::BAD_REQUEST,
             code,
             e.to_string(),
-        )
+        );
+        err.field = field_in_serde_message(&e.to_string());
+        err
     })
 }

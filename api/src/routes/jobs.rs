@@ -1,9 +1,12 @@
-//! `/api/v1/jobs/{id}` and `/api/v1/backup/restore/{job_id}/status`: what clients poll.
+//! `/api/v1/jobs…` and `/api/v1/backup/restore/{job_id}/status`: what clients poll, the
+//! job list, and cancellation.
 
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use strata_shared::db;
+use strata_shared::db::jobs::CancelOutcome;
+use strata_shared::model::{DeletePayload, JobKind, JobStatus};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult};
@@ -34,6 +37,8 @@ pub struct JobView {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub trace_id: Option<String>,
+    /// When a client asked the job to stop (it stops at its next checkpoint).
+    pub cancel_requested_at: Option<DateTime<Utc>>,
 }
 
 impl From<db::jobs::JobRow> for JobView {
@@ -59,6 +64,7 @@ impl From<db::jobs::JobRow> for JobView {
             started_at: j.started_at,
             finished_at: j.finished_at,
             trace_id: j.trace_id,
+            cancel_requested_at: j.cancel_requested_at,
         }
     }
 }
@@ -73,4 +79,179 @@ pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> ApiResu
     let mut conn = state.pool.acquire().await?;
     let job = db::jobs::get(&mut conn, id).await?.ok_or_else(not_found)?;
     Ok(HttpResponse::Ok().json(JobView::from(job)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobListQuery {
+    pub status: Option<String>,
+    pub kind: Option<String>,
+    /// Source id or name.
+    pub source: Option<String>,
+    /// RFC 3339; jobs created at or after.
+    pub created_after: Option<DateTime<Utc>>,
+    /// RFC 3339; jobs created before.
+    pub created_before: Option<DateTime<Utc>>,
+    pub limit: Option<i64>,
+    /// The `next` cursor of the previous page.
+    pub from: Option<String>,
+}
+
+/// `GET /api/v1/jobs`: newest first, filtered, one page at a time.
+pub async fn list(
+    state: web::Data<AppState>,
+    query: web::Query<JobListQuery>,
+) -> ApiResult<HttpResponse> {
+    let q = query.into_inner();
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            "limit",
+            "must be between 1 and 1000",
+        ));
+    }
+    let status = q
+        .status
+        .as_deref()
+        .map(JobStatus::parse)
+        .transpose()?
+        .map(|s| s.as_str().to_string());
+    let kind = q
+        .kind
+        .as_deref()
+        .map(JobKind::parse)
+        .transpose()?
+        .map(|k| k.as_str().to_string());
+    let before = q.from.as_deref().map(decode_cursor).transpose()?;
+    let mut conn = state.pool.acquire().await?;
+    let source_id = match &q.source {
+        Some(s) => Some(
+            db::sources::find(&mut conn, s)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::not_found("source_not_found", format!("no source {s:?}"))
+                        .with("field", "source")
+                })?
+                .id,
+        ),
+        None => None,
+    };
+    let rows = db::jobs::list(
+        &mut conn,
+        &db::jobs::ListFilter {
+            status,
+            kind,
+            source_id,
+            created_after: q.created_after,
+            created_before: q.created_before,
+            limit: limit + 1,
+            before,
+        },
+    )
+    .await?;
+    let has_more = rows.len() as i64 > limit;
+    let items: Vec<JobView> = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(JobView::from)
+        .collect();
+    let next = has_more
+        .then(|| items.last().map(|j| encode_cursor(j.created_at, j.job_id)))
+        .flatten();
+    Ok(
+        HttpResponse::Ok()
+            .json(serde_json::json!({ "items": items, "limit": limit, "next": next })),
+    )
+}
+
+/// Cursor: `<created_at as microseconds>.<id>` — opaque to clients.
+fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
+    format!("{}.{id}", at.timestamp_micros())
+}
+
+fn decode_cursor(cursor: &str) -> ApiResult<(DateTime<Utc>, Uuid)> {
+    let bad = || {
+        ApiError::bad_request(
+            "invalid_cursor",
+            "from",
+            "not a cursor returned by this API",
+        )
+    };
+    let (micros, id) = cursor.split_once('.').ok_or_else(bad)?;
+    let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
+    Ok((at, Uuid::parse_str(id).map_err(|_| bad())?))
+}
+
+/// `POST /api/v1/jobs/{id}/cancel`: a queued job is cancelled at once and never starts
+/// (`200`); a running one is asked to stop at its next checkpoint (`202`) and ends
+/// `cancelled` without leaving anything half-done; an ended job is a `409`.
+pub async fn cancel(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let not_found = || ApiError::not_found("job_not_found", format!("no job {:?}", path.as_str()));
+    let id = Uuid::parse_str(&path).map_err(|_| not_found())?;
+    let mut tx = state.pool.begin().await?;
+    let Some(job) = db::jobs::get(&mut tx, id).await? else {
+        return Err(not_found());
+    };
+    let kind = JobKind::parse(&job.kind).map_err(anyhow::Error::from)?;
+    // Deleting stops only between whole steps; once started it runs to the end.
+    if job.status == JobStatus::Running.as_str() && matches!(kind, JobKind::Delete | JobKind::Prune)
+    {
+        return Err(ApiError::conflict(
+            "job_not_cancellable",
+            "a running delete or prune job cannot be cancelled; it will finish shortly",
+        )
+        .with("job_id", id.to_string()));
+    }
+    let outcome = db::jobs::cancel(&mut tx, id).await?.ok_or_else(not_found)?;
+    let response = match outcome {
+        CancelOutcome::Cancelled(job) => {
+            undo_queued(&mut tx, kind, &job).await?;
+            HttpResponse::Ok().json(JobView::from(job))
+        }
+        CancelOutcome::Requested(job) => HttpResponse::Accepted().json(JobView::from(job)),
+        CancelOutcome::AlreadyFinished(job) => {
+            return Err(ApiError::conflict(
+                "job_already_finished",
+                format!("the job has already ended ({})", job.status),
+            )
+            .with("job_id", id.to_string())
+            .with("status", job.status));
+        }
+    };
+    tx.commit().await?;
+    tracing::info!(job_id = %id, "job cancellation requested");
+    Ok(response)
+}
+
+/// What a job that never started leaves behind: its pending backup becomes `failed`,
+/// backups a delete was about to remove are `complete` again.
+async fn undo_queued(
+    conn: &mut sqlx::PgConnection,
+    kind: JobKind,
+    job: &db::jobs::JobRow,
+) -> ApiResult<()> {
+    match kind {
+        JobKind::Backup | JobKind::Import => {
+            if let Some(b) = &job.backup_id {
+                db::backups::mark_failed(conn, b).await?;
+            }
+        }
+        JobKind::Delete | JobKind::Prune => {
+            let payload: DeletePayload =
+                serde_json::from_value(job.payload.0.clone()).map_err(anyhow::Error::from)?;
+            let ids: Vec<&str> = payload.backup_ids.iter().map(|b| b.as_str()).collect();
+            sqlx::query(
+                "UPDATE backups SET status = 'complete' WHERE id = ANY($1) AND status = 'deleting'",
+            )
+            .bind(&ids)
+            .execute(&mut *conn)
+            .await?;
+        }
+        JobKind::Restore | JobKind::Verify => {}
+    }
+    Ok(())
 }

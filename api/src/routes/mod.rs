@@ -4,11 +4,15 @@
 
 pub mod audit;
 pub mod backups;
+pub mod config;
+pub mod download;
 pub mod files;
 pub mod health;
 pub mod jobs;
 pub mod keys;
+pub mod retention;
 pub mod sources;
+pub mod upload;
 
 use actix_web::web;
 use strata_shared::auth::Role;
@@ -52,7 +56,7 @@ macro_rules! route_table {
     (@method DELETE) => { web::delete() };
 }
 
-use Access::{Public, Role as R};
+use Access::{Download as D, Public, Role as R};
 use Role::{Admin, BackupOperator, Viewer};
 
 // Order matters where paths overlap: literal segments before `{parameters}`.
@@ -65,12 +69,22 @@ route_table! {
     GET "/api/v1/sources/{id}" => sources::get, R(Viewer);
     POST "/api/v1/backup/create" => backups::create, R(BackupOperator);
     POST "/api/v1/backup" => backups::create, R(BackupOperator);
+    GET "/api/v1/backup" => backups::list, R(Viewer);
     GET "/api/v1/backup/list" => backups::list, R(Viewer);
+    POST "/api/v1/backup/upload" => upload::upload, R(BackupOperator);
+    POST "/api/v1/backup/prune" => retention::prune, R(Admin);
     GET "/api/v1/backup/restore/{job_id}/status" => jobs::get, R(Viewer);
     POST "/api/v1/backup/restore/{backup_id}" => backups::restore, R(Admin);
+    POST "/api/v1/backup/{backup_id}/restore" => backups::restore, R(Admin);
     POST "/api/v1/backup/{backup_id}/verify" => backups::verify, R(BackupOperator);
+    GET "/api/v1/backup/{backup_id}/download" => download::download, D(BackupOperator);
     GET "/api/v1/backup/{backup_id}" => backups::get, R(Viewer);
+    DELETE "/api/v1/backup/{backup_id}" => retention::delete, R(Admin);
+    GET "/api/v1/jobs" => jobs::list, R(Viewer);
     GET "/api/v1/jobs/{job_id}" => jobs::get, R(Viewer);
+    POST "/api/v1/jobs/{job_id}/cancel" => jobs::cancel, R(BackupOperator);
+    GET "/api/v1/config/export" => config::export, R(Admin);
+    POST "/api/v1/config/import" => config::import, R(Admin);
     POST "/api/v1/keys" => keys::create, R(Admin);
     GET "/api/v1/keys" => keys::list, R(Admin);
     DELETE "/api/v1/keys/{id}" => keys::revoke, R(Admin);

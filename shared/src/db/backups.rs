@@ -91,6 +91,9 @@ pub async fn get(conn: &mut PgConnection, id: &str) -> Result<Option<BackupRow>,
 pub struct ListFilter {
     pub source_id: Option<Uuid>,
     pub status: Option<String>,
+    pub backup_type: Option<String>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
     pub limit: i64,
     /// Keyset cursor: list backups created before (created_at, id).
     pub before: Option<(DateTime<Utc>, String)>,
@@ -110,6 +113,9 @@ pub async fn list(
          WHERE ($1::uuid IS NULL OR source_id = $1)
            AND ($2::text IS NULL OR status = $2)
            AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
+           AND ($6::text IS NULL OR type = $6)
+           AND ($7::timestamptz IS NULL OR created_at >= $7)
+           AND ($8::timestamptz IS NULL OR created_at < $8)
          ORDER BY created_at DESC, id DESC
          LIMIT $5",
     )
@@ -118,6 +124,9 @@ pub async fn list(
     .bind(before_at)
     .bind(before_id)
     .bind(filter.limit)
+    .bind(filter.backup_type.as_deref())
+    .bind(filter.created_after)
+    .bind(filter.created_before)
     .fetch_all(conn)
     .await
 }

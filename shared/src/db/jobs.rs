@@ -35,6 +35,7 @@ pub struct JobRow {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+    pub cancel_requested_at: Option<DateTime<Utc>>,
 }
 
 /// The partial unique index allowing one active backup or restore per source.
@@ -254,4 +255,108 @@ pub async fn sweep_expired(conn: &mut PgConnection) -> Result<Vec<Expired>, sqlx
     )
     .fetch_all(conn)
     .await
+}
+
+/// Filters and cursor of the job list.
+#[derive(Debug, Default, Clone)]
+pub struct ListFilter {
+    pub status: Option<String>,
+    pub kind: Option<String>,
+    pub source_id: Option<Uuid>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    pub limit: i64,
+    /// Keyset cursor: jobs created before (created_at, id).
+    pub before: Option<(DateTime<Utc>, Uuid)>,
+}
+
+/// Newest first.
+pub async fn list(conn: &mut PgConnection, f: &ListFilter) -> Result<Vec<JobRow>, sqlx::Error> {
+    let (before_at, before_id) = match f.before {
+        Some((at, id)) => (Some(at), Some(id)),
+        None => (None, None),
+    };
+    sqlx::query_as(
+        "SELECT * FROM jobs
+         WHERE ($1::text IS NULL OR status = $1)
+           AND ($2::text IS NULL OR kind = $2)
+           AND ($3::uuid IS NULL OR source_id = $3)
+           AND ($4::timestamptz IS NULL OR created_at >= $4)
+           AND ($5::timestamptz IS NULL OR created_at < $5)
+           AND ($6::timestamptz IS NULL OR (created_at, id) < ($6, $7))
+         ORDER BY created_at DESC, id DESC
+         LIMIT $8",
+    )
+    .bind(f.status.as_deref())
+    .bind(f.kind.as_deref())
+    .bind(f.source_id)
+    .bind(f.created_after)
+    .bind(f.created_before)
+    .bind(before_at)
+    .bind(before_id)
+    .bind(f.limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// What a cancel request did.
+#[derive(Debug, Clone)]
+pub enum CancelOutcome {
+    /// The job was queued: it is cancelled now and will never start.
+    Cancelled(JobRow),
+    /// The job is running: it stops at its next checkpoint.
+    Requested(JobRow),
+    /// The job had already ended.
+    AlreadyFinished(JobRow),
+}
+
+/// Cancels a queued job at once, or asks a running one to stop. Locks the row, so a
+/// worker's claim and this cannot both win.
+pub async fn cancel(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<CancelOutcome>, sqlx::Error> {
+    let Some(job): Option<JobRow> = sqlx::query_as("SELECT * FROM jobs WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    match job.status.as_str() {
+        "queued" => {
+            let row = sqlx::query_as(
+                "UPDATE jobs SET status = 'cancelled', phase = 'cancelled',
+                     cancel_requested_at = now(), finished_at = now(), updated_at = now(),
+                     error = jsonb_build_object('code', 'cancelled',
+                         'message', 'cancelled before it started')
+                 WHERE id = $1 RETURNING *",
+            )
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?;
+            Ok(Some(CancelOutcome::Cancelled(row)))
+        }
+        "running" => {
+            let row = sqlx::query_as(
+                "UPDATE jobs SET cancel_requested_at = COALESCE(cancel_requested_at, now()),
+                     updated_at = now()
+                 WHERE id = $1 RETURNING *",
+            )
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?;
+            Ok(Some(CancelOutcome::Requested(row)))
+        }
+        _ => Ok(Some(CancelOutcome::AlreadyFinished(job))),
+    }
+}
+
+/// Whether a client asked this job to stop.
+pub async fn cancel_requested(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT cancel_requested_at IS NOT NULL FROM jobs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+        .map(|r| r.unwrap_or(false))
 }

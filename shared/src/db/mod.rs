@@ -8,6 +8,7 @@ pub mod chunks;
 pub mod jobs;
 pub mod keys;
 pub mod outbox;
+pub mod repo_lock;
 pub mod settings;
 pub mod sources;
 

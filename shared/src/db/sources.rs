@@ -12,6 +12,9 @@ pub struct SourceRow {
     pub name: String,
     pub kind: String,
     pub spec: sqlx::types::Json<SourceSpec>,
+    /// The retention policy prune applies when a request names none (JSON object with
+    /// `keep_last`, `daily`, `weekly`, `monthly`, `yearly`, `retention_days`).
+    pub retention: Option<sqlx::types::Json<serde_json::Value>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -59,4 +62,20 @@ pub async fn list(conn: &mut PgConnection) -> Result<Vec<SourceRow>, sqlx::Error
     sqlx::query_as("SELECT * FROM sources ORDER BY name")
         .fetch_all(conn)
         .await
+}
+
+/// Replaces a source's spec and retention policy.
+pub async fn update(
+    conn: &mut PgConnection,
+    id: Uuid,
+    spec: &SourceSpec,
+    retention: Option<&serde_json::Value>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sources SET spec = $2, retention = $3, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .bind(sqlx::types::Json(spec))
+        .bind(retention.map(sqlx::types::Json))
+        .execute(conn)
+        .await?;
+    Ok(())
 }

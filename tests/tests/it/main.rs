@@ -1,7 +1,12 @@
 mod access;
 mod api;
+mod conformance;
+mod download;
 mod encryption;
 mod engine;
 mod jobs;
+mod openapi;
+mod retention;
 mod roundtrip;
 mod storage;
+mod upload;

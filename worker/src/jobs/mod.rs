@@ -2,6 +2,8 @@
 //! runner owns claiming, heartbeats, progress and the final status.
 
 pub mod backup;
+pub mod delete;
+pub mod import;
 pub mod restore;
 pub mod verify;
 

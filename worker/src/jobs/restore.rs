@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use strata_shared::db;
-use strata_shared::model::RestorePayload;
+use strata_shared::model::{BackupId, BackupPayload, BackupType, RestorePayload};
 use strata_shared::repo::chain::load_chain;
 use strata_shared::repo::reader::{remove_all, restore_into, staging_path, swap_into_place};
 
@@ -48,6 +48,13 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> anyhow::Result<Ou
         ));
     }
 
+    let mut warnings = Vec::new();
+    if let Some(id) = &payload.pre_restore_backup_id {
+        if let Some(w) = pre_restore_backup(ctx, &payload, id, &target).await? {
+            warnings.push(w);
+        }
+    }
+
     let manifest = ctx.repo.get_manifest(&backup.id).await?;
     let staging = staging_path(&target, &ctx.job_id.to_string())?;
     // A previous attempt of this job may have left its staging directory behind.
@@ -88,8 +95,62 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> anyhow::Result<Ou
             "dirs": stats.dirs,
             "symlinks": stats.symlinks,
             "bytes": stats.bytes,
+            "pre_restore_backup_id": payload.pre_restore_backup_id,
         }),
-        warnings: Vec::new(),
+        warnings,
         backup: None,
     })
+}
+
+/// Backs up the source's current state before the restore overwrites it, and records
+/// that backup complete at once (its manifest is in storage): it stays even when the
+/// restore then fails. A target that does not exist has nothing to keep: the pending
+/// row is removed and a warning says so. If the backup fails, the restore does not run.
+async fn pre_restore_backup(
+    ctx: &JobContext,
+    payload: &RestorePayload,
+    id: &BackupId,
+    target: &std::path::Path,
+) -> anyhow::Result<Option<serde_json::Value>> {
+    let mut conn = ctx.pool.acquire().await?;
+    let row = db::backups::get(&mut conn, id.as_str()).await?;
+    match row.as_ref().map(|r| r.status.as_str()) {
+        // An earlier attempt of this job already took it (or it is gone).
+        Some("complete") | None => return Ok(None),
+        _ => {}
+    }
+    if std::fs::symlink_metadata(target).is_err() {
+        sqlx::query("DELETE FROM backups WHERE id = $1 AND status = 'pending'")
+            .bind(id.as_str())
+            .execute(&mut *conn)
+            .await?;
+        return Ok(Some(serde_json::json!({
+            "code": "no_pre_restore_backup",
+            "message": format!("{} does not exist: there was nothing to back up before restoring", target.display()),
+        })));
+    }
+    drop(conn);
+    ctx.progress.set_phase("pre_restore_backup");
+    let backup = BackupPayload {
+        backup_id: id.clone(),
+        source_id: payload.source_id,
+        backup_type: BackupType::Incremental,
+    };
+    match super::backup::run(ctx, backup).await {
+        Ok(outcome) => {
+            let mut conn = ctx.pool.acquire().await?;
+            if let Some((backup_id, completion)) = &outcome.backup {
+                db::backups::mark_complete(&mut conn, backup_id, completion).await?;
+            }
+            tracing::info!(backup_id = %id, "pre-restore backup complete");
+            Ok(None)
+        }
+        Err(e) => {
+            if !e.is::<strata_shared::repo::writer::Stopped>() {
+                let mut conn = ctx.pool.acquire().await?;
+                db::backups::mark_failed(&mut conn, id.as_str()).await?;
+            }
+            Err(e.context("the pre-restore backup failed; nothing was restored"))
+        }
+    }
 }

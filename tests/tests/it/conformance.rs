@@ -1,0 +1,1 @@
+//! Tests of the conformance part of the API.

@@ -1,0 +1,1 @@
+//! Tests of the openapi part of the API.

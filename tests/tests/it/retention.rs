@@ -1,0 +1,1 @@
+//! Tests of the retention part of the API.

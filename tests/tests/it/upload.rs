@@ -1,0 +1,1 @@
+//! Tests of the upload part of the API.
