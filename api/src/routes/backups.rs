@@ -375,13 +375,17 @@ pub async fn restore(
     let job_id = Uuid::now_v7();
     // Restoring over the source replaces live data: keep a backup of it first. A restore
     // into another directory overwrites nothing of the source's.
-    let pre_restore = if req.pre_restore_backup.unwrap_or(true) && target.is_none() {
-        let mut conn = state.pool.acquire().await?;
-        let source = db::sources::get(&mut conn, backup.source_id)
-            .await?
-            .ok_or_else(|| {
-                ApiError::not_found("source_not_found", "the backup's source is gone")
-            })?;
+    let mut conn = state.pool.acquire().await?;
+    let source = db::sources::get(&mut conn, backup.source_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("source_not_found", "the backup's source is gone"))?;
+    drop(conn);
+    let over_source = match (&target, &source.spec.0.files) {
+        (None, _) => true,
+        (Some(t), Some(files)) => *t == files.path,
+        (Some(_), None) => false,
+    };
+    let pre_restore = if req.pre_restore_backup.unwrap_or(true) && over_source {
         Some(BackupId::generate(
             &format!("{}-pre-restore", source.name),
             Utc::now(),

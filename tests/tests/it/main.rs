@@ -1,5 +1,6 @@
 mod access;
 mod api;
+mod backup_api;
 mod conformance;
 mod download;
 mod encryption;
