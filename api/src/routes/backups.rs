@@ -361,10 +361,6 @@ pub async fn restore(
 ) -> ApiResult<HttpResponse> {
     // The body is optional, but a body that does not parse is an error, never "no target".
     let req: RestoreRequest = parse_optional_body(&body)?;
-    let target = match &req.target {
-        Some(t) => Some(parse_absolute_path(t, "target")?),
-        None => None,
-    };
     let include = req
         .include
         .iter()
@@ -380,6 +376,10 @@ pub async fn restore(
         .await?
         .ok_or_else(|| ApiError::not_found("source_not_found", "the backup's source is gone"))?;
     drop(conn);
+    let target = match &req.target {
+        Some(t) => Some(resolve_target(t, &source)?),
+        None => None,
+    };
     let over_source = match (&target, &source.spec.0.files) {
         (None, _) => true,
         (Some(t), Some(files)) => *t == files.path,
@@ -402,7 +402,7 @@ pub async fn restore(
     };
     let mut tx = state.pool.begin().await?;
     if let Some(id) = &pre_restore {
-        db::backups::insert_pending(&mut tx, id, backup.source_id, BackupType::Incremental).await?;
+        db::backups::insert_pending(&mut tx, id, backup.source_id, BackupType::Full).await?;
     }
     let job = NewJob {
         id: job_id,
@@ -522,4 +522,36 @@ pub(crate) fn parse_optional_body<T: Default + serde::de::DeserializeOwned>(
         err.field = field_in_serde_message(&e.to_string());
         err
     })
+}
+
+/// Where a restore goes: an absolute path, or a name (`[a-z0-9_-]`, at most 64
+/// characters, as the bot platform's `"target": "staging"`) meaning a directory beside
+/// the source's own: `/srv/app` restored to `staging` lands in `/srv/app.staging`.
+fn resolve_target(target: &str, source: &db::sources::SourceRow) -> ApiResult<std::path::PathBuf> {
+    if target.starts_with('/') {
+        return Ok(parse_absolute_path(target, "target")?);
+    }
+    let named = !target.is_empty()
+        && target.len() <= 64
+        && target
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if !named {
+        return Err(ApiError::bad_request(
+            "invalid_target",
+            "target",
+            "must be an absolute path, or a name of a-z, 0-9, `_` and `-` (restored beside the source)",
+        ));
+    }
+    let files = source.spec.0.files.as_ref().ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_target",
+            "target",
+            "this source has no directory to restore beside; give an absolute path",
+        )
+    })?;
+    let mut sibling = files.path.clone().into_os_string();
+    sibling.push(".");
+    sibling.push(target);
+    Ok(std::path::PathBuf::from(sibling))
 }

@@ -51,10 +51,15 @@ async fn bad_input_gets_clear_errors_naming_the_field() {
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "malformed_json");
 
+    // With more than one source, leaving `source` out is an error naming it.
+    let other = app.dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    app.create_source("other", &other).await;
     let (status, body) = app
         .post("/api/v1/backup/create", json!({ "type": "full" }))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "source_required");
     assert_eq!(body["error"]["field"], "source");
 
     let (status, body) = app

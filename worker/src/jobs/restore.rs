@@ -134,7 +134,8 @@ async fn pre_restore_backup(
     let backup = BackupPayload {
         backup_id: id.clone(),
         source_id: payload.source_id,
-        backup_type: BackupType::Incremental,
+        // A full: the safety net must not depend on backups a later delete could remove.
+        backup_type: BackupType::Full,
     };
     match super::backup::run(ctx, backup).await {
         Ok(outcome) => {
