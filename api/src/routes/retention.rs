@@ -252,15 +252,17 @@ fn parse_prune(body: &[u8]) -> ApiResult<PruneRequest> {
                         format!("{k} must be a non-negative integer"),
                     ));
                 };
-                policy.insert(key, json!(n));
+                policy.insert(k.to_string(), json!(n));
             }
-            _ => return Err(ApiError::bad_request(
-                "unknown_field",
-                &key,
-                format!(
+            _ => {
+                return Err(ApiError::bad_request(
+                    "unknown_field",
+                    &key,
+                    format!(
                     "unknown field {key:?}; expected source, dry_run or one of {POLICY_FIELDS:?}"
                 ),
-            )),
+                ))
+            }
         }
     }
     req.policy = serde_json::from_value(Value::Object(policy)).map_err(anyhow::Error::from)?;
@@ -392,7 +394,10 @@ pub async fn prune(state: web::Data<AppState>, body: web::Bytes) -> ApiResult<Ht
         NewJob {
             id: job_id,
             kind: JobKind::Prune,
-            source_id: (sources.len() == 1 && req.source.is_some()).then(|| sources[0].id),
+            source_id: match (&req.source, sources.as_slice()) {
+                (Some(_), [only]) => Some(only.id),
+                _ => None,
+            },
             backup_id: None,
             payload: payload(&deleted)?,
             max_attempts: state.config.job_max_attempts,
