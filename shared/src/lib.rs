@@ -6,5 +6,6 @@ pub mod db;
 pub mod model;
 pub mod queue;
 pub mod repo;
+pub mod retention;
 pub mod storage;
 pub mod telemetry;

@@ -177,3 +177,61 @@ pub async fn mark_failed(conn: &mut PgConnection, id: &str) -> Result<(), sqlx::
         .await?;
     Ok(())
 }
+
+/// Every backup whose parent chain reaches `id` (children, grandchildren…), except those
+/// already being deleted; nearest first.
+pub async fn dependents(conn: &mut PgConnection, id: &str) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "WITH RECURSIVE deps AS (
+             SELECT id, 1 AS depth FROM backups WHERE parent_id = $1 AND status <> 'deleting'
+             UNION
+             SELECT b.id, d.depth + 1 FROM backups b JOIN deps d ON b.parent_id = d.id
+              WHERE b.status <> 'deleting'
+         )
+         SELECT id FROM deps GROUP BY id ORDER BY MIN(depth), id",
+    )
+    .bind(id)
+    .fetch_all(conn)
+    .await
+}
+
+/// Locks the named backups for the caller's transaction (`FOR UPDATE`) and returns them.
+pub async fn lock(conn: &mut PgConnection, ids: &[String]) -> Result<Vec<BackupRow>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM backups WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(ids)
+        .fetch_all(conn)
+        .await
+}
+
+/// Every backup of the given sources, locked for the caller's transaction when `lock`.
+pub async fn of_sources(
+    conn: &mut PgConnection,
+    source_ids: &[Uuid],
+    lock: bool,
+) -> Result<Vec<BackupRow>, sqlx::Error> {
+    let sql = if lock {
+        "SELECT * FROM backups WHERE source_id = ANY($1) ORDER BY id FOR UPDATE"
+    } else {
+        "SELECT * FROM backups WHERE source_id = ANY($1) ORDER BY id"
+    };
+    sqlx::query_as(sql).bind(source_ids).fetch_all(conn).await
+}
+
+/// Marks backups `deleting`: hidden from restore and download until the job removes them.
+pub async fn mark_deleting(conn: &mut PgConnection, ids: &[String]) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE backups SET status = 'deleting' WHERE id = ANY($1)")
+        .bind(ids)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Removes catalog rows. One statement, so a child and its parent in the same set go
+/// together (the parent FK is checked at the end of the statement).
+pub async fn delete_rows(conn: &mut PgConnection, ids: &[String]) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM backups WHERE id = ANY($1)")
+        .bind(ids)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
+}

@@ -72,3 +72,37 @@ pub async fn locate(
     .fetch_all(conn)
     .await
 }
+
+/// A pack of the index, as garbage collection sees it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PackRow {
+    pub id: String,
+    pub size: i64,
+}
+
+pub async fn all_packs(conn: &mut PgConnection) -> Result<Vec<PackRow>, sqlx::Error> {
+    sqlx::query_as("SELECT id, size FROM packs ORDER BY id")
+        .fetch_all(conn)
+        .await
+}
+
+/// Every (pack, chunk id) pair of the index.
+pub async fn all_locations(conn: &mut PgConnection) -> Result<Vec<(String, Vec<u8>)>, sqlx::Error> {
+    sqlx::query_as("SELECT pack_id, id FROM chunks")
+        .fetch_all(conn)
+        .await
+}
+
+/// Removes packs and their chunks from the index (call before deleting the objects, so a
+/// crash in between leaves an orphan object and never an entry pointing to nothing).
+pub async fn delete_packs(conn: &mut PgConnection, pack_ids: &[String]) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM chunks WHERE pack_id = ANY($1)")
+        .bind(pack_ids)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM packs WHERE id = ANY($1)")
+        .bind(pack_ids)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

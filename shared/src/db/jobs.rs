@@ -360,3 +360,27 @@ pub async fn cancel_requested(conn: &mut PgConnection, id: Uuid) -> Result<bool,
         .await
         .map(|r| r.unwrap_or(false))
 }
+
+/// A queued or running job that is about one of `backup_ids` (restore, verify…).
+pub async fn active_for_backups(
+    conn: &mut PgConnection,
+    backup_ids: &[String],
+) -> Result<Vec<JobRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT * FROM jobs WHERE status IN ('queued', 'running') AND backup_id = ANY($1)
+         ORDER BY created_at",
+    )
+    .bind(backup_ids)
+    .fetch_all(conn)
+    .await
+}
+
+/// Queued or running backup and restore jobs: each may make one of its source's newest
+/// complete backups the parent of the backup it writes (a restore's pre-restore backup).
+pub async fn active_writers(conn: &mut PgConnection) -> Result<Vec<JobRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT * FROM jobs WHERE status IN ('queued', 'running') AND kind IN ('backup', 'restore')",
+    )
+        .fetch_all(conn)
+        .await
+}

@@ -4,6 +4,7 @@
 pub mod chain;
 pub mod crypto;
 pub mod format;
+pub mod gc;
 pub mod manifest;
 pub mod pack;
 pub mod reader;
