@@ -16,6 +16,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use chrono::{DateTime, Datelike, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
+/// Maps a time to its calendar bucket (day, ISO week, month or year).
+type BucketOf = fn(&DateTime<Utc>) -> (i32, u32);
+
 /// A retention policy; a field left out keeps nothing by that rule.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -125,7 +128,7 @@ pub fn decide(
     if let Some(n) = policy.keep_last {
         kept.extend(complete.iter().take(n as usize).map(|i| i.id.as_str()));
     }
-    let buckets: [(Option<u32>, fn(&DateTime<Utc>) -> (i32, u32)); 4] = [
+    let buckets: [(Option<u32>, BucketOf); 4] = [
         (policy.daily, |t| (t.year(), t.ordinal())),
         (policy.weekly, |t| {
             let w = t.iso_week();
