@@ -36,7 +36,7 @@ pub struct CreateSource {
 #[serde(deny_unknown_fields)]
 pub struct CreateFiles {
     /// An absolute path, not `/`, without `..`.
-    #[schema(example = "/srv/data")]
+    #[schema(example = "/srv/data", pattern = "^/.")]
     pub path: String,
     /// Glob patterns matched against paths relative to `path` and against base names.
     #[serde(default)]
