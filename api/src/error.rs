@@ -180,3 +180,16 @@ pub fn path_error(
     )
     .into()
 }
+
+/// PostgreSQL text cannot hold a NUL character: a request string with one is the
+/// client's `400` (naming the field), never a failed query.
+pub fn reject_nul(value: &str, field: &str) -> Result<(), ApiError> {
+    if value.contains('\0') {
+        return Err(ApiError::bad_request(
+            "invalid_character",
+            field,
+            "must not contain a NUL character",
+        ));
+    }
+    Ok(())
+}

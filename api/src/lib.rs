@@ -4,6 +4,7 @@ pub mod auth;
 pub mod error;
 pub mod idempotency;
 pub mod middleware;
+pub mod openapi;
 pub mod relay;
 pub mod routes;
 pub mod startup;

@@ -2,25 +2,106 @@
 
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use strata_shared::db;
+use utoipa::{IntoParams, ToSchema};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{reject_nul, ApiError, ApiResult};
+use crate::openapi::ErrorBody;
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+/// Filters of the audit log; unknown parameters are refused.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    /// Only this caller (`key:<id>`, `jwt:<subject>`, `file-token:<subject>`).
     pub actor: Option<String>,
+    #[param(value_type = Option<AuditOutcome>)]
     pub outcome: Option<String>,
+    /// Only this action (e.g. `POST /api/v1/keys`).
     pub action: Option<String>,
+    /// Entries at or after this time.
     pub since: Option<DateTime<Utc>>,
+    /// Entries before this time.
     pub until: Option<DateTime<Utc>>,
+    /// Page size, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// The `next` cursor of the previous page.
     pub from: Option<i64>,
 }
 
+/// How a request ended (documentation only: the handler checks the string, naming the field).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum AuditOutcome {
+    Allowed,
+    Denied,
+    Failed,
+}
+
+/// One request, as the audit log recorded it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEntry {
+    /// Also the cursor: pages go from newest to oldest id.
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub request_id: String,
+    /// Who called, if known.
+    pub actor: Option<String>,
+    pub role: Option<String>,
+    pub method: String,
+    /// Method and route pattern, e.g. `DELETE /api/v1/keys/{id}`.
+    pub action: String,
+    /// The path requested.
+    pub target: Option<String>,
+    #[schema(value_type = AuditOutcome)]
+    pub outcome: String,
+    /// The HTTP status answered.
+    pub status: i32,
+    /// The client's address.
+    pub client: Option<String>,
+}
+
+impl From<db::audit::AuditRow> for AuditEntry {
+    fn from(r: db::audit::AuditRow) -> Self {
+        Self {
+            id: r.id,
+            at: r.at,
+            request_id: r.request_id,
+            actor: r.actor,
+            role: r.role,
+            method: r.method,
+            action: r.action,
+            target: r.target,
+            outcome: r.outcome,
+            status: r.status,
+            client: r.client,
+        }
+    }
+}
+
+/// One page of the audit log, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    pub items: Vec<AuditEntry>,
+    pub limit: i64,
+    /// Pass as `from` for the next page; null on the last page.
+    pub next: Option<i64>,
+}
+
+/// The audit log, newest first, with filters and a cursor.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    tag = "audit",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "One page", body = AuditPage),
+        (status = 400, description = "A parameter is invalid or unknown", body = ErrorBody),
+    ),
+)]
 pub async fn list(
     state: web::Data<AppState>,
     q: web::Query<AuditQuery>,
@@ -43,6 +124,11 @@ pub async fn list(
             ));
         }
     }
+    for (value, field) in [(&q.actor, "actor"), (&q.action, "action")] {
+        if let Some(v) = value {
+            reject_nul(v, field)?;
+        }
+    }
     let mut conn = state.pool.acquire().await?;
     let rows = db::audit::list(
         &mut conn,
@@ -58,14 +144,15 @@ pub async fn list(
     )
     .await?;
     let has_more = rows.len() as i64 > limit;
-    let items: Vec<_> = rows.into_iter().take(limit as usize).collect();
+    let items: Vec<AuditEntry> = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(AuditEntry::from)
+        .collect();
     let next = if has_more {
         items.last().map(|r| r.id)
     } else {
         None
     };
-    Ok(
-        HttpResponse::Ok()
-            .json(serde_json::json!({ "items": items, "limit": limit, "next": next })),
-    )
+    Ok(HttpResponse::Ok().json(AuditPage { items, limit, next }))
 }

@@ -2,11 +2,30 @@
 //! (`?token=`), so a browser can fetch a backup without a bearer header.
 
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
+/// A download token and how to use it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FileToken {
+    /// Append as `?token=<token>` to a download URL.
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+    pub usage: String,
+}
+
+/// Issues a short-lived token for download links, with the caller's identity and role.
+#[utoipa::path(
+    post,
+    path = "/api/v1/files/token",
+    tag = "files",
+    responses((status = 200, description = "The token", body = FileToken)),
+)]
 pub async fn token(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<HttpResponse> {
     let principal = req
         .extensions()
@@ -21,9 +40,9 @@ pub async fn token(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<Ht
         state.auth.file_token_ttl,
         chrono::Utc::now().timestamp(),
     );
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "token": token,
-        "expires_at": expires_at,
-        "usage": "append ?token=<token> to a download URL",
-    })))
+    Ok(HttpResponse::Ok().json(FileToken {
+        token,
+        expires_at,
+        usage: "append ?token=<token> to a download URL".into(),
+    }))
 }

@@ -3,8 +3,10 @@
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
+use serde::Serialize;
 use strata_shared::db;
+
+use utoipa::ToSchema;
 
 use crate::state::AppState;
 
@@ -41,13 +43,96 @@ fn short(s: &str) -> String {
         .collect()
 }
 
-fn check_json(r: &Result<(), String>) -> serde_json::Value {
-    match r {
-        Ok(()) => json!({ "status": "ok" }),
-        Err(e) => json!({ "status": "error", "error": e }),
+/// The state of one dependency.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckState {
+    Ok,
+    Error,
+}
+
+/// One dependency's check: `ok`, or `error` with the first line of the error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Check {
+    pub status: CheckState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub error: Option<String>,
+}
+
+impl From<&Result<(), String>> for Check {
+    fn from(r: &Result<(), String>) -> Self {
+        match r {
+            Ok(()) => Self {
+                status: CheckState::Ok,
+                error: None,
+            },
+            Err(e) => Self {
+                status: CheckState::Error,
+                error: Some(e.clone()),
+            },
+        }
     }
 }
 
+/// `ok` when every dependency answers, else `degraded`.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OverallState {
+    Ok,
+    Degraded,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthChecks {
+    pub database: Check,
+    pub queue: Check,
+    pub storage: Check,
+}
+
+/// The health of the API and of the services it needs.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthReport {
+    pub status: OverallState,
+    /// A backup started now would run at once: every check is `ok` and no job is active.
+    pub can_backup: bool,
+    /// A job is queued or running (also `true` when that cannot be known).
+    pub backup_in_progress: bool,
+    pub checks: HealthChecks,
+    /// The API's version.
+    #[schema(example = "0.1.0")]
+    pub version: String,
+}
+
+/// `{"status": "ok"}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Alive {
+    pub status: CheckState,
+}
+
+/// Readiness: `ok`, or `error` with the database's problem.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    pub status: CheckState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub checks: Option<ReadinessChecks>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadinessChecks {
+    /// Why the database check failed.
+    pub database: String,
+}
+
+/// Details of every dependency, and whether a backup could start now.
+#[utoipa::path(
+    get,
+    path = "/api/v1/health",
+    tag = "health",
+    responses((status = 200, description = "The report (also when degraded)", body = HealthReport)),
+)]
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let (database, storage) = tokio::join!(check_database(&state), check_storage(&state));
     let queue = if state.relay.is_connected() {
@@ -66,29 +151,55 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
         Err(_) => true,
     };
     let all_ok = database.is_ok() && storage.is_ok() && queue.is_ok();
-    HttpResponse::Ok().json(json!({
-        "status": if all_ok { "ok" } else { "degraded" },
-        "canBackup": all_ok && !busy,
-        "backupInProgress": busy,
-        "checks": {
-            "database": check_json(&database),
-            "queue": check_json(&queue),
-            "storage": check_json(&storage),
+    HttpResponse::Ok().json(HealthReport {
+        status: if all_ok {
+            OverallState::Ok
+        } else {
+            OverallState::Degraded
         },
-        "version": env!("CARGO_PKG_VERSION"),
-    }))
+        can_backup: all_ok && !busy,
+        backup_in_progress: busy,
+        checks: HealthChecks {
+            database: Check::from(&database),
+            queue: Check::from(&queue),
+            storage: Check::from(&storage),
+        },
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    })
 }
 
-/// The process is alive.
+/// The process is alive (Kubernetes liveness probe).
+#[utoipa::path(
+    get,
+    path = "/livez",
+    tag = "health",
+    responses((status = 200, description = "Alive", body = Alive)),
+)]
 pub async fn livez() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "ok" }))
+    HttpResponse::Ok().json(Alive {
+        status: CheckState::Ok,
+    })
 }
 
 /// The API can serve: PostgreSQL answers. (RabbitMQ may be down: the outbox holds jobs.)
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "PostgreSQL does not answer", body = Readiness),
+    ),
+)]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     match check_database(&state).await {
-        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ok" })),
-        Err(e) => HttpResponse::ServiceUnavailable()
-            .json(json!({ "status": "error", "checks": { "database": e } })),
+        Ok(()) => HttpResponse::Ok().json(Readiness {
+            status: CheckState::Ok,
+            checks: None,
+        }),
+        Err(e) => HttpResponse::ServiceUnavailable().json(Readiness {
+            status: CheckState::Error,
+            checks: Some(ReadinessChecks { database: e }),
+        }),
     }
 }

@@ -90,6 +90,8 @@ route_table! {
     DELETE "/api/v1/keys/{id}" => keys::revoke, R(Admin);
     POST "/api/v1/files/token" => files::token, R(Viewer);
     GET "/api/v1/audit" => audit::list, R(Admin);
+    GET "/api/v1/openapi.json" => crate::openapi::spec, Public;
+    GET "/api/v1/docs" => crate::openapi::docs, Public;
 }
 
 /// The access a request needs: by method and matched route pattern. `None` for a path

@@ -6,36 +6,76 @@ use serde::{Deserialize, Serialize};
 use strata_shared::db;
 use strata_shared::model::{parse_absolute_path, parse_source_name, FilesSpec, SourceSpec};
 use strata_shared::repo::writer::compile_excludes;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{reject_nul, ApiError, ApiResult};
+use crate::openapi::ErrorBody;
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+/// A new source. Exactly one kind: `files` (a directory) for now.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSource {
+    /// Unique; letters, digits, `.`, `_` or `-`.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[A-Za-z0-9._-]+$",
+        example = "web-data"
+    )]
     pub name: String,
     pub files: Option<CreateFiles>,
+    /// Not supported by this version yet (`400 unsupported_source_kind`).
+    #[schema(value_type = Option<Object>)]
     pub database: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A directory to back up.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateFiles {
+    /// An absolute path, not `/`, without `..`.
+    #[schema(example = "/srv/data", pattern = "^/.")]
     pub path: String,
+    /// Glob patterns matched against paths relative to `path` and against base names.
     #[serde(default)]
     pub exclude: Vec<String>,
 }
 
+/// The files part of a source.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FilesView {
+    pub path: String,
+    pub exclude: Vec<String>,
+}
+
+impl From<FilesSpec> for FilesView {
+    fn from(f: FilesSpec) -> Self {
+        Self {
+            path: f.path.to_string_lossy().into_owned(),
+            exclude: f.exclude,
+        }
+    }
+}
+
 /// A source as clients see it (a later issue adds database parts, whose secrets are never shown).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SourceView {
     pub id: Uuid,
     pub name: String,
+    /// What the source is: `directory`.
+    #[schema(example = "directory")]
     pub kind: String,
-    pub files: Option<FilesSpec>,
+    pub files: Option<FilesView>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Every source, by name.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SourceList {
+    pub items: Vec<SourceView>,
 }
 
 impl From<db::sources::SourceRow> for SourceView {
@@ -44,7 +84,7 @@ impl From<db::sources::SourceRow> for SourceView {
             id: r.id,
             name: r.name,
             kind: r.kind,
-            files: r.spec.0.files,
+            files: r.spec.0.files.map(FilesView::from),
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -68,7 +108,11 @@ fn parse(req: CreateSource) -> Result<(String, SourceSpec), ApiError> {
             "a source needs `files` (a directory to back up)",
         ));
     };
+    reject_nul(&files.path, "files.path")?;
     let path = parse_absolute_path(&files.path, "files.path")?;
+    for pattern in &files.exclude {
+        reject_nul(pattern, "files.exclude")?;
+    }
     compile_excludes(&files.exclude)?;
     Ok((
         name,
@@ -81,6 +125,17 @@ fn parse(req: CreateSource) -> Result<(String, SourceSpec), ApiError> {
     ))
 }
 
+/// Creates a source.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sources",
+    tag = "sources",
+    request_body = CreateSource,
+    responses(
+        (status = 201, description = "Created", body = SourceView),
+        (status = 409, description = "A source has this name (`source_name_taken`)", body = ErrorBody),
+    ),
+)]
 pub async fn create(
     state: web::Data<AppState>,
     body: web::Json<CreateSource>,
@@ -98,6 +153,13 @@ pub async fn create(
     }
 }
 
+/// Lists every source.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sources",
+    tag = "sources",
+    responses((status = 200, description = "The sources, by name", body = SourceList)),
+)]
 pub async fn list(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let mut conn = state.pool.acquire().await?;
     let items: Vec<SourceView> = db::sources::list(&mut conn)
@@ -105,13 +167,30 @@ pub async fn list(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
         .into_iter()
         .map(SourceView::from)
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items })))
+    Ok(HttpResponse::Ok().json(SourceList { items }))
 }
 
+/// One source, by id or name.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sources/{id}",
+    tag = "sources",
+    params(("id" = String, Path, description = "The source's id (UUID) or name")),
+    responses(
+        (status = 200, description = "The source", body = SourceView),
+        (status = 404, description = "No such source (`source_not_found`)", body = ErrorBody),
+    ),
+)]
 pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let not_found =
+        || ApiError::not_found("source_not_found", format!("no source {:?}", path.as_str()));
+    // No name or id holds a NUL (and PostgreSQL text cannot).
+    if path.contains('\0') {
+        return Err(not_found());
+    }
     let mut conn = state.pool.acquire().await?;
-    let row = db::sources::find(&mut conn, &path).await?.ok_or_else(|| {
-        ApiError::not_found("source_not_found", format!("no source {:?}", path.as_str()))
-    })?;
+    let row = db::sources::find(&mut conn, &path)
+        .await?
+        .ok_or_else(not_found)?;
     Ok(HttpResponse::Ok().json(SourceView::from(row)))
 }

@@ -1,0 +1,271 @@
+//! The OpenAPI 3.1 document, generated from the handlers' `#[utoipa::path]` annotations
+//! and their types' `ToSchema`, served at `/api/v1/openapi.json`, and a human-readable
+//! page rendered from it at `/api/v1/docs`.
+//!
+//! What every route has in common is added here, in one place ([`Conventions`]), from the
+//! route table: the security a route needs (from its [`Access`]), and the error
+//! responses the middleware and extractors produce (401/403/429/500, and 400/413/415 for
+//! a JSON body). A handler's annotation lists only what the handler itself returns.
+
+mod html;
+
+use std::sync::OnceLock;
+
+use actix_web::HttpResponse;
+use serde::Serialize;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
+use utoipa::openapi::{
+    ContentBuilder, ObjectBuilder, PathItem, Ref, RefOr, Response, ResponseBuilder, Type,
+};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use crate::routes::{self, access_for, audit, files, health, keys, sources, Access};
+
+/// The body of every error response: `{"error": {"code", "message", "field"?}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong. Some errors add machine-readable facts next to these fields
+/// (e.g. the id of the job in the way).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `invalid_body`, `source_not_found`, `forbidden`…
+    #[schema(example = "invalid_source_name")]
+    pub code: String,
+    /// For humans; names the field when one is at fault.
+    pub message: String,
+    /// The request field at fault (`name`, `files.path`…), for a `400`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub field: Option<String>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Strata",
+        description = "Strata's backup API. Every route under `/api/v1` except this document \
+            and `/api/v1/docs` needs a bearer credential: an API key (`strata_…`) or a JWT. \
+            Long operations answer `202` with a job to poll. Every error has the body \
+            `{\"error\": {\"code\", \"message\", \"field\"?}}`.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    servers((url = "/", description = "This server")),
+    paths(
+        health::livez,
+        health::readyz,
+        health::health,
+        sources::create,
+        sources::list,
+        sources::get,
+        keys::create,
+        keys::list,
+        keys::revoke,
+        files::token,
+        audit::list,
+        spec,
+        docs,
+    ),
+    components(schemas(ErrorBody, ErrorDetail, audit::AuditOutcome, keys::RoleName)),
+    modifiers(&Conventions),
+    tags(
+        (name = "health", description = "Liveness, readiness and the state of the services"),
+        (name = "sources", description = "What gets backed up"),
+        (name = "backups", description = "Backups: create, list, restore, verify, download, delete"),
+        (name = "jobs", description = "Asynchronous jobs: status, progress, cancellation"),
+        (name = "keys", description = "API keys (admin)"),
+        (name = "files", description = "Short-lived download tokens"),
+        (name = "audit", description = "Who did what (admin)"),
+        (name = "config", description = "Configuration export and import (admin)"),
+        (name = "meta", description = "This document"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Adds what every route shares, from the route table (see the module doc).
+pub struct Conventions;
+
+/// Shared responses, under `components.responses`.
+const COMMON_RESPONSES: &[(&str, &str)] = &[
+    (
+        "BadRequest",
+        "The body or a parameter is invalid; `field` names it",
+    ),
+    (
+        "Unauthorized",
+        "Missing or invalid credentials (`unauthorized`)",
+    ),
+    (
+        "Forbidden",
+        "The credential's role is too low for this operation (`forbidden`)",
+    ),
+    (
+        "TooManyRequests",
+        "Too many failed authentications from this client (`too_many_failures`); see `Retry-After`",
+    ),
+    (
+        "PayloadTooLarge",
+        "The body is larger than 1 MiB (`payload_too_large`)",
+    ),
+    (
+        "UnsupportedMediaType",
+        "The body is not `application/json` (`unsupported_media_type`)",
+    ),
+    (
+        "InternalError",
+        "An internal error, logged on the server (`internal_error`)",
+    ),
+];
+
+impl Modify for Conventions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("API key (strata_…) or JWT")
+                    .description(Some("`Authorization: Bearer <API key or JWT>`"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "file_token",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "token",
+                "A short-lived token from `POST /api/v1/files/token`, for download links",
+            ))),
+        );
+        for (name, description) in COMMON_RESPONSES {
+            components.responses.insert(
+                (*name).to_string(),
+                RefOr::T(error_response(name, description)),
+            );
+        }
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for (method, op) in operations_mut(item) {
+                apply_route_conventions(access_for(method, path), op);
+            }
+        }
+    }
+}
+
+/// An error response with the [`ErrorBody`] schema (and `Retry-After` for a 429).
+fn error_response(name: &str, description: &str) -> Response {
+    let content = ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("ErrorBody")))
+        .build();
+    let mut res = ResponseBuilder::new()
+        .description(description)
+        .content("application/json", content);
+    if name == "TooManyRequests" {
+        res = res.header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                .description(Some("Seconds to wait before trying again"))
+                .build(),
+        );
+    }
+    res.build()
+}
+
+/// The operations of a path item, with their method as the route table spells it.
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &mut Operation)> {
+    [
+        ("GET", item.get.as_mut()),
+        ("POST", item.post.as_mut()),
+        ("PUT", item.put.as_mut()),
+        ("DELETE", item.delete.as_mut()),
+    ]
+    .into_iter()
+    .filter_map(|(m, op)| op.map(|op| (m, op)))
+}
+
+fn apply_route_conventions(access: Option<Access>, op: &mut Operation) {
+    let bearer = || SecurityRequirement::new("bearer", Vec::<String>::new());
+    let (security, role) = match access {
+        None | Some(Access::Public) => (None, None),
+        Some(Access::Role(r)) => (Some(vec![bearer()]), Some(r)),
+        Some(Access::Download(r)) => (
+            Some(vec![
+                bearer(),
+                SecurityRequirement::new("file_token", Vec::<String>::new()),
+            ]),
+            Some(r),
+        ),
+    };
+    if let Some(role) = role {
+        op.security = security;
+        let note = format!("Needs the `{role}` role (or a higher one).");
+        op.description = Some(match op.description.take() {
+            Some(d) if !d.is_empty() => format!("{d}\n\n{note}"),
+            _ => note,
+        });
+        add_response(op, "401", "Unauthorized");
+        add_response(op, "403", "Forbidden");
+        add_response(op, "429", "TooManyRequests");
+        add_response(op, "500", "InternalError");
+    }
+    if op.request_body.is_some() {
+        add_response(op, "400", "BadRequest");
+        add_response(op, "413", "PayloadTooLarge");
+        add_response(op, "415", "UnsupportedMediaType");
+    }
+}
+
+/// Adds a reference to a shared response unless the handler documents that status itself.
+fn add_response(op: &mut Operation, status: &str, name: &str) {
+    op.responses
+        .responses
+        .entry(status.to_string())
+        .or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
+}
+
+/// The document as served (built once).
+pub fn spec_json() -> &'static str {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| {
+        ApiDoc::openapi()
+            .to_pretty_json()
+            .unwrap_or_else(|e| format!("{{\"error\": \"cannot serialize the spec: {e}\"}}"))
+    })
+}
+
+/// The OpenAPI 3.1 document of this API.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "meta",
+    responses((status = 200, description = "This document (OpenAPI 3.1)", content_type = "application/json", body = Object)),
+)]
+pub async fn spec() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(spec_json())
+}
+
+/// The same document as a page for humans: routes, parameters, bodies, responses.
+#[utoipa::path(
+    get,
+    path = "/api/v1/docs",
+    tag = "meta",
+    responses((status = 200, description = "A self-contained HTML page", content_type = "text/html", body = String)),
+)]
+pub async fn docs() -> HttpResponse {
+    static PAGE: OnceLock<String> = OnceLock::new();
+    let page = PAGE.get_or_init(|| {
+        let doc: serde_json::Value = serde_json::from_str(spec_json()).unwrap_or_default();
+        html::render(&doc, routes::ROUTES)
+    });
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(page.as_str())
+}
