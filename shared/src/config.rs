@@ -93,6 +93,43 @@ pub struct Config {
     /// `json` or `text`.
     pub log_format: String,
     pub auth: AuthConfig,
+    /// Limits of `POST /api/v1/backup/upload`.
+    pub upload: UploadLimits,
+}
+
+/// What an uploaded archive may be.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadLimits {
+    /// `STRATA_UPLOAD_MAX_BYTES`: the request body (default 10 GiB).
+    pub max_bytes: u64,
+    /// `STRATA_UPLOAD_MAX_UNCOMPRESSED`: the archive's content once extracted (default 100 GiB).
+    pub max_uncompressed: u64,
+    /// `STRATA_UPLOAD_MAX_RATIO`: extracted bytes per archive byte (default 100).
+    pub max_ratio: u64,
+}
+
+impl UploadLimits {
+    /// Reads the `STRATA_UPLOAD_*` variables.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let limits = Self {
+            max_bytes: parse_var("STRATA_UPLOAD_MAX_BYTES", 10u64 << 30)?,
+            max_uncompressed: parse_var("STRATA_UPLOAD_MAX_UNCOMPRESSED", 100u64 << 30)?,
+            max_ratio: parse_var("STRATA_UPLOAD_MAX_RATIO", 100)?,
+        };
+        if limits.max_bytes == 0 || limits.max_uncompressed == 0 || limits.max_ratio == 0 {
+            bail!("STRATA_UPLOAD_MAX_*: limits must be at least 1");
+        }
+        Ok(limits)
+    }
+
+    /// The limits an archive is checked against.
+    pub fn archive(&self) -> crate::archive::Limits {
+        crate::archive::Limits {
+            max_uncompressed: self.max_uncompressed,
+            max_ratio: self.max_ratio,
+            ..crate::archive::Limits::default()
+        }
+    }
 }
 
 /// Access control settings (the API's).
@@ -236,6 +273,7 @@ impl Config {
             sweep_interval: Duration::from_millis(parse_var("STRATA_SWEEP_INTERVAL_MS", 5000)?),
             log_format,
             auth: AuthConfig::from_env()?,
+            upload: UploadLimits::from_env()?,
         })
     }
 }

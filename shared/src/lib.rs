@@ -1,5 +1,6 @@
 //! The library both Strata binaries use. One module per concept of DESIGN.md.
 
+pub mod archive;
 pub mod auth;
 pub mod config;
 pub mod db;

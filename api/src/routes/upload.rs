@@ -1,14 +1,386 @@
 //! `POST /api/v1/backup/upload`: import a tar or zip archive as a new full backup.
+//!
+//! The body (raw, or the `file` field of a multipart form) is streamed to a temp file
+//! while counted against `STRATA_UPLOAD_MAX_BYTES`, inspected entry by entry (paths,
+//! symlinks, sizes, compression ratio), copied to storage under `uploads/<job_id>.<ext>`,
+//! and an `import` job turns it into a backup. The temp file is removed in every case.
 
-use actix_web::{web, HttpResponse};
+use std::path::{Path, PathBuf};
 
+use actix_multipart::{Field, Multipart};
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use futures::{Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::json;
+use strata_shared::archive::{self, ArchiveError, Summary};
+use strata_shared::db;
+use strata_shared::db::jobs::NewJob;
+use strata_shared::model::{ArchiveFormat, BackupId, BackupType, ImportPayload, JobKind};
+use tokio::io::AsyncWriteExt;
+use uuid::Uuid;
+
+use super::backups::{enqueue, explain_conflict, name_taken};
+use super::jobs::status_url;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
-pub async fn upload(_state: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    Err(ApiError::new(
-        actix_web::http::StatusCode::NOT_IMPLEMENTED,
-        "not_implemented",
-        "upload is not implemented yet",
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    /// Source id or name; may be left out when exactly one source exists.
+    pub source: Option<String>,
+    /// The new backup's name; generated when absent.
+    pub name: Option<String>,
+}
+
+/// Raw body types accepted besides `multipart/form-data`.
+const RAW_TYPES: &[&str] = &[
+    "application/zip",
+    "application/x-zip-compressed",
+    "application/x-tar",
+    "application/tar",
+    "application/octet-stream",
+];
+
+/// Longest text field of a multipart form.
+const FIELD_LIMIT: usize = 1024;
+
+/// A temp file removed when dropped.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// What the request carried.
+struct Received {
+    file: TempFile,
+    source: Option<String>,
+    name: Option<String>,
+    /// The uploaded file's name, for deriving a backup name.
+    filename: Option<String>,
+}
+
+pub async fn upload(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<UploadQuery>,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
+    let limits = state.config.upload;
+    if content_length(&req).is_some_and(|n| n > limits.max_bytes) {
+        return Err(too_large(limits.max_bytes));
+    }
+    let query = query.into_inner();
+    // Refuse a bad name or source before reading a large body.
+    if let Some(name) = query.name.as_deref().filter(|n| !n.is_empty()) {
+        backup_name(name, "name")?;
+    }
+    if let Some(s) = &query.source {
+        let mut conn = state.pool.acquire().await?;
+        find_source(&mut conn, Some(s)).await?;
+    }
+    let received = receive(&req, payload, limits.max_bytes).await?;
+    let path = received.file.0.clone();
+    let archive_limits = limits.archive();
+    let inspected = web::block(move || -> Result<_, ArchiveError> {
+        let format = archive::detect(&path)?;
+        Ok((format, archive::inspect(&path, &archive_limits)?))
+    })
+    .await
+    .map_err(|e| ApiError::internal(anyhow::anyhow!("inspection task failed: {e}")))?;
+    let (format, summary) = inspected.map_err(refused)?;
+
+    let source_arg = query.source.or(received.source);
+    let mut conn = state.pool.acquire().await?;
+    let source = find_source(&mut conn, source_arg.as_deref()).await?;
+    drop(conn);
+    let backup_id = match (query.name.or(received.name), &received.filename) {
+        (Some(name), _) if !name.is_empty() => backup_name(&name, "name")?,
+        (_, Some(file)) if !file.is_empty() => backup_name(file, "file")?,
+        _ => BackupId::generate(&source.name, Utc::now()),
+    };
+    let job_id = Uuid::now_v7();
+    let upload_key = format!("uploads/{job_id}.{format}");
+    state
+        .storage
+        .put_file(&upload_key, &received.file.0)
+        .await
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("storing the upload: {e}")))?;
+    drop(received.file);
+    let accepted = record(&state, job_id, &backup_id, source.id, &upload_key, format).await;
+    if let Err(e) = accepted {
+        if let Err(del) = state.storage.delete(&upload_key).await {
+            tracing::warn!(key = %upload_key, error = %del, "could not remove a refused upload");
+        }
+        return Err(explain_conflict(&state, source.id, e).await);
+    }
+    tracing::info!(%job_id, backup_id = %backup_id, source = %source.name, %format,
+        bytes = summary.archive_size, "upload accepted");
+    Ok(HttpResponse::Accepted().json(answer(job_id, &backup_id, source.id, format, &summary)))
+}
+
+fn answer(
+    job_id: Uuid,
+    backup_id: &BackupId,
+    source_id: Uuid,
+    format: ArchiveFormat,
+    summary: &Summary,
+) -> serde_json::Value {
+    json!({
+        "job_id": job_id,
+        "backup_id": backup_id,
+        "source_id": source_id,
+        "type": BackupType::Full,
+        "format": format,
+        "status": "queued",
+        "status_url": status_url(job_id),
+        "archive": summary,
+    })
+}
+
+/// In one transaction: the pending backup, the import job and its outbox message.
+async fn record(
+    state: &AppState,
+    job_id: Uuid,
+    backup_id: &BackupId,
+    source_id: Uuid,
+    upload_key: &str,
+    format: ArchiveFormat,
+) -> ApiResult<()> {
+    let payload = ImportPayload {
+        backup_id: backup_id.clone(),
+        source_id,
+        upload_key: upload_key.to_string(),
+        format,
+    };
+    let mut tx = state.pool.begin().await?;
+    if let Err(e) =
+        db::backups::insert_pending(&mut tx, backup_id, source_id, BackupType::Full).await
+    {
+        if db::is_unique_violation(&e, db::backups::ID_UNIQUE) {
+            return Err(name_taken(backup_id));
+        }
+        return Err(e.into());
+    }
+    let job = NewJob {
+        id: job_id,
+        kind: JobKind::Import,
+        source_id: Some(source_id),
+        backup_id: Some(backup_id.as_str()),
+        payload: serde_json::to_value(&payload).map_err(anyhow::Error::from)?,
+        max_attempts: state.config.job_max_attempts,
+    };
+    enqueue(&mut tx, job).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A backup name from the request; a file name loses a trailing `.zip` or `.tar`.
+fn backup_name(raw: &str, field: &str) -> ApiResult<BackupId> {
+    let stem = raw
+        .strip_suffix(".zip")
+        .or_else(|| raw.strip_suffix(".tar"))
+        .unwrap_or(raw);
+    Ok(BackupId::parse(stem, field)?)
+}
+
+/// The source a request names (id or name), or the only one when it names none.
+async fn find_source(
+    conn: &mut sqlx::PgConnection,
+    source: Option<&str>,
+) -> ApiResult<db::sources::SourceRow> {
+    if let Some(s) = source {
+        return db::sources::find(conn, s).await?.ok_or_else(|| {
+            ApiError::not_found("source_not_found", format!("no source {s:?}"))
+                .with("field", "source")
+        });
+    }
+    let mut all = db::sources::list(conn).await?;
+    if all.len() == 1 {
+        return Ok(all.remove(0));
+    }
+    Err(ApiError::bad_request(
+        "source_required",
+        "source",
+        format!("{} sources exist; name the one to import into", all.len()),
     ))
+}
+
+/// An archive refusal on the wire: `413` for size, `400` otherwise, field `file`.
+fn refused(e: ArchiveError) -> ApiError {
+    let status = if e.is_too_large() {
+        StatusCode::PAYLOAD_TOO_LARGE
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    let mut err = ApiError::new(status, e.code, e.message);
+    err.field = Some("file".into());
+    err
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the upload is larger than {limit} bytes (STRATA_UPLOAD_MAX_BYTES)"),
+    )
+    .with("field", "file")
+}
+
+fn content_length(req: &HttpRequest) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// The media type of the request, lowercased, without parameters.
+fn media_type(req: &HttpRequest) -> String {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Reads the archive (raw body or multipart field `file`) into a temp file.
+async fn receive(req: &HttpRequest, payload: web::Payload, max: u64) -> ApiResult<Received> {
+    let media = media_type(req);
+    let file = TempFile(
+        std::env::temp_dir().join(format!("strata-upload-{}.part", Uuid::new_v4().simple())),
+    );
+    if media == "multipart/form-data" {
+        return receive_multipart(Multipart::new(req.headers(), payload), file, max).await;
+    }
+    if !RAW_TYPES.contains(&media.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "send the archive as multipart/form-data (field `file`) or as a raw body of type {}",
+                RAW_TYPES.join(", ")
+            ),
+        ));
+    }
+    write_stream(payload, &file.0, max).await?;
+    Ok(Received {
+        file,
+        source: None,
+        name: None,
+        filename: None,
+    })
+}
+
+async fn receive_multipart(mut form: Multipart, file: TempFile, max: u64) -> ApiResult<Received> {
+    let mut got = Received {
+        file,
+        source: None,
+        name: None,
+        filename: None,
+    };
+    let mut has_file = false;
+    while let Some(field) = form.next().await {
+        let mut field = field.map_err(bad_form)?;
+        match field.name().unwrap_or("") {
+            "file" if has_file => {
+                return Err(ApiError::bad_request(
+                    "invalid_body",
+                    "file",
+                    "send one file per upload",
+                ))
+            }
+            "file" => {
+                got.filename = field
+                    .content_disposition()
+                    .and_then(|cd| cd.get_filename())
+                    .and_then(|f| f.rsplit(['/', '\\']).next())
+                    .map(str::to_string);
+                write_stream(&mut field, &got.file.0, max).await?;
+                has_file = true;
+            }
+            "source" => got.source = Some(text_field(&mut field, "source").await?),
+            "name" => got.name = Some(text_field(&mut field, "name").await?),
+            other => {
+                return Err(ApiError::bad_request(
+                    "invalid_body",
+                    other,
+                    format!("unknown form field {other:?}; expected file, source, name"),
+                ))
+            }
+        }
+    }
+    if !has_file {
+        return Err(ApiError::bad_request(
+            "file_required",
+            "file",
+            "the form has no `file` field",
+        ));
+    }
+    Ok(got)
+}
+
+async fn text_field(field: &mut Field, name: &str) -> ApiResult<String> {
+    let bytes = field
+        .bytes(FIELD_LIMIT)
+        .await
+        .map_err(|_| ApiError::bad_request("invalid_body", name, "the field is too long"))?
+        .map_err(bad_form)?;
+    String::from_utf8(bytes.to_vec())
+        .map(|s| s.trim().to_string())
+        .map_err(|_| ApiError::bad_request("invalid_body", name, "the field is not UTF-8"))
+}
+
+fn bad_form(e: actix_multipart::MultipartError) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_body",
+        format!("the multipart form cannot be read: {e}"),
+    )
+}
+
+/// Writes a body stream to `path`, stopping with `413` as soon as it exceeds `max`.
+async fn write_stream<S, E>(mut stream: S, path: &Path, max: u64) -> ApiResult<u64>
+where
+    S: Stream<Item = Result<web::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let out = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .await
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("creating {}: {e}", path.display())))?;
+    let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, out);
+    let mut n: u64 = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                format!("the upload was interrupted: {e}"),
+            )
+        })?;
+        n += chunk.len() as u64;
+        if n > max {
+            return Err(too_large(max));
+        }
+        out.write_all(&chunk)
+            .await
+            .map_err(|e| ApiError::internal(anyhow::anyhow!("writing the upload: {e}")))?;
+    }
+    out.flush()
+        .await
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("writing the upload: {e}")))?;
+    Ok(n)
 }

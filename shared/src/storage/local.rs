@@ -103,6 +103,11 @@ fn create_dirs_durably(dir: &Path) -> anyhow::Result<()> {
 }
 
 fn put_blocking(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    put_with(path, |file| file.write_all(data))
+}
+
+/// Writes an object from what `fill` writes into its temp file, then renames it in place.
+fn put_with(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -> anyhow::Result<()> {
     let dir = path
         .parent()
         .context("object path has no parent directory")?;
@@ -114,8 +119,7 @@ fn put_blocking(path: &Path, data: &[u8]) -> anyhow::Result<()> {
             .create_new(true)
             .open(&tmp)
             .with_context(|| format!("creating {}", tmp.display()))?;
-        file.write_all(data)
-            .with_context(|| format!("writing {}", tmp.display()))?;
+        fill(&mut file).with_context(|| format!("writing {}", tmp.display()))?;
         file.sync_all()
             .with_context(|| format!("syncing {}", tmp.display()))?;
         drop(file);
@@ -330,5 +334,32 @@ impl Storage for LocalStorage {
             Ok(url) => url.to_string(),
             Err(()) => format!("file://{}", self.root.display()),
         }
+    }
+    async fn put_file(&self, key: &str, src: &Path) -> StorageResult<()> {
+        let path = self.path_of(key)?;
+        let src = src.to_path_buf();
+        blocking(move || {
+            let mut from =
+                File::open(&src).with_context(|| format!("opening {}", src.display()))?;
+            Ok(put_with(&path, |to| io::copy(&mut from, to).map(|_| ()))?)
+        })
+        .await
+    }
+
+    async fn get_to_file(&self, key: &str, dest: &Path) -> StorageResult<u64> {
+        let path = self.path_of(key)?;
+        let key = key.to_string();
+        let dest = dest.to_path_buf();
+        blocking(move || {
+            let (mut file, _) = open_object(&path, &key)?;
+            let mut out = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&dest)
+                .with_context(|| format!("creating {}", dest.display()))?;
+            Ok(io::copy(&mut file, &mut out)
+                .with_context(|| format!("copying {} to {}", path.display(), dest.display()))?)
+        })
+        .await
     }
 }

@@ -51,6 +51,23 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     async fn check(&self) -> StorageResult<()>;
     /// The storage location for humans and logs, with no secret in it.
     fn describe(&self) -> String;
+    /// Writes the object from a local file, atomically like [`Storage::put`]. The default
+    /// reads the file into memory; backends override it to stream.
+    async fn put_file(&self, key: &str, path: &std::path::Path) -> StorageResult<()> {
+        let data = tokio::fs::read(path)
+            .await
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        self.put(key, Bytes::from(data)).await
+    }
+    /// Copies the object into a new local file at `path`. The default holds the object
+    /// in memory; backends override it to stream.
+    async fn get_to_file(&self, key: &str, path: &std::path::Path) -> StorageResult<u64> {
+        let data = self.get(key).await?;
+        tokio::fs::write(path, &data)
+            .await
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+        Ok(data.len() as u64)
+    }
 }
 
 pub type DynStorage = Arc<dyn Storage>;

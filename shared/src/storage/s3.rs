@@ -426,4 +426,64 @@ impl Storage for S3Storage {
             format!("s3://{}/{}", self.bucket, self.prefix)
         }
     }
+    /// One streaming PutObject (atomic; S3 accepts up to 5 GiB in one request).
+    async fn put_file(&self, key: &str, path: &std::path::Path) -> StorageResult<()> {
+        let full = self.full_key(key)?;
+        let body = ByteStream::from_path(path)
+            .await
+            .with_context(|| format!("opening {}", path.display()))?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .body(body)
+            .send()
+            .await
+            .map_err(sdk_error)
+            .with_context(|| format!("putting {}", self.location(&full)))?;
+        Ok(())
+    }
+
+    async fn get_to_file(&self, key: &str, path: &std::path::Path) -> StorageResult<u64> {
+        use tokio::io::AsyncWriteExt;
+        let full = self.full_key(key)?;
+        let loc = self.location(&full);
+        let resp = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                if e.as_service_error().is_some_and(|s| s.is_no_such_key())
+                    || http_status(&e) == Some(404)
+                {
+                    return Err(StorageError::NotFound(key.to_string()));
+                }
+                return Err(sdk_error(e).context(format!("getting {loc}")).into());
+            }
+        };
+        let mut out = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .await
+            .with_context(|| format!("creating {}", path.display()))?;
+        let mut body = resp.body;
+        let mut n: u64 = 0;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.with_context(|| format!("reading {loc}"))?;
+            out.write_all(&chunk)
+                .await
+                .with_context(|| format!("writing {}", path.display()))?;
+            n += chunk.len() as u64;
+        }
+        out.flush()
+            .await
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(n)
+    }
 }

@@ -1,12 +1,231 @@
 //! Import jobs: an uploaded tar or zip archive becomes a new full backup.
+//!
+//! The archive the API stored under `upload_key` is downloaded to a temp file, extracted
+//! into a fresh temp directory (every limit and path rule checked again, on the bytes
+//! actually decompressed), and that directory is written by the snapshot writer exactly
+//! like a full backup of a source; the manifest is written last. The upload object is
+//! deleted once the backup exists, or when the archive is refused.
 
-use strata_shared::model::ImportPayload;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use anyhow::Context;
+use chrono::Utc;
+use strata_shared::archive::{self, Limits};
+use strata_shared::db;
+use strata_shared::db::backups::Completion;
+use strata_shared::model::{BackupType, ImportPayload};
+use strata_shared::repo::format::FORMAT_VERSION;
+use strata_shared::repo::manifest::Manifest;
+use strata_shared::repo::writer::{write_snapshot, SnapshotInput, Stopped};
+use strata_shared::storage::StorageError;
 
 use super::{JobContext, Outcome, Permanent};
 
-pub async fn run(_ctx: &JobContext, _payload: ImportPayload) -> anyhow::Result<Outcome> {
-    Err(Permanent::error(
-        "unsupported_job_kind",
-        "not implemented yet",
-    ))
+/// Removes a temp file or directory when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0).or_else(|_| std::fs::remove_file(&self.0));
+    }
+}
+
+#[tracing::instrument(skip_all, fields(job_id = %ctx.job_id, backup_id = %payload.backup_id))]
+pub async fn run(ctx: &JobContext, payload: ImportPayload) -> anyhow::Result<Outcome> {
+    let result = import(ctx, &payload).await;
+    if let Err(e) = &result {
+        // A refused archive will not get better: its upload is of no further use.
+        if e.is::<Permanent>() {
+            delete_upload(ctx, &payload.upload_key).await;
+        }
+    }
+    result
+}
+
+async fn import(ctx: &JobContext, payload: &ImportPayload) -> anyhow::Result<Outcome> {
+    let limits = limits_from_env()?;
+    let mut conn = ctx.pool.acquire().await?;
+    let source = db::sources::get(&mut conn, payload.source_id)
+        .await?
+        .ok_or_else(|| {
+            Permanent::error(
+                "source_not_found",
+                "the source of this import no longer exists",
+            )
+        })?;
+    let backup = db::backups::get(&mut conn, payload.backup_id.as_str())
+        .await?
+        .ok_or_else(|| {
+            Permanent::error(
+                "backup_not_found",
+                "the backup record of this job is missing",
+            )
+        })?;
+    drop(conn);
+
+    let tmp = std::env::temp_dir();
+    let archive_file =
+        Scratch(tmp.join(format!("strata-import-{}.{}", ctx.job_id, payload.format)));
+    let tree = Scratch(tmp.join(format!("strata-import-{}", ctx.job_id)));
+    // A previous attempt of this job may have left its files behind.
+    let _ = std::fs::remove_file(&archive_file.0);
+    let _ = std::fs::remove_dir_all(&tree.0);
+
+    ctx.progress.set_phase("downloading");
+    match ctx
+        .repo
+        .storage
+        .get_to_file(&payload.upload_key, &archive_file.0)
+        .await
+    {
+        Ok(n) => ctx.progress.bytes_total.store(n, Ordering::Relaxed),
+        Err(StorageError::NotFound(_)) => {
+            return Err(Permanent::error(
+                "upload_missing",
+                "the uploaded archive is no longer in storage",
+            ))
+        }
+        Err(e) => return Err(anyhow::Error::from(e).context("downloading the upload")),
+    }
+    check_cancel(ctx)?;
+
+    ctx.progress.set_phase("extracting");
+    let summary = extract(ctx, &archive_file.0, &tree.0, limits).await?;
+    drop(archive_file);
+    ctx.progress.bytes_done.store(0, Ordering::Relaxed);
+    ctx.progress.bytes_total.store(0, Ordering::Relaxed);
+
+    let output = write_snapshot(
+        &ctx.repo,
+        &ctx.pool,
+        SnapshotInput {
+            root: tree.0.clone(),
+            exclude: Vec::new(),
+            parent: None,
+        },
+        ctx.progress.clone(),
+        ctx.cancel.clone(),
+    )
+    .await?;
+
+    ctx.progress.set_phase("manifest");
+    let root = source
+        .spec
+        .0
+        .files
+        .as_ref()
+        .map(|f| f.path.display().to_string())
+        .unwrap_or_default();
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        backup_id: backup.id.clone(),
+        source_id: source.id,
+        source_name: source.name.clone(),
+        root,
+        backup_type: BackupType::Full.to_string(),
+        requested_type: BackupType::Full.to_string(),
+        parent: None,
+        chain: vec![backup.id.clone()],
+        created_at: backup.created_at,
+        completed_at: Utc::now(),
+        stats: output.stats.clone(),
+        tree: output.tree.clone(),
+        warnings: output.warnings.clone(),
+    };
+    let manifest_key = ctx
+        .repo
+        .put_manifest(&manifest)
+        .await
+        .context("writing the manifest")?;
+    drop(tree);
+    delete_upload(ctx, &payload.upload_key).await;
+
+    let warnings: Vec<serde_json::Value> = output
+        .warnings
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<_, _>>()?;
+    let s = &output.stats;
+    Ok(Outcome {
+        result: serde_json::json!({
+            "backup_id": backup.id,
+            "type": manifest.backup_type,
+            "format": payload.format,
+            "archive": summary,
+            "files": s.files,
+            "dirs": s.dirs,
+            "symlinks": s.symlinks,
+            "logical_size": s.logical_size,
+            "stored_size": s.stored_size,
+            "new_chunks": s.new_chunks,
+            "reused_chunks": s.reused_chunks,
+        }),
+        warnings: warnings.clone(),
+        backup: Some((
+            backup.id.clone(),
+            Completion {
+                backup_type: manifest.backup_type.clone(),
+                parent_id: None,
+                logical_size: s.logical_size as i64,
+                stored_size: s.stored_size as i64,
+                file_count: s.files as i64,
+                dir_count: s.dirs as i64,
+                manifest_key,
+                warnings,
+            },
+        )),
+    })
+}
+
+/// Extracts on a blocking thread, reporting bytes and stopping when the job is cancelled.
+async fn extract(
+    ctx: &JobContext,
+    archive_path: &Path,
+    dest: &Path,
+    limits: Limits,
+) -> anyhow::Result<archive::Summary> {
+    let archive_path = archive_path.to_path_buf();
+    let dest = dest.to_path_buf();
+    let progress = ctx.progress.clone();
+    let cancel = ctx.cancel.clone();
+    let extracted = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir(&dest)?;
+        Ok::<_, std::io::Error>(archive::extract(
+            &archive_path,
+            &dest,
+            &limits,
+            &mut |done| {
+                progress.bytes_done.store(done, Ordering::Relaxed);
+                !cancel.load(Ordering::Relaxed)
+            },
+        ))
+    })
+    .await
+    .context("the extraction task failed")?
+    .context("creating the extraction directory")?;
+    match extracted {
+        Ok(summary) => Ok(summary),
+        Err(e) if e.is_stopped() => Err(Stopped.into()),
+        Err(e) if e.code == "extract_failed" => Err(anyhow::Error::new(e)),
+        Err(e) => Err(Permanent::error(e.code, e.message)),
+    }
+}
+
+fn check_cancel(ctx: &JobContext) -> anyhow::Result<()> {
+    if ctx.cancel.load(Ordering::Relaxed) {
+        return Err(Stopped.into());
+    }
+    Ok(())
+}
+
+async fn delete_upload(ctx: &JobContext, key: &str) {
+    if let Err(e) = ctx.repo.storage.delete(key).await {
+        tracing::warn!(%key, error = %e, "could not delete the uploaded archive");
+    }
+}
+
+/// The worker applies the same archive limits as the API (same variables).
+fn limits_from_env() -> anyhow::Result<Limits> {
+    Ok(strata_shared::config::UploadLimits::from_env()?.archive())
 }
