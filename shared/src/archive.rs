@@ -698,7 +698,10 @@ fn make_dir(path: &Path) -> Result<(), ArchiveError> {
 mod tests {
     use super::*;
 
-    fn tar_with(entries: &[(&[u8], tar::EntryType, &[u8], Option<&[u8]>)]) -> Vec<u8> {
+    /// (path, type, content, link target)
+    type TarEntry<'a> = (&'a [u8], tar::EntryType, &'a [u8], Option<&'a [u8]>);
+
+    fn tar_with(entries: &[TarEntry<'_>]) -> Vec<u8> {
         let mut out = Vec::new();
         for (name, ty, data, link) in entries {
             let mut h = tar::Header::new_ustar();

@@ -90,7 +90,10 @@ fn zip_one(name: &str, data: &[u8]) -> Vec<u8> {
 }
 
 /// A tar of raw headers: names written into the header bytes, as `tar` refuses `..`.
-fn raw_tar(entries: &[(&[u8], tar::EntryType, &[u8], Option<&[u8]>)]) -> Vec<u8> {
+/// (path, type, content, link target)
+type TarEntry<'a> = (&'a [u8], tar::EntryType, &'a [u8], Option<&'a [u8]>);
+
+fn raw_tar(entries: &[TarEntry<'_>]) -> Vec<u8> {
     let mut out = Vec::new();
     for (name, ty, data, link) in entries {
         let mut h = tar::Header::new_ustar();
