@@ -102,8 +102,7 @@ fn is_disconnect(e: &anyhow::Error) -> bool {
 /// Resolves the chain and fetches file contents, sending ops in archive order.
 async fn produce(reader: Arc<ChunkReader>, chain: Vec<Manifest>, tx: mpsc::Sender<Op>) {
     let (batch_tx, batch_rx) = mpsc::channel::<anyhow::Result<Vec<(PathBuf, Entry)>>>(2);
-    let entries =
-        super::chain::resolve(reader.clone(), tokio::runtime::Handle::current(), &chain);
+    let entries = super::chain::resolve(reader.clone(), tokio::runtime::Handle::current(), &chain);
     let resolver = tokio::task::spawn_blocking(move || {
         let mut batch = Vec::with_capacity(BATCH_ENTRIES);
         for item in entries {
@@ -419,10 +418,7 @@ fn write_zip(mut rx: mpsc::Receiver<Op>, sink: ChannelWriter) -> anyhow::Result<
             // The root has no entry in a zip.
             Op::Dir(path, _) if path.as_os_str().is_empty() => {}
             Op::Dir(path, entry) => {
-                zip.add_directory(
-                    zip_name(path.as_os_str(), true),
-                    zip_options(&entry, false),
-                )?;
+                zip.add_directory(zip_name(path.as_os_str(), true), zip_options(&entry, false))?;
             }
             Op::Symlink(path, entry) => {
                 let target = entry

@@ -10,7 +10,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use strata_tests::tree::{assert_same_tree, assert_tree_matches, build_sample_tree, noise, snapshot};
+use strata_tests::tree::{
+    assert_same_tree, assert_tree_matches, build_sample_tree, noise, snapshot,
+};
 use strata_tests::{Options, TestApp};
 
 /// Streams a download into `dest`; returns the response's headers.
@@ -39,13 +41,15 @@ fn unpack_tar(archive: &Path, dest: &Path) {
     for entry in ar.entries().unwrap() {
         let mut entry = entry.unwrap();
         let path = dest.join(entry.path().unwrap());
-        let mut mtime = filetime::FileTime::from_unix_time(entry.header().mtime().unwrap() as i64, 0);
+        let mut mtime =
+            filetime::FileTime::from_unix_time(entry.header().mtime().unwrap() as i64, 0);
         if let Some(exts) = entry.pax_extensions().unwrap() {
             for ext in exts {
                 let ext = ext.unwrap();
                 if ext.key().unwrap() == "mtime" {
                     let (s, ns) = ext.value().unwrap().split_once('.').unwrap();
-                    mtime = filetime::FileTime::from_unix_time(s.parse().unwrap(), ns.parse().unwrap());
+                    mtime =
+                        filetime::FileTime::from_unix_time(s.parse().unwrap(), ns.parse().unwrap());
                 }
             }
         }
@@ -61,7 +65,12 @@ fn unpack_tar(archive: &Path, dest: &Path) {
     }
 }
 
-fn assert_attachment(headers: &reqwest::header::HeaderMap, backup_id: &str, ext: &str, ctype: &str) {
+fn assert_attachment(
+    headers: &reqwest::header::HeaderMap,
+    backup_id: &str,
+    ext: &str,
+    ctype: &str,
+) {
     assert_eq!(headers["content-type"], ctype);
     let disposition = headers["content-disposition"].to_str().unwrap();
     let prefix = format!("attachment; filename=\"{backup_id}_");
@@ -71,7 +80,10 @@ fn assert_attachment(headers: &reqwest::header::HeaderMap, backup_id: &str, ext:
         .unwrap_or_else(|| panic!("unexpected Content-Disposition {disposition:?}"));
     // YYYYmmdd_HHMMSS
     assert_eq!(stamp.len(), 15, "{disposition}");
-    assert!(chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%d_%H%M%S").is_ok(), "{disposition}");
+    assert!(
+        chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%d_%H%M%S").is_ok(),
+        "{disposition}"
+    );
 }
 
 async fn backup_and_wait(app: &TestApp, source: &str, kind: &str) -> String {
@@ -90,7 +102,11 @@ async fn tar_download_resolves_the_chain() {
     let at_full = snapshot(&source);
 
     // Change, delete and add between the full and the incremental.
-    fs::write(source.join("docs/readme.txt"), "changed after the full backup\n").unwrap();
+    fs::write(
+        source.join("docs/readme.txt"),
+        "changed after the full backup\n",
+    )
+    .unwrap();
     fs::remove_file(source.join("empty.txt")).unwrap();
     fs::remove_dir_all(source.join("docs/deep")).unwrap();
     fs::write(source.join("new.bin"), noise(9, 200_000)).unwrap();
@@ -152,7 +168,7 @@ async fn zip_download_and_file_tokens() {
         if f.is_dir() || f.is_symlink() {
             continue;
         }
-        let name = f.name().to_string();
+        let name = f.name().unwrap().to_string();
         let (bytes, mode) = expected
             .get(&name)
             .unwrap_or_else(|| panic!("{name:?} is extra in the zip"));
@@ -163,7 +179,9 @@ async fn zip_download_and_file_tokens() {
         seen += 1;
     }
     assert_eq!(seen, expected.len(), "files missing from the zip");
-    let link = zip.by_name("link-to-readme").expect("the symlink is in the zip");
+    let link = zip
+        .by_name("link-to-readme")
+        .expect("the symlink is in the zip");
     assert!(link.is_symlink());
     drop(link);
     assert!(zip.by_name("empty-dir/").unwrap().is_dir());
@@ -324,7 +342,10 @@ async fn one_gib_download_keeps_memory_flat() {
     sampler.await.unwrap();
     let (size, hash) = parser.join().unwrap().expect("one-gib.bin is in the tar");
     assert_eq!(size, SIZE as u64);
-    assert_eq!(hash, expected, "the downloaded content differs from the source");
+    assert_eq!(
+        hash, expected,
+        "the downloaded content differs from the source"
+    );
 
     let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
     let growth_mib = peak.saturating_sub(before) as f64 / 1024.0;
