@@ -6,6 +6,7 @@ use std::sync::Arc;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use strata_shared::config::Config;
+use strata_shared::repo::crypto::MasterKey;
 use strata_shared::{db, storage};
 use tokio::sync::watch;
 
@@ -25,6 +26,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let storage = storage::open(&config.storage_url, &config.s3)
         .await
         .context("opening storage")?;
+    // A bad key fails here, at start, rather than at the first download.
+    let master_key = config
+        .encryption_key
+        .as_ref()
+        .map(|k| MasterKey::new(k.expose()))
+        .transpose()?;
 
     let listener = TcpListener::bind(&config.bind)
         .with_context(|| format!("binding STRATA_BIND={}", config.bind))?;
@@ -52,6 +59,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         storage,
         relay: relay_state,
         auth,
+        repo: tokio::sync::OnceCell::new(),
+        master_key,
     });
     let server = HttpServer::new(move || {
         App::new()

@@ -2,8 +2,12 @@
 
 use std::sync::Arc;
 
+use anyhow::Context;
 use strata_shared::config::Config;
+use strata_shared::repo::crypto::MasterKey;
+use strata_shared::repo::Repository;
 use strata_shared::storage::DynStorage;
+use tokio::sync::OnceCell;
 
 use crate::auth::AuthState;
 use crate::relay::RelayState;
@@ -14,4 +18,22 @@ pub struct AppState {
     pub storage: DynStorage,
     pub relay: Arc<RelayState>,
     pub auth: AuthState,
+    /// The snapshot repository, opened on first use (the worker creates it; the API may
+    /// start before it exists).
+    pub repo: OnceCell<Repository>,
+    /// `STRATA_ENCRYPTION_KEY`, to open an encrypted repository.
+    pub master_key: Option<MasterKey>,
+}
+
+impl AppState {
+    /// The repository, opened on first call; a failure is retried on the next call.
+    pub async fn repo(&self) -> anyhow::Result<&Repository> {
+        self.repo
+            .get_or_try_init(|| async {
+                Repository::open(self.storage.clone(), self.master_key.as_ref())
+                    .await
+                    .context("opening the repository")
+            })
+            .await
+    }
 }

@@ -540,3 +540,10 @@ pub async fn delete_queues(queue: &str) {
     }
     let _ = conn.close(200, "bye".into()).await;
 }
+
+impl TestApp {
+    /// The process id of the first API process, to watch its memory.
+    pub fn api_pid(&self) -> Option<u32> {
+        self.api.as_ref().map(Child::id)
+    }
+}

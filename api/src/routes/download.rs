@@ -1,17 +1,82 @@
-//! `GET /api/v1/backup/{id}/download`: a backup's content as a tar or zip stream.
+//! `GET /api/v1/backup/{id}/download`: a backup's content (its chain resolved) as a tar
+//! (default) or zip stream, built while it is sent, in constant memory.
+//! Authorised by a bearer credential or a file token (`?token=`, checked by the
+//! authorization middleware).
 
+use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
 use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use strata_shared::db;
+use strata_shared::model::{ArchiveFormat, BackupStatus};
+use strata_shared::repo::chain::load_chain;
+use strata_shared::repo::export::{export, ArchiveStream};
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DownloadQuery {
+    /// `tar` (default) or `zip`.
+    pub format: Option<String>,
+    /// A file token; the middleware has already checked it.
+    #[allow(dead_code)]
+    pub token: Option<String>,
+}
+
 pub async fn download(
-    _state: web::Data<AppState>,
-    _path: web::Path<String>,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<DownloadQuery>,
 ) -> ApiResult<HttpResponse> {
-    Err(ApiError::new(
-        actix_web::http::StatusCode::NOT_IMPLEMENTED,
-        "not_implemented",
-        "download is not implemented yet",
-    ))
+    let format = match query.format.as_deref() {
+        None => ArchiveFormat::Tar,
+        Some(f) => ArchiveFormat::parse(f)?,
+    };
+    let backup = {
+        let mut conn = state.pool.acquire().await?;
+        db::backups::get(&mut conn, &path).await?.ok_or_else(|| {
+            ApiError::not_found("backup_not_found", format!("no backup {:?}", path.as_str()))
+        })?
+    };
+    if backup.status != BackupStatus::Complete.as_str() {
+        return Err(ApiError::conflict(
+            "backup_not_complete",
+            format!(
+                "backup {:?} is {}; only complete backups can be downloaded",
+                backup.id, backup.status
+            ),
+        ));
+    }
+    let repo = state.repo().await?;
+    let manifest = repo.get_manifest(&backup.id).await?;
+    let chain = load_chain(repo, manifest).await?;
+    let completed = backup.completed_at.unwrap_or(backup.created_at);
+    let filename = format!(
+        "{}_{}.{}",
+        backup.id,
+        completed.format("%Y%m%d_%H%M%S"),
+        format.as_str()
+    );
+    let content_type = match format {
+        ArchiveFormat::Tar => "application/x-tar",
+        ArchiveFormat::Zip => "application/zip",
+    };
+    let blocks = export(repo.clone(), state.pool.clone(), chain, format);
+    Ok(HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header(ContentDisposition {
+            disposition: DispositionType::Attachment,
+            parameters: vec![DispositionParam::Filename(filename)],
+        })
+        .streaming(body(blocks)))
+}
+
+/// The channel as a body stream; dropping it (client gone) stops the export.
+fn body(
+    blocks: ArchiveStream,
+) -> impl futures::Stream<Item = std::io::Result<actix_web::web::Bytes>> {
+    futures::stream::unfold(blocks, |mut rx| async move {
+        rx.recv().await.map(|block| (block, rx))
+    })
 }

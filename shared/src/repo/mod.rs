@@ -3,6 +3,7 @@
 
 pub mod chain;
 pub mod crypto;
+pub mod export;
 pub mod format;
 pub mod gc;
 pub mod manifest;
