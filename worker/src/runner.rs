@@ -311,25 +311,8 @@ impl Runner {
                 // A client asked the job to stop; it stopped at a checkpoint, having
                 // written nothing that a reader could mistake for a result.
                 let error = serde_json::json!({"code": "cancelled", "message": "cancelled at the client's request"});
-                let done = db::jobs::finish(
-                    &mut tx,
-                    job.id,
-                    &self.worker_id,
-                    JobStatus::Cancelled,
-                    None,
-                    Some(&error),
-                    &[],
-                )
-                .await?;
-                if done {
-                    if let Some(backup_id) = &job.backup_id {
-                        if job.kind == JobKind::Backup.as_str()
-                            || job.kind == JobKind::Import.as_str()
-                        {
-                            db::backups::mark_failed(&mut tx, backup_id).await?;
-                        }
-                    }
-                }
+                self.end_unfinished(&mut tx, job, JobStatus::Cancelled, None, &error)
+                    .await?;
                 tx.commit().await?;
                 tracing::info!("job cancelled");
             }
@@ -363,29 +346,40 @@ impl Runner {
                     tracing::warn!(error = %message, retry_in_secs = delay, "job failed; will retry");
                 } else {
                     let details = permanent.and_then(|p| p.details.as_ref());
-                    let done = db::jobs::finish(
-                        &mut tx,
-                        job.id,
-                        &self.worker_id,
-                        JobStatus::Failed,
-                        details,
-                        Some(&error),
-                        &[],
-                    )
-                    .await?;
-                    if done {
-                        if let Some(backup_id) = &job.backup_id {
-                            if job.kind == JobKind::Backup.as_str()
-                                || job.kind == JobKind::Import.as_str()
-                            {
-                                db::backups::mark_failed(&mut tx, backup_id).await?;
-                            }
-                        }
-                    }
+                    self.end_unfinished(&mut tx, job, JobStatus::Failed, details, &error)
+                        .await?;
                     tx.commit().await?;
                     tracing::error!(error = %message, "job failed");
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Ends a job that did not finish its work (failed or cancelled), fenced by this
+    /// worker's id; the backup a backup or import job was writing becomes `failed`.
+    async fn end_unfinished(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        job: &JobRow,
+        status: JobStatus,
+        details: Option<&serde_json::Value>,
+        error: &serde_json::Value,
+    ) -> anyhow::Result<()> {
+        let done = db::jobs::finish(
+            &mut *tx,
+            job.id,
+            &self.worker_id,
+            status,
+            details,
+            Some(error),
+            &[],
+        )
+        .await?;
+        let writes_a_backup =
+            job.kind == JobKind::Backup.as_str() || job.kind == JobKind::Import.as_str();
+        if let (true, true, Some(backup_id)) = (done, writes_a_backup, &job.backup_id) {
+            db::backups::mark_failed(tx, backup_id).await?;
         }
         Ok(())
     }

@@ -4,7 +4,6 @@ use anyhow::Context;
 use chrono::Utc;
 use std::sync::Arc;
 use strata_shared::db;
-use strata_shared::db::backups::Completion;
 
 use strata_shared::model::{BackupPayload, BackupType};
 use strata_shared::repo::chain::{load_chain, resolve};
@@ -136,11 +135,7 @@ pub async fn run(ctx: &JobContext, payload: BackupPayload) -> anyhow::Result<Out
         .put_manifest(&manifest)
         .await
         .context("writing the manifest")?;
-    let warnings: Vec<serde_json::Value> = output
-        .warnings
-        .iter()
-        .map(serde_json::to_value)
-        .collect::<Result<_, _>>()?;
+    let completion = super::completion(&manifest, manifest_key)?;
     let s = &output.stats;
     Ok(Outcome {
         result: serde_json::json!({
@@ -160,19 +155,7 @@ pub async fn run(ctx: &JobContext, payload: BackupPayload) -> anyhow::Result<Out
             "new_chunks": s.new_chunks,
             "reused_chunks": s.reused_chunks,
         }),
-        warnings: warnings.clone(),
-        backup: Some((
-            backup.id.clone(),
-            Completion {
-                backup_type: manifest.backup_type.clone(),
-                parent_id: manifest.parent.clone(),
-                logical_size: s.logical_size as i64,
-                stored_size: s.stored_size as i64,
-                file_count: s.files as i64,
-                dir_count: s.dirs as i64,
-                manifest_key,
-                warnings,
-            },
-        )),
+        warnings: completion.warnings.clone(),
+        backup: Some((backup.id.clone(), completion)),
     })
 }

@@ -13,7 +13,6 @@ use anyhow::Context;
 use chrono::Utc;
 use strata_shared::archive::{self, Limits};
 use strata_shared::db;
-use strata_shared::db::backups::Completion;
 use strata_shared::model::{BackupType, ImportPayload};
 use strata_shared::repo::format::FORMAT_VERSION;
 use strata_shared::repo::manifest::Manifest;
@@ -141,11 +140,7 @@ async fn import(ctx: &JobContext, payload: &ImportPayload) -> anyhow::Result<Out
     drop(tree);
     delete_upload(ctx, &payload.upload_key).await;
 
-    let warnings: Vec<serde_json::Value> = output
-        .warnings
-        .iter()
-        .map(serde_json::to_value)
-        .collect::<Result<_, _>>()?;
+    let completion = super::completion(&manifest, manifest_key)?;
     let s = &output.stats;
     Ok(Outcome {
         result: serde_json::json!({
@@ -161,20 +156,8 @@ async fn import(ctx: &JobContext, payload: &ImportPayload) -> anyhow::Result<Out
             "new_chunks": s.new_chunks,
             "reused_chunks": s.reused_chunks,
         }),
-        warnings: warnings.clone(),
-        backup: Some((
-            backup.id.clone(),
-            Completion {
-                backup_type: manifest.backup_type.clone(),
-                parent_id: None,
-                logical_size: s.logical_size as i64,
-                stored_size: s.stored_size as i64,
-                file_count: s.files as i64,
-                dir_count: s.dirs as i64,
-                manifest_key,
-                warnings,
-            },
-        )),
+        warnings: completion.warnings.clone(),
+        backup: Some((backup.id.clone(), completion)),
     })
 }
 

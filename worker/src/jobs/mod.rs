@@ -10,6 +10,7 @@ pub mod verify;
 use std::sync::Arc;
 
 use strata_shared::db::backups::Completion;
+use strata_shared::repo::manifest::Manifest;
 use strata_shared::repo::writer::{CancelFlag, Progress};
 use strata_shared::repo::Repository;
 use uuid::Uuid;
@@ -30,6 +31,25 @@ pub struct Outcome {
     pub warnings: Vec<serde_json::Value>,
     /// A backup job's catalog entry, committed together with the job's final status.
     pub backup: Option<(String, Completion)>,
+}
+
+/// The catalog entry of a backup whose manifest is in storage under `manifest_key`.
+pub fn completion(manifest: &Manifest, manifest_key: String) -> anyhow::Result<Completion> {
+    let s = &manifest.stats;
+    Ok(Completion {
+        backup_type: manifest.backup_type.clone(),
+        parent_id: manifest.parent.clone(),
+        logical_size: s.logical_size as i64,
+        stored_size: s.stored_size as i64,
+        file_count: s.files as i64,
+        dir_count: s.dirs as i64,
+        manifest_key,
+        warnings: manifest
+            .warnings
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()?,
+    })
 }
 
 /// A failure that retrying cannot fix (bad source path, missing backup…): the job fails
