@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::jobs::status_url;
-use crate::error::{field_in_serde_message, ApiError, ApiResult};
+use crate::error::{field_in_serde_message, reject_nul, ApiError, ApiResult};
 use crate::idempotency;
 use crate::openapi::schemas::{BackupStatusName, BackupTypeName};
 use crate::openapi::ErrorBody;
@@ -95,6 +95,7 @@ async fn resolve_source(
     source: Option<&str>,
 ) -> ApiResult<db::sources::SourceRow> {
     if let Some(s) = source {
+        reject_nul(s, "source")?;
         return db::sources::find(conn, s).await?.ok_or_else(|| {
             ApiError::not_found("source_not_found", format!("no source {s:?}"))
                 .with("field", "source")
@@ -357,6 +358,9 @@ pub async fn list(
         .map(BackupType::parse)
         .transpose()?
         .map(|t| t.as_str().to_string());
+    if let Some(s) = &q.source {
+        reject_nul(s, "source")?;
+    }
     let mut conn = state.pool.acquire().await?;
     let source_id = match &q.source {
         Some(s) => Some(
@@ -413,6 +417,9 @@ fn decode_cursor(cursor: &str) -> ApiResult<(DateTime<Utc>, String)> {
         )
     };
     let (micros, id) = cursor.split_once('.').ok_or_else(bad)?;
+    if id.contains('\0') {
+        return Err(bad());
+    }
     let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
     Ok((at, id.to_string()))
 }
@@ -439,7 +446,7 @@ pub struct BackupDetail {
 )]
 pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
     let mut conn = state.pool.acquire().await?;
-    let backup = db::backups::get(&mut conn, &path).await?.ok_or_else(|| {
+    let backup = find_backup(&mut conn, &path).await?.ok_or_else(|| {
         ApiError::not_found("backup_not_found", format!("no backup {:?}", path.as_str()))
     })?;
     let chain = db::backups::chain(&mut conn, &backup.id).await?;
@@ -650,7 +657,7 @@ async fn complete_backup(
     purpose: &str,
 ) -> ApiResult<db::backups::BackupRow> {
     let mut conn = state.pool.acquire().await?;
-    let backup = db::backups::get(&mut conn, id)
+    let backup = find_backup(&mut conn, id)
         .await?
         .ok_or_else(|| ApiError::not_found("backup_not_found", format!("no backup {id:?}")))?;
     if backup.status != BackupStatus::Complete.as_str() {
@@ -663,6 +670,18 @@ async fn complete_backup(
         ));
     }
     Ok(backup)
+}
+
+/// The backup with this id; none for an id that cannot exist (a NUL, which PostgreSQL
+/// text cannot hold, would be a `500`).
+pub(crate) async fn find_backup(
+    conn: &mut sqlx::PgConnection,
+    id: &str,
+) -> ApiResult<Option<db::backups::BackupRow>> {
+    if id.contains('\0') {
+        return Ok(None);
+    }
+    Ok(db::backups::get(conn, id).await?)
 }
 
 /// An optional JSON body: empty means defaults; a body that does not parse is a `400`,

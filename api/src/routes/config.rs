@@ -321,6 +321,9 @@ fn parse_source(entry: &Value) -> Result<(SourceSpec, Option<Value>), String> {
     let files: FilesSpec =
         serde_json::from_value(files.clone()).map_err(|e| format!("files: {e}"))?;
     let path = files.path.to_str().ok_or("files.path: not UTF-8")?;
+    if path.contains('\0') || files.exclude.iter().any(|e| e.contains('\0')) {
+        return Err("files: must not contain a NUL character".into());
+    }
     parse_absolute_path(path, "files.path").map_err(|e| e.to_string())?;
     compile_excludes(&files.exclude).map_err(|e| e.to_string())?;
     let retention = match obj.get("retention") {

@@ -6,7 +6,6 @@
 use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use strata_shared::db;
 use strata_shared::model::{ArchiveFormat, BackupStatus};
 use strata_shared::repo::chain::load_chain;
 use strata_shared::repo::export::{export, ArchiveStream};
@@ -62,9 +61,11 @@ pub async fn download(
     };
     let backup = {
         let mut conn = state.pool.acquire().await?;
-        db::backups::get(&mut conn, &path).await?.ok_or_else(|| {
-            ApiError::not_found("backup_not_found", format!("no backup {:?}", path.as_str()))
-        })?
+        super::backups::find_backup(&mut conn, &path)
+            .await?
+            .ok_or_else(|| {
+                ApiError::not_found("backup_not_found", format!("no backup {:?}", path.as_str()))
+            })?
     };
     if backup.status != BackupStatus::Complete.as_str() {
         return Err(ApiError::conflict(

@@ -10,7 +10,7 @@ use strata_shared::model::{DeletePayload, JobKind, JobStatus};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{reject_nul, ApiError, ApiResult};
 use crate::openapi::schemas::{JobKindName, JobStatusName};
 use crate::openapi::ErrorBody;
 use crate::state::AppState;
@@ -173,6 +173,9 @@ pub async fn list(
         .transpose()?
         .map(|k| k.as_str().to_string());
     let before = q.from.as_deref().map(decode_cursor).transpose()?;
+    if let Some(s) = &q.source {
+        reject_nul(s, "source")?;
+    }
     let mut conn = state.pool.acquire().await?;
     let source_id = match &q.source {
         Some(s) => Some(

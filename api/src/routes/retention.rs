@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::backups::enqueue;
 use super::jobs::status_url;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{reject_nul, ApiError, ApiResult};
 use crate::openapi::schemas::RetentionPolicy;
 use crate::openapi::ErrorBody;
 use crate::state::AppState;
@@ -84,11 +84,15 @@ pub async fn delete(
         }
     };
     let id = path.into_inner();
+    let not_found = || ApiError::not_found("backup_not_found", format!("no backup {id:?}"));
+    if id.contains('\0') {
+        return Err(not_found());
+    }
     let mut tx = state.pool.begin().await?;
     let target = db::backups::lock(&mut tx, std::slice::from_ref(&id))
         .await?
         .pop()
-        .ok_or_else(|| ApiError::not_found("backup_not_found", format!("no backup {id:?}")))?;
+        .ok_or_else(not_found)?;
     check_deletable(&target)?;
     let dependents = db::backups::dependents(&mut tx, &id).await?;
     if !dependents.is_empty() && !cascade {
@@ -317,7 +321,10 @@ fn parse_prune(body: &[u8]) -> ApiResult<PruneRequest> {
         match key.as_str() {
             "source" => match v {
                 Value::Null => {}
-                Value::String(s) => req.source = Some(s),
+                Value::String(s) => {
+                    reject_nul(&s, "source")?;
+                    req.source = Some(s)
+                }
                 _ => {
                     return Err(ApiError::bad_request(
                         "invalid_source",

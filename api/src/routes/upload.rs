@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use super::backups::{enqueue, explain_conflict, name_taken};
 use super::jobs::status_url;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{reject_nul, ApiError, ApiResult};
 use crate::openapi::schemas::{ArchiveFormatName, ArchiveSummary, BackupTypeName};
 use crate::openapi::ErrorBody;
 use crate::state::AppState;
@@ -267,6 +267,7 @@ async fn find_source(
     source: Option<&str>,
 ) -> ApiResult<db::sources::SourceRow> {
     if let Some(s) = source {
+        reject_nul(s, "source")?;
         return db::sources::find(conn, s).await?.ok_or_else(|| {
             ApiError::not_found("source_not_found", format!("no source {s:?}"))
                 .with("field", "source")
