@@ -8,6 +8,7 @@
 //! a JSON body). A handler's annotation lists only what the handler itself returns.
 
 mod html;
+pub mod schemas;
 
 use std::sync::OnceLock;
 
@@ -23,7 +24,10 @@ use utoipa::openapi::{
 };
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::routes::{self, access_for, audit, files, health, keys, sources, Access};
+use crate::routes::{
+    self, access_for, audit, backups, config, download, files, health, jobs, keys, retention,
+    sources, upload, Access,
+};
 
 /// The body of every error response: `{"error": {"code", "message", "field"?}}`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -67,12 +71,36 @@ pub struct ErrorDetail {
         keys::create,
         keys::list,
         keys::revoke,
+        backups::create,
+        backups::list,
+        backups::get,
+        backups::restore,
+        backups::verify,
+        upload::upload,
+        download::download,
+        retention::delete,
+        retention::prune,
+        jobs::list,
+        jobs::get,
+        jobs::cancel,
+        config::export,
+        config::import,
         files::token,
         audit::list,
         spec,
         docs,
     ),
-    components(schemas(ErrorBody, ErrorDetail, audit::AuditOutcome, keys::RoleName)),
+    components(schemas(
+        ErrorBody,
+        ErrorDetail,
+        audit::AuditOutcome,
+        keys::RoleName,
+        schemas::BackupTypeName,
+        schemas::BackupStatusName,
+        schemas::JobKindName,
+        schemas::JobStatusName,
+        schemas::ArchiveFormatName,
+    )),
     modifiers(&Conventions),
     tags(
         (name = "health", description = "Liveness, readiness and the state of the services"),
@@ -90,6 +118,24 @@ pub struct ApiDoc;
 
 /// Adds what every route shares, from the route table (see the module doc).
 pub struct Conventions;
+
+/// Routes the route table registers at two paths with one handler (aliases for clients
+/// of other backup APIs): `(method, documented path, alias path)`. The operation
+/// documented at the first path is copied to the second.
+const ALIASES: &[(&str, &str, &str)] = &[
+    ("POST", "/api/v1/backup/create", "/api/v1/backup"),
+    ("GET", "/api/v1/backup", "/api/v1/backup/list"),
+    (
+        "POST",
+        "/api/v1/backup/{backup_id}/restore",
+        "/api/v1/backup/restore/{backup_id}",
+    ),
+    (
+        "GET",
+        "/api/v1/jobs/{job_id}",
+        "/api/v1/backup/restore/{job_id}/status",
+    ),
+];
 
 /// Shared responses, under `components.responses`.
 const COMMON_RESPONSES: &[(&str, &str)] = &[
@@ -149,10 +195,49 @@ impl Modify for Conventions {
                 RefOr::T(error_response(name, description)),
             );
         }
+        add_aliases(openapi);
         for (path, item) in openapi.paths.paths.iter_mut() {
             for (method, op) in operations_mut(item) {
+                qualify_operation_id(op);
                 apply_route_conventions(access_for(method, path), op);
             }
+        }
+    }
+}
+
+/// Copies each documented operation of [`ALIASES`] to its alias path.
+fn add_aliases(openapi: &mut utoipa::openapi::OpenApi) {
+    for (method, path, alias) in ALIASES {
+        let Some(item) = openapi.paths.paths.get_mut(*path) else {
+            continue;
+        };
+        let Some((_, op)) = operations_mut(item).find(|(m, _)| m == method) else {
+            continue;
+        };
+        let mut copy = op.clone();
+        copy.operation_id = copy.operation_id.map(|id| format!("{id}_alias"));
+        let same = format!("The same as `{method} {path}`.");
+        copy.description = Some(match copy.description.take() {
+            Some(d) if !d.is_empty() => format!("{same}\n\n{d}"),
+            _ => same,
+        });
+        let target = openapi.paths.paths.entry((*alias).to_string()).or_default();
+        match *method {
+            "GET" => target.get = Some(copy),
+            "POST" => target.post = Some(copy),
+            "PUT" => target.put = Some(copy),
+            _ => target.delete = Some(copy),
+        }
+    }
+}
+
+/// Operation ids are the handlers' names, which repeat across modules (`create`,
+/// `list`…): prefix the tag so each is unique (`sources_create`, `backups_create`…).
+fn qualify_operation_id(op: &mut Operation) {
+    let tag = op.tags.as_ref().and_then(|t| t.first()).cloned();
+    if let (Some(tag), Some(id)) = (tag, op.operation_id.as_mut()) {
+        if !id.starts_with(&format!("{tag}_")) {
+            *id = format!("{tag}_{id}");
         }
     }
 }
@@ -268,4 +353,21 @@ pub async fn docs() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(page.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_has_one_operation_with_a_unique_id() {
+        let doc: serde_json::Value = serde_json::from_str(spec_json()).expect("JSON");
+        let mut ids = std::collections::HashSet::new();
+        for r in routes::ROUTES {
+            let op = &doc["paths"][r.path][r.method.to_lowercase()];
+            assert!(op.is_object(), "{} {} is not documented", r.method, r.path);
+            let id = op["operationId"].as_str().expect("an operationId");
+            assert!(ids.insert(id.to_string()), "operationId {id} repeats");
+        }
+    }
 }

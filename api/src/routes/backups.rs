@@ -3,31 +3,57 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use strata_shared::db;
 use strata_shared::db::jobs::NewJob;
 use strata_shared::model::{
     parse_absolute_path, parse_relative_path, BackupId, BackupPayload, BackupStatus, BackupType,
     JobKind, RestorePayload, VerifyPayload,
 };
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::jobs::status_url;
-use crate::error::{field_in_serde_message, ApiError, ApiResult};
+use crate::error::{field_in_serde_message, reject_nul, ApiError, ApiResult};
 use crate::idempotency;
+use crate::openapi::schemas::{BackupStatusName, BackupTypeName};
+use crate::openapi::ErrorBody;
 use crate::state::AppState;
 
-#[derive(Debug, Default, Deserialize)]
+/// A backup to make. Every field is optional, and so is the body itself.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBackup {
     /// Source id or name; may be left out when exactly one source exists.
     pub source: Option<String>,
+    /// `full` (default), `incremental` or `differential`.
     #[serde(rename = "type")]
+    #[schema(value_type = Option<BackupTypeName>)]
     pub backup_type: Option<String>,
     /// `[a-z0-9_-]`, at most 150 characters, unique; a trailing `.zip` is dropped.
+    /// Generated from the source's name and the time when absent or empty.
+    #[schema(example = "web-data-before-upgrade")]
     pub name: Option<String>,
+    /// Must not be `false`: a directory source has nothing else to back up.
     pub include_files: Option<bool>,
+    /// Must not be `true`: directory sources have no database part.
     pub include_database: Option<bool>,
+}
+
+/// A backup job was accepted: poll `status_url`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackupAccepted {
+    pub job_id: Uuid,
+    #[schema(value_type = String)]
+    pub backup_id: BackupId,
+    pub source_id: Uuid,
+    #[serde(rename = "type")]
+    #[schema(value_type = BackupTypeName)]
+    pub backup_type: BackupType,
+    /// Always `queued`.
+    #[schema(example = "queued")]
+    pub status: String,
+    /// Where to poll the job.
+    pub status_url: String,
 }
 
 /// Records a job and its outbox message in the caller's transaction. A second active
@@ -69,6 +95,7 @@ async fn resolve_source(
     source: Option<&str>,
 ) -> ApiResult<db::sources::SourceRow> {
     if let Some(s) = source {
+        reject_nul(s, "source")?;
         return db::sources::find(conn, s).await?.ok_or_else(|| {
             ApiError::not_found("source_not_found", format!("no source {s:?}"))
                 .with("field", "source")
@@ -88,6 +115,28 @@ async fn resolve_source(
 /// `POST /api/v1/backup/create` (and `POST /api/v1/backup`) → `202` with the job.
 /// With an `Idempotency-Key` header, a repeated request with the same body gets the
 /// first answer again; the same key with another body is a `422`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/backup/create",
+    tag = "backups",
+    params(
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "1 to 255 printable ASCII characters. A repeated request with the same key \
+                and body gets the first answer again (with `Idempotent-Replayed: true`)"),
+    ),
+    request_body(content = Option<CreateBackup>, description = "Optional: an empty body backs up the only source, in full"),
+    responses(
+        (status = 202, description = "Accepted: the backup job is queued", body = BackupAccepted,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same `Idempotency-Key`"))),
+        (status = 400, description = "Invalid body or header: `malformed_json`, `invalid_body`, `invalid_backup_type`, \
+            `invalid_backup_name`, `backup_name_taken`, `source_required` (several sources, none named), \
+            `source_has_no_database`, `nothing_to_back_up`, `invalid_idempotency_key`; `field` names it", body = ErrorBody),
+        (status = 404, description = "No such source (`source_not_found`)", body = ErrorBody),
+        (status = 409, description = "A backup or restore of this source is already queued or running \
+            (`job_in_progress`, with `job_id` and `job_kind`)", body = ErrorBody),
+        (status = 422, description = "This `Idempotency-Key` was used for a different request (`idempotency_key_reused`)", body = ErrorBody),
+    ),
+)]
 pub async fn create(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -153,14 +202,15 @@ pub async fn create(
         drop(tx);
         return Err(explain_conflict(&state, source.id, e).await);
     }
-    let answer = json!({
-        "job_id": job_id,
-        "backup_id": backup_id,
-        "source_id": source.id,
-        "type": backup_type,
-        "status": "queued",
-        "status_url": status_url(job_id),
-    });
+    let answer = serde_json::to_value(BackupAccepted {
+        job_id,
+        backup_id: backup_id.clone(),
+        source_id: source.id,
+        backup_type,
+        status: "queued".into(),
+        status_url: status_url(job_id),
+    })
+    .map_err(anyhow::Error::from)?;
     if let Some(key) = &idem {
         if !key.record(&mut tx, 202, &answer).await? {
             // The same key arrived concurrently and won: answer as it did.
@@ -184,22 +234,31 @@ pub(crate) fn name_taken(id: &BackupId) -> ApiError {
     )
 }
 
-#[derive(Debug, Serialize)]
+/// A backup.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BackupView {
     pub id: String,
     pub source_id: Uuid,
+    /// What was made: an incremental with no parent to build on is made `full`.
     #[serde(rename = "type")]
+    #[schema(value_type = BackupTypeName)]
     pub backup_type: String,
+    /// What was asked for.
+    #[schema(value_type = BackupTypeName)]
     pub requested_type: String,
+    /// The backup this one builds on (incremental and differential backups).
     pub parent_id: Option<String>,
+    #[schema(value_type = BackupStatusName)]
     pub status: String,
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
     /// Logical size: the bytes of file content the backup represents.
     pub size: i64,
+    /// Bytes this backup added to the repository.
     pub stored_size: i64,
     pub file_count: i64,
     pub dir_count: i64,
+    /// What could not be backed up (unreadable files…); empty when nothing went wrong.
     pub warnings: Vec<serde_json::Value>,
     /// The PocketBase-style API's names: `key` is the id, `modified` when it completed
     /// (or was created, while pending), `filename` what a download is saved as.
@@ -231,23 +290,51 @@ impl From<db::backups::BackupRow> for BackupView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// Filters of the backup list; unknown parameters are refused.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Source id or name.
     pub source: Option<String>,
+    #[param(value_type = Option<BackupStatusName>)]
     pub status: Option<String>,
     #[serde(rename = "type")]
+    #[param(value_type = Option<BackupTypeName>)]
     pub backup_type: Option<String>,
     /// RFC 3339; backups created at or after.
     pub created_after: Option<DateTime<Utc>>,
     /// RFC 3339; backups created before.
     pub created_before: Option<DateTime<Utc>>,
+    /// Page size, 1 to 1000 (default 20).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// The `next` cursor of the previous page.
     pub from: Option<String>,
 }
 
+/// One page of backups, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackupPage {
+    pub items: Vec<BackupView>,
+    pub limit: i64,
+    /// Pass as `from` for the next page; null on the last page.
+    pub next: Option<String>,
+}
+
+/// Lists backups, newest first, with filters and a cursor (also at `GET /api/v1/backup/list`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/backup",
+    tag = "backups",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page", body = BackupPage),
+        (status = 400, description = "A parameter is invalid or unknown (`invalid_query`, `invalid_limit`, \
+            `invalid_backup_status`, `invalid_backup_type`, `invalid_cursor`); `field` names it", body = ErrorBody),
+        (status = 404, description = "No such source (`source_not_found`)", body = ErrorBody),
+    ),
+)]
 pub async fn list(
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
@@ -271,6 +358,9 @@ pub async fn list(
         .map(BackupType::parse)
         .transpose()?
         .map(|t| t.as_str().to_string());
+    if let Some(s) = &q.source {
+        reject_nul(s, "source")?;
+    }
     let mut conn = state.pool.acquire().await?;
     let source_id = match &q.source {
         Some(s) => Some(
@@ -310,7 +400,7 @@ pub async fn list(
     let next = has_more
         .then(|| items.last().map(|b| encode_cursor(b.created_at, &b.id)))
         .flatten();
-    Ok(HttpResponse::Ok().json(json!({ "items": items, "limit": limit, "next": next })))
+    Ok(HttpResponse::Ok().json(BackupPage { items, limit, next }))
 }
 
 /// Cursor: `<created_at as microseconds>.<id>` — opaque to clients.
@@ -327,25 +417,53 @@ fn decode_cursor(cursor: &str) -> ApiResult<(DateTime<Utc>, String)> {
         )
     };
     let (micros, id) = cursor.split_once('.').ok_or_else(bad)?;
+    if id.contains('\0') {
+        return Err(bad());
+    }
     let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
     Ok((at, id.to_string()))
 }
 
+/// A backup with the chain a restore of it needs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackupDetail {
+    #[serde(flatten)]
+    pub backup: BackupView,
+    /// The ids a restore reads, from this backup back to its full backup.
+    pub chain: Vec<String>,
+}
+
+/// One backup, with its chain.
+#[utoipa::path(
+    get,
+    path = "/api/v1/backup/{backup_id}",
+    tag = "backups",
+    params(("backup_id" = String, Path, description = "The backup's id (its name)")),
+    responses(
+        (status = 200, description = "The backup", body = BackupDetail),
+        (status = 404, description = "No such backup (`backup_not_found`)", body = ErrorBody),
+    ),
+)]
 pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
     let mut conn = state.pool.acquire().await?;
-    let backup = db::backups::get(&mut conn, &path).await?.ok_or_else(|| {
+    let backup = find_backup(&mut conn, &path).await?.ok_or_else(|| {
         ApiError::not_found("backup_not_found", format!("no backup {:?}", path.as_str()))
     })?;
     let chain = db::backups::chain(&mut conn, &backup.id).await?;
-    let mut view = serde_json::to_value(BackupView::from(backup)).map_err(anyhow::Error::from)?;
-    view["chain"] = json!(chain);
-    Ok(HttpResponse::Ok().json(view))
+    Ok(HttpResponse::Ok().json(BackupDetail {
+        backup: BackupView::from(backup),
+        chain,
+    }))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// What to restore, and where. Every field is optional, and so is the body itself.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
-    /// Another directory to restore into; the source's own path when absent.
+    /// Another directory to restore into: an absolute path, or a name (`[a-z0-9_-]`, at
+    /// most 64 characters) meaning a directory beside the source's (`/srv/app.<name>`).
+    /// The source's own path when absent.
+    #[schema(example = "/srv/restore")]
     pub target: Option<String>,
     /// Relative paths to restore, each with everything below it; everything when absent.
     #[serde(default)]
@@ -354,6 +472,37 @@ pub struct RestoreRequest {
     pub pre_restore_backup: Option<bool>,
 }
 
+/// A restore job was accepted: poll `status_url`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RestoreAccepted {
+    pub job_id: Uuid,
+    pub backup_id: String,
+    /// Always `queued`.
+    #[schema(example = "queued")]
+    pub status: String,
+    pub status_url: String,
+    /// The backup of the current state made first, when restoring over the source.
+    #[schema(value_type = Option<String>)]
+    pub pre_restore_backup_id: Option<BackupId>,
+}
+
+/// Restores a complete backup (its chain resolved) into the source's directory or another
+/// one (also at `POST /api/v1/backup/restore/{backup_id}`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/backup/{backup_id}/restore",
+    tag = "backups",
+    params(("backup_id" = String, Path, description = "The backup's id")),
+    request_body(content = Option<RestoreRequest>, description = "Optional: an empty body restores everything over the source"),
+    responses(
+        (status = 202, description = "Accepted: the restore job is queued", body = RestoreAccepted),
+        (status = 400, description = "Invalid body: `malformed_json`, `invalid_body`, `invalid_target`, \
+            `invalid_path` (target or include); `field` names it", body = ErrorBody),
+        (status = 404, description = "No such backup (`backup_not_found`) or its source is gone (`source_not_found`)", body = ErrorBody),
+        (status = 409, description = "The backup is not complete (`backup_not_complete`), or a backup or restore \
+            of its source is queued or running (`job_in_progress`, with `job_id`)", body = ErrorBody),
+    ),
+)]
 pub async fn restore(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -418,23 +567,46 @@ pub async fn restore(
     }
     tx.commit().await?;
     tracing::info!(%job_id, backup_id = %backup.id, "restore accepted");
-    Ok(HttpResponse::Accepted().json(json!({
-        "job_id": job_id,
-        "backup_id": backup.id,
-        "status": "queued",
-        "status_url": status_url(job_id),
-        "pre_restore_backup_id": pre_restore,
-    })))
+    Ok(HttpResponse::Accepted().json(RestoreAccepted {
+        job_id,
+        backup_id: backup.id,
+        status: "queued".into(),
+        status_url: status_url(job_id),
+        pre_restore_backup_id: pre_restore,
+    }))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// How to verify. The body is optional.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
     /// `data` (default): read every pack the backup needs and check every chunk.
+    #[schema(example = "data")]
     pub mode: Option<String>,
 }
 
+/// A verify job was accepted: poll `status_url`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifyAccepted {
+    pub job_id: Uuid,
+    pub backup_id: String,
+    pub status_url: String,
+}
+
 /// `POST /api/v1/backup/{id}/verify` → `202` with the verify job.
+#[utoipa::path(
+    post,
+    path = "/api/v1/backup/{backup_id}/verify",
+    tag = "backups",
+    params(("backup_id" = String, Path, description = "The backup's id")),
+    request_body(content = Option<VerifyRequest>, description = "Optional"),
+    responses(
+        (status = 202, description = "Accepted: the verify job is queued", body = VerifyAccepted),
+        (status = 400, description = "Invalid body: `malformed_json`, `invalid_body`, `invalid_verify_mode`; `field` names it", body = ErrorBody),
+        (status = 404, description = "No such backup (`backup_not_found`)", body = ErrorBody),
+        (status = 409, description = "The backup is not complete (`backup_not_complete`)", body = ErrorBody),
+    ),
+)]
 pub async fn verify(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -470,11 +642,11 @@ pub async fn verify(
     )
     .await?;
     tx.commit().await?;
-    Ok(HttpResponse::Accepted().json(json!({
-        "job_id": job_id,
-        "backup_id": backup.id,
-        "status_url": status_url(job_id),
-    })))
+    Ok(HttpResponse::Accepted().json(VerifyAccepted {
+        job_id,
+        backup_id: backup.id,
+        status_url: status_url(job_id),
+    }))
 }
 
 /// The backup named `id`, which must be complete: `404` when there is none, `409`
@@ -485,7 +657,7 @@ async fn complete_backup(
     purpose: &str,
 ) -> ApiResult<db::backups::BackupRow> {
     let mut conn = state.pool.acquire().await?;
-    let backup = db::backups::get(&mut conn, id)
+    let backup = find_backup(&mut conn, id)
         .await?
         .ok_or_else(|| ApiError::not_found("backup_not_found", format!("no backup {id:?}")))?;
     if backup.status != BackupStatus::Complete.as_str() {
@@ -498,6 +670,18 @@ async fn complete_backup(
         ));
     }
     Ok(backup)
+}
+
+/// The backup with this id; none for an id that cannot exist (a NUL, which PostgreSQL
+/// text cannot hold, would be a `500`).
+pub(crate) async fn find_backup(
+    conn: &mut sqlx::PgConnection,
+    id: &str,
+) -> ApiResult<Option<db::backups::BackupRow>> {
+    if id.contains('\0') {
+        return Ok(None);
+    }
+    Ok(db::backups::get(conn, id).await?)
 }
 
 /// An optional JSON body: empty means defaults; a body that does not parse is a `400`,

@@ -5,14 +5,17 @@
 
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use strata_shared::db;
 use strata_shared::model::{parse_absolute_path, parse_source_name, FilesSpec, SourceSpec};
 use strata_shared::repo::writer::compile_excludes;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::schemas::RetentionPolicy;
+use crate::openapi::ErrorBody;
 use crate::state::AppState;
 
 /// What a secret looks like in an export.
@@ -68,7 +71,53 @@ pub fn redact(value: &mut Value) {
     }
 }
 
+/// Strata's configuration: sources by name, installation settings. On import, unknown
+/// sections and settings are reported as failed; a `[REDACTED]` value keeps the live one.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ConfigDocument {
+    sources: Option<std::collections::BTreeMap<String, ConfigSource>>,
+    /// `file_token_secret` (64 hexadecimal characters); exported as `[REDACTED]`.
+    #[schema(value_type = Option<Object>)]
+    settings: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// A source in a configuration document (documentation only).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ConfigSource {
+    /// `directory` (the default on import).
+    #[schema(example = "directory")]
+    kind: Option<String>,
+    files: Option<super::sources::FilesView>,
+    retention: Option<RetentionPolicy>,
+}
+
+/// A configuration export.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConfigExport {
+    /// Every secret is `[REDACTED]`.
+    #[schema(value_type = ConfigDocument)]
+    pub config: Value,
+    /// RFC 3339, milliseconds, UTC.
+    #[serde(rename = "exportedAt")]
+    pub exported_at: String,
+    /// The format's version.
+    #[schema(example = 1)]
+    pub version: i64,
+}
+
 /// `GET /api/v1/config/export` → a JSON attachment `{config, exportedAt, version}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/config/export",
+    tag = "config",
+    responses(
+        (status = 200, description = "The configuration, every secret redacted", body = ConfigExport,
+            headers(("Content-Disposition" = String,
+                description = "`attachment; filename=\"strata-config-<YYYYmmddTHHMMSSZ>.json\"`"))),
+    ),
+)]
 pub async fn export(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let mut conn = state.pool.acquire().await?;
     let mut sources = Map::new();
@@ -101,20 +150,42 @@ pub async fn export(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
             "Content-Disposition",
             format!("attachment; filename=\"{filename}\""),
         ))
-        .json(json!({
-            "config": config,
-            "exportedAt": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "version": VERSION,
-        })))
+        .json(ConfigExport {
+            config,
+            exported_at: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            version: VERSION,
+        }))
 }
 
-#[derive(Debug, Deserialize)]
+/// A configuration to import: an export, possibly edited.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportRequest {
+    #[schema(value_type = ConfigDocument)]
     pub config: Map<String, Value>,
+    /// Informative.
     #[serde(rename = "exportedAt")]
     pub exported_at: Option<String>,
+    /// Must be 1 when given.
+    #[schema(example = 1)]
     pub version: Option<i64>,
+}
+
+/// A path that could not be imported, and why.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportFailure {
+    /// E.g. `sources.web`, `settings.x`.
+    pub path: String,
+    pub error: String,
+}
+
+/// What an import did, path by path (`sources.<name>.files.path`…).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportReport {
+    pub applied: Vec<String>,
+    /// Redacted values, left as they were.
+    pub skipped: Vec<String>,
+    pub failed: Vec<ImportFailure>,
 }
 
 /// What an import did, path by path.
@@ -122,18 +193,31 @@ pub struct ImportRequest {
 struct Report {
     applied: Vec<String>,
     skipped: Vec<String>,
-    failed: Vec<Value>,
+    failed: Vec<ImportFailure>,
 }
 
 impl Report {
     fn fail(&mut self, path: &str, error: impl Into<String>) {
-        self.failed
-            .push(json!({ "path": path, "error": error.into() }));
+        self.failed.push(ImportFailure {
+            path: path.to_string(),
+            error: error.into(),
+        });
     }
 }
 
 /// `POST /api/v1/config/import` → `{applied, skipped, failed}`. Each source is applied
 /// in its own transaction: one bad source does not stop the others.
+#[utoipa::path(
+    post,
+    path = "/api/v1/config/import",
+    tag = "config",
+    request_body = ImportRequest,
+    responses(
+        (status = 200, description = "What was applied, skipped (redacted) and failed, path by path", body = ImportReport),
+        (status = 400, description = "Invalid body (`invalid_body`…) or another format version \
+            (`unsupported_config_version`); `field` names it", body = ErrorBody),
+    ),
+)]
 pub async fn import(
     state: web::Data<AppState>,
     body: web::Json<ImportRequest>,
@@ -173,11 +257,11 @@ pub async fn import(
         exported_at = ?req.exported_at,
         "configuration imported"
     );
-    Ok(HttpResponse::Ok().json(json!({
-        "applied": report.applied,
-        "skipped": report.skipped,
-        "failed": report.failed,
-    })))
+    Ok(HttpResponse::Ok().json(ImportReport {
+        applied: report.applied,
+        skipped: report.skipped,
+        failed: report.failed,
+    }))
 }
 
 /// Every leaf path of `value` under `prefix` (arrays are leaves).
@@ -237,6 +321,9 @@ fn parse_source(entry: &Value) -> Result<(SourceSpec, Option<Value>), String> {
     let files: FilesSpec =
         serde_json::from_value(files.clone()).map_err(|e| format!("files: {e}"))?;
     let path = files.path.to_str().ok_or("files.path: not UTF-8")?;
+    if path.contains('\0') || files.exclude.iter().any(|e| e.contains('\0')) {
+        return Err("files: must not contain a NUL character".into());
+    }
     parse_absolute_path(path, "files.path").map_err(|e| e.to_string())?;
     compile_excludes(&files.exclude).map_err(|e| e.to_string())?;
     let retention = match obj.get("retention") {

@@ -6,24 +6,50 @@
 use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use strata_shared::db;
 use strata_shared::model::{ArchiveFormat, BackupStatus};
 use strata_shared::repo::chain::load_chain;
 use strata_shared::repo::export::{export, ArchiveStream};
+use utoipa::IntoParams;
 
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::schemas::ArchiveFormatName;
+use crate::openapi::ErrorBody;
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+/// How to download; unknown parameters are refused.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DownloadQuery {
     /// `tar` (default) or `zip`.
+    #[param(value_type = Option<ArchiveFormatName>)]
     pub format: Option<String>,
-    /// A file token; the middleware has already checked it.
+    /// A file token from `POST /api/v1/files/token`, instead of a bearer header; the
+    /// middleware has already checked it.
     #[allow(dead_code)]
     pub token: Option<String>,
 }
 
+/// A complete backup's content, its chain resolved, as a tar (default) or zip archive
+/// streamed while it is built.
+#[utoipa::path(
+    get,
+    path = "/api/v1/backup/{backup_id}/download",
+    tag = "backups",
+    params(
+        ("backup_id" = String, Path, description = "The backup's id"),
+        DownloadQuery,
+    ),
+    responses(
+        (status = 200, description = "The archive",
+            content(("application/x-tar"), ("application/zip")),
+            headers(("Content-Disposition" = String,
+                description = "`attachment; filename=\"<backup id>_<completed, YYYYmmdd_HHMMSS>.<tar|zip>\"`"))),
+        (status = 400, description = "A parameter is invalid or unknown (`invalid_query`, `invalid_archive_format`); `field` names it", body = ErrorBody),
+        (status = 404, description = "No such backup (`backup_not_found`)", body = ErrorBody),
+        (status = 409, description = "The backup is not complete (`backup_not_complete`)", body = ErrorBody),
+    ),
+)]
 pub async fn download(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -35,9 +61,11 @@ pub async fn download(
     };
     let backup = {
         let mut conn = state.pool.acquire().await?;
-        db::backups::get(&mut conn, &path).await?.ok_or_else(|| {
-            ApiError::not_found("backup_not_found", format!("no backup {:?}", path.as_str()))
-        })?
+        super::backups::find_backup(&mut conn, &path)
+            .await?
+            .ok_or_else(|| {
+                ApiError::not_found("backup_not_found", format!("no backup {:?}", path.as_str()))
+            })?
     };
     if backup.status != BackupStatus::Complete.as_str() {
         return Err(ApiError::conflict(

@@ -7,12 +7,16 @@ use serde::{Deserialize, Serialize};
 use strata_shared::db;
 use strata_shared::db::jobs::CancelOutcome;
 use strata_shared::model::{DeletePayload, JobKind, JobStatus};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{reject_nul, ApiError, ApiResult};
+use crate::openapi::schemas::{JobKindName, JobStatusName};
+use crate::openapi::ErrorBody;
 use crate::state::AppState;
 
-#[derive(Debug, Serialize)]
+/// How far a job got; totals are null until known.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ProgressView {
     pub bytes_done: i64,
     pub bytes_total: Option<i64>,
@@ -20,18 +24,24 @@ pub struct ProgressView {
     pub files_total: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+/// A job: what clients poll.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct JobView {
     pub job_id: Uuid,
+    #[schema(value_type = JobKindName)]
     pub kind: String,
+    #[schema(value_type = JobStatusName)]
     pub status: String,
+    /// What a running job is doing now (`scanning`, `uploading`…).
     pub phase: Option<String>,
     pub progress: ProgressView,
     pub source_id: Option<Uuid>,
     pub backup_id: Option<String>,
     pub attempts: i32,
+    /// Why a failed job failed (`{code, message}`).
     pub error: Option<serde_json::Value>,
     pub warnings: Vec<serde_json::Value>,
+    /// What a succeeded job produced (depends on its kind).
     pub result: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
@@ -73,6 +83,18 @@ pub fn status_url(job_id: Uuid) -> String {
     format!("/api/v1/backup/restore/{job_id}/status")
 }
 
+/// One job (also at `GET /api/v1/backup/restore/{job_id}/status`, the `status_url` of
+/// every accepted job).
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{job_id}",
+    tag = "jobs",
+    params(("job_id" = String, Path, description = "The job's id (a UUID)")),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 404, description = "No such job (`job_not_found`)", body = ErrorBody),
+    ),
+)]
 pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
     let not_found = || ApiError::not_found("job_not_found", format!("no job {:?}", path.as_str()));
     let id = Uuid::parse_str(&path).map_err(|_| not_found())?;
@@ -81,10 +103,14 @@ pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> ApiResu
     Ok(HttpResponse::Ok().json(JobView::from(job)))
 }
 
-#[derive(Debug, Deserialize)]
+/// Filters of the job list; unknown parameters are refused.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct JobListQuery {
+    #[param(value_type = Option<JobStatusName>)]
     pub status: Option<String>,
+    #[param(value_type = Option<JobKindName>)]
     pub kind: Option<String>,
     /// Source id or name.
     pub source: Option<String>,
@@ -92,12 +118,35 @@ pub struct JobListQuery {
     pub created_after: Option<DateTime<Utc>>,
     /// RFC 3339; jobs created before.
     pub created_before: Option<DateTime<Utc>>,
+    /// Page size, 1 to 1000 (default 20).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// The `next` cursor of the previous page.
     pub from: Option<String>,
 }
 
+/// One page of jobs, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobPage {
+    pub items: Vec<JobView>,
+    pub limit: i64,
+    /// Pass as `from` for the next page; null on the last page.
+    pub next: Option<String>,
+}
+
 /// `GET /api/v1/jobs`: newest first, filtered, one page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs",
+    tag = "jobs",
+    params(JobListQuery),
+    responses(
+        (status = 200, description = "One page", body = JobPage),
+        (status = 400, description = "A parameter is invalid or unknown (`invalid_query`, `invalid_limit`, \
+            `invalid_job_status`, `invalid_job_kind`, `invalid_cursor`); `field` names it", body = ErrorBody),
+        (status = 404, description = "No such source (`source_not_found`)", body = ErrorBody),
+    ),
+)]
 pub async fn list(
     state: web::Data<AppState>,
     query: web::Query<JobListQuery>,
@@ -124,6 +173,9 @@ pub async fn list(
         .transpose()?
         .map(|k| k.as_str().to_string());
     let before = q.from.as_deref().map(decode_cursor).transpose()?;
+    if let Some(s) = &q.source {
+        reject_nul(s, "source")?;
+    }
     let mut conn = state.pool.acquire().await?;
     let source_id = match &q.source {
         Some(s) => Some(
@@ -159,10 +211,7 @@ pub async fn list(
     let next = has_more
         .then(|| items.last().map(|j| encode_cursor(j.created_at, j.job_id)))
         .flatten();
-    Ok(
-        HttpResponse::Ok()
-            .json(serde_json::json!({ "items": items, "limit": limit, "next": next })),
-    )
+    Ok(HttpResponse::Ok().json(JobPage { items, limit, next }))
 }
 
 /// Cursor: `<created_at as microseconds>.<id>` — opaque to clients.
@@ -186,6 +235,20 @@ fn decode_cursor(cursor: &str) -> ApiResult<(DateTime<Utc>, Uuid)> {
 /// `POST /api/v1/jobs/{id}/cancel`: a queued job is cancelled at once and never starts
 /// (`200`); a running one is asked to stop at its next checkpoint (`202`) and ends
 /// `cancelled` without leaving anything half-done; an ended job is a `409`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs/{job_id}/cancel",
+    tag = "jobs",
+    params(("job_id" = String, Path, description = "The job's id (a UUID)")),
+    responses(
+        (status = 200, description = "The job was queued: it is cancelled and will never start", body = JobView),
+        (status = 202, description = "The job is running: it was asked to stop at its next checkpoint \
+            (`cancel_requested_at` is set) and will end `cancelled`", body = JobView),
+        (status = 404, description = "No such job (`job_not_found`)", body = ErrorBody),
+        (status = 409, description = "The job has already ended (`job_already_finished`, with `status`), or is a \
+            running delete or prune (`job_not_cancellable`); both with `job_id`", body = ErrorBody),
+    ),
+)]
 pub async fn cancel(
     state: web::Data<AppState>,
     path: web::Path<String>,

@@ -8,28 +8,65 @@ use std::collections::{HashMap, HashSet};
 
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use strata_shared::db;
 use strata_shared::db::backups::BackupRow;
 use strata_shared::db::jobs::NewJob;
 use strata_shared::model::{BackupId, DeletePayload, JobKind};
 use strata_shared::retention::{decide, Item, Policy, State};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::backups::enqueue;
 use super::jobs::status_url;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{reject_nul, ApiError, ApiResult};
+use crate::openapi::schemas::RetentionPolicy;
+use crate::openapi::ErrorBody;
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+/// How to delete; unknown parameters are refused.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
-    /// `true`: delete the backups that depend on this one too.
+    /// `true`: delete the backups that depend on this one too (default `false`).
+    #[param(value_type = Option<bool>)]
     pub cascade: Option<String>,
 }
 
+/// A delete job was accepted: poll `status_url`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeleteAccepted {
+    pub job_id: Uuid,
+    /// Always `queued`.
+    #[schema(example = "queued")]
+    pub status: String,
+    pub status_url: String,
+    /// The backups being deleted (marked `deleting` already): this one and, with
+    /// `cascade`, those depending on it.
+    pub deleted: Vec<String>,
+    pub count: usize,
+}
+
 /// `DELETE /api/v1/backup/{id}[?cascade=true]` → `202` with the delete job.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/backup/{backup_id}",
+    tag = "backups",
+    params(
+        ("backup_id" = String, Path, description = "The backup's id"),
+        DeleteQuery,
+    ),
+    responses(
+        (status = 202, description = "Accepted: the backups are marked `deleting` and the delete job is queued", body = DeleteAccepted),
+        (status = 400, description = "A parameter is invalid or unknown (`invalid_query`); `field` names it", body = ErrorBody),
+        (status = 404, description = "No such backup (`backup_not_found`)", body = ErrorBody),
+        (status = 409, description = "Other backups need this one (`backup_has_dependents`, with `dependents`: \
+            use `cascade=true`), it is being written (`backup_not_complete`) or deleted already \
+            (`backup_being_deleted`), or a queued or running job needs it (`job_in_progress`, with `job_id`)", body = ErrorBody),
+    ),
+)]
 pub async fn delete(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -47,11 +84,15 @@ pub async fn delete(
         }
     };
     let id = path.into_inner();
+    let not_found = || ApiError::not_found("backup_not_found", format!("no backup {id:?}"));
+    if id.contains('\0') {
+        return Err(not_found());
+    }
     let mut tx = state.pool.begin().await?;
     let target = db::backups::lock(&mut tx, std::slice::from_ref(&id))
         .await?
         .pop()
-        .ok_or_else(|| ApiError::not_found("backup_not_found", format!("no backup {id:?}")))?;
+        .ok_or_else(not_found)?;
     check_deletable(&target)?;
     let dependents = db::backups::dependents(&mut tx, &id).await?;
     if !dependents.is_empty() && !cascade {
@@ -112,13 +153,13 @@ pub async fn delete(
     .await?;
     tx.commit().await?;
     tracing::info!(%job_id, backup_id = %id, count = set.len(), "delete accepted");
-    Ok(HttpResponse::Accepted().json(json!({
-        "job_id": job_id,
-        "status": "queued",
-        "status_url": status_url(job_id),
-        "deleted": set,
-        "count": set.len(),
-    })))
+    Ok(HttpResponse::Accepted().json(DeleteAccepted {
+        job_id,
+        status: "queued".into(),
+        status_url: status_url(job_id),
+        count: set.len(),
+        deleted: set,
+    }))
 }
 
 /// A backup being deleted or still being written cannot be deleted (again).
@@ -187,6 +228,66 @@ const POLICY_FIELDS: [&str; 6] = [
     "retention_days",
 ];
 
+/// A prune request (documentation: the body is parsed by hand, so a bad value is a
+/// `400` naming its field). Every field is optional, and so is the body itself; the
+/// policy fields, when any is given, replace each source's stored policy.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct PruneBody {
+    /// Source id or name; every source when absent.
+    source: Option<String>,
+    /// Only say what would be deleted (`200`), delete nothing.
+    dry_run: Option<bool>,
+    /// The newest N backups.
+    keep_last: Option<u32>,
+    /// The newest backup of each of the last N days.
+    daily: Option<u32>,
+    /// The newest backup of each of the last N weeks.
+    weekly: Option<u32>,
+    /// The newest backup of each of the last N months.
+    monthly: Option<u32>,
+    /// The newest backup of each of the last N years.
+    yearly: Option<u32>,
+    /// Every backup younger than N days.
+    retention_days: Option<u32>,
+}
+
+/// What a prune did (or would do) to one source.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PruneSource {
+    pub source_id: Uuid,
+    /// The source's name.
+    pub source: String,
+    /// The policy applied: the request's, the source's stored one, or 7 daily and 4 weekly.
+    #[schema(value_type = RetentionPolicy)]
+    pub policy: Policy,
+    pub deleted: Vec<String>,
+    pub kept: Vec<String>,
+    pub skipped: Vec<String>,
+}
+
+/// What a prune did (or, with `dry_run`, would do).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PruneResult {
+    /// The backups deleted (marked `deleting`; the job removes them).
+    pub deleted: Vec<String>,
+    pub count: usize,
+    pub kept: Vec<String>,
+    /// Backups the policy would delete but that are kept because a queued or running
+    /// job needs them (or a backup that depends on them).
+    pub skipped: Vec<String>,
+    pub dry_run: bool,
+    pub sources: Vec<PruneSource>,
+    /// The prune job; null when there was nothing to delete; absent on a dry run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Uuid>)]
+    pub job_id: Option<Option<Uuid>>,
+    /// Where to poll the job; null when there was nothing to delete; absent on a dry run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub status_url: Option<Option<String>>,
+}
+
 /// A parsed prune request.
 #[derive(Debug, Default)]
 struct PruneRequest {
@@ -220,7 +321,10 @@ fn parse_prune(body: &[u8]) -> ApiResult<PruneRequest> {
         match key.as_str() {
             "source" => match v {
                 Value::Null => {}
-                Value::String(s) => req.source = Some(s),
+                Value::String(s) => {
+                    reject_nul(&s, "source")?;
+                    req.source = Some(s)
+                }
                 _ => {
                     return Err(ApiError::bad_request(
                         "invalid_source",
@@ -328,6 +432,20 @@ fn effective_policy(request: &Policy, source: &db::sources::SourceRow) -> ApiRes
 
 /// `POST /api/v1/backup/prune` → `200` (dry run, or nothing to delete) or `202` with the
 /// prune job.
+#[utoipa::path(
+    post,
+    path = "/api/v1/backup/prune",
+    tag = "backups",
+    request_body(content = Option<PruneBody>, description = "Optional: an empty body prunes every source by its stored policy"),
+    responses(
+        (status = 200, description = "A dry run, or nothing to delete (then `job_id` and `status_url` are null)", body = PruneResult),
+        (status = 202, description = "Accepted: the backups are marked `deleting` and the prune job is queued", body = PruneResult),
+        (status = 400, description = "Invalid body: `malformed_json`, `invalid_body`, `unknown_field`, `invalid_source`, \
+            `invalid_dry_run`, `invalid_policy`, `policy_keeps_nothing`; `field` names it", body = ErrorBody),
+        (status = 404, description = "No such source (`source_not_found`)", body = ErrorBody),
+        (status = 409, description = "A source's stored policy is invalid (`invalid_stored_policy`), or a job is in the way (`job_in_progress`)", body = ErrorBody),
+    ),
+)]
 pub async fn prune(state: web::Data<AppState>, body: web::Bytes) -> ApiResult<HttpResponse> {
     let req = parse_prune(&body)?;
     let mut tx = state.pool.begin().await?;
@@ -359,35 +477,38 @@ pub async fn prune(state: web::Data<AppState>, body: web::Bytes) -> ApiResult<Ht
             })
             .collect();
         let d = decide(&items, &policy, now, &pinned);
-        per_source.push(json!({
-            "source_id": source.id,
-            "source": source.name,
-            "policy": policy,
-            "deleted": d.delete,
-            "kept": d.keep,
-            "skipped": d.skipped,
-        }));
-        deleted.extend(d.delete);
-        kept.extend(d.keep);
-        skipped.extend(d.skipped);
+        deleted.extend(d.delete.iter().cloned());
+        kept.extend(d.keep.iter().cloned());
+        skipped.extend(d.skipped.iter().cloned());
+        per_source.push(PruneSource {
+            source_id: source.id,
+            source: source.name.clone(),
+            policy,
+            deleted: d.delete,
+            kept: d.keep,
+            skipped: d.skipped,
+        });
     }
-    let mut answer = json!({
-        "deleted": deleted,
-        "count": deleted.len(),
-        "kept": kept,
-        "skipped": skipped,
-        "dry_run": req.dry_run,
-        "sources": per_source,
-    });
-    if req.dry_run || deleted.is_empty() {
+    let mut answer = PruneResult {
+        count: deleted.len(),
+        deleted,
+        kept,
+        skipped,
+        dry_run: req.dry_run,
+        sources: per_source,
+        job_id: None,
+        status_url: None,
+    };
+    if req.dry_run || answer.deleted.is_empty() {
         drop(tx);
         if !req.dry_run {
-            answer["job_id"] = Value::Null;
-            answer["status_url"] = Value::Null;
+            answer.job_id = Some(None);
+            answer.status_url = Some(None);
         }
         return Ok(HttpResponse::Ok().json(answer));
     }
-    db::backups::mark_deleting(&mut tx, &deleted).await?;
+    let deleted = &answer.deleted;
+    db::backups::mark_deleting(&mut tx, deleted).await?;
     let job_id = Uuid::now_v7();
     enqueue(
         &mut tx,
@@ -399,14 +520,14 @@ pub async fn prune(state: web::Data<AppState>, body: web::Bytes) -> ApiResult<Ht
                 _ => None,
             },
             backup_id: None,
-            payload: payload(&deleted)?,
+            payload: payload(deleted)?,
             max_attempts: state.config.job_max_attempts,
         },
     )
     .await?;
     tx.commit().await?;
     tracing::info!(%job_id, count = deleted.len(), "prune accepted");
-    answer["job_id"] = json!(job_id);
-    answer["status_url"] = json!(status_url(job_id));
+    answer.job_id = Some(Some(job_id));
+    answer.status_url = Some(Some(status_url(job_id)));
     Ok(HttpResponse::Accepted().json(answer))
 }

@@ -12,27 +12,68 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use futures::{Stream, StreamExt};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use strata_shared::archive::{self, ArchiveError, Summary};
 use strata_shared::db;
 use strata_shared::db::jobs::NewJob;
 use strata_shared::model::{ArchiveFormat, BackupId, BackupType, ImportPayload, JobKind};
 use tokio::io::AsyncWriteExt;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::backups::{enqueue, explain_conflict, name_taken};
 use super::jobs::status_url;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{reject_nul, ApiError, ApiResult};
+use crate::openapi::schemas::{ArchiveFormatName, ArchiveSummary, BackupTypeName};
+use crate::openapi::ErrorBody;
 use crate::state::AppState;
 
-#[derive(Debug, Default, Deserialize)]
+/// Where the archive goes; unknown parameters are refused. The same fields may come
+/// as form fields of a multipart upload (the query wins).
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
     /// Source id or name; may be left out when exactly one source exists.
     pub source: Option<String>,
     /// The new backup's name; generated when absent.
     pub name: Option<String>,
+}
+
+/// A multipart upload (documentation only: the form is read field by field).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The archive (tar or zip); its file name, less `.tar` / `.zip`, names the backup
+    /// when no `name` is given.
+    #[schema(value_type = String, format = Binary, content_media_type = "application/octet-stream")]
+    file: Vec<u8>,
+    /// Source id or name; may be left out when exactly one source exists.
+    source: Option<String>,
+    /// The new backup's name.
+    name: Option<String>,
+}
+
+/// An upload was accepted: the `import` job turns it into a backup; poll `status_url`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UploadAccepted {
+    pub job_id: Uuid,
+    #[schema(value_type = String)]
+    pub backup_id: BackupId,
+    pub source_id: Uuid,
+    /// Always `full`.
+    #[serde(rename = "type")]
+    #[schema(value_type = BackupTypeName)]
+    pub backup_type: BackupType,
+    /// The archive's format, detected from its content.
+    #[schema(value_type = ArchiveFormatName)]
+    pub format: ArchiveFormat,
+    /// Always `queued`.
+    #[schema(example = "queued")]
+    pub status: String,
+    pub status_url: String,
+    #[schema(value_type = ArchiveSummary)]
+    pub archive: Summary,
 }
 
 /// Raw body types accepted besides `multipart/form-data`.
@@ -65,6 +106,37 @@ struct Received {
     filename: Option<String>,
 }
 
+/// Imports a tar or zip archive as a new full backup of a source. The archive is
+/// checked entry by entry (paths, links, sizes, compression ratio) before it is accepted.
+#[utoipa::path(
+    post,
+    path = "/api/v1/backup/upload",
+    tag = "backups",
+    params(UploadQuery),
+    request_body(
+        description = "The archive: a raw body (`application/zip`, `application/x-zip-compressed`, \
+            `application/x-tar`, `application/tar` or `application/octet-stream`; the format is detected \
+            from the content), or a multipart form with the field `file`",
+        content(
+            (UploadForm = "multipart/form-data"),
+            ("application/zip"),
+            ("application/x-tar"),
+            ("application/octet-stream"),
+        ),
+    ),
+    responses(
+        (status = 202, description = "Accepted: the import job is queued", body = UploadAccepted),
+        (status = 400, description = "Refused: not a tar or zip archive, or an unsafe or invalid entry \
+            (`field` = `file`), a bad form (`invalid_body`, `file_required`), a bad name \
+            (`invalid_backup_name`, `backup_name_taken`), several sources and none named (`source_required`), \
+            or an unknown parameter (`invalid_query`)", body = ErrorBody),
+        (status = 404, description = "No such source (`source_not_found`)", body = ErrorBody),
+        (status = 409, description = "A backup or restore of this source is queued or running (`job_in_progress`, with `job_id`)", body = ErrorBody),
+        (status = 413, description = "The upload is larger than `STRATA_UPLOAD_MAX_BYTES` (`payload_too_large`), \
+            or its content larger than allowed (`archive_too_large`, `too_many_entries`); `field` = `file`", body = ErrorBody),
+        (status = 415, description = "Neither a multipart form nor an accepted raw type (`unsupported_media_type`)", body = ErrorBody),
+    ),
+)]
 pub async fn upload(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -130,17 +202,17 @@ fn answer(
     source_id: Uuid,
     format: ArchiveFormat,
     summary: &Summary,
-) -> serde_json::Value {
-    json!({
-        "job_id": job_id,
-        "backup_id": backup_id,
-        "source_id": source_id,
-        "type": BackupType::Full,
-        "format": format,
-        "status": "queued",
-        "status_url": status_url(job_id),
-        "archive": summary,
-    })
+) -> UploadAccepted {
+    UploadAccepted {
+        job_id,
+        backup_id: backup_id.clone(),
+        source_id,
+        backup_type: BackupType::Full,
+        format,
+        status: "queued".into(),
+        status_url: status_url(job_id),
+        archive: summary.clone(),
+    }
 }
 
 /// In one transaction: the pending backup, the import job and its outbox message.
@@ -195,6 +267,7 @@ async fn find_source(
     source: Option<&str>,
 ) -> ApiResult<db::sources::SourceRow> {
     if let Some(s) = source {
+        reject_nul(s, "source")?;
         return db::sources::find(conn, s).await?.ok_or_else(|| {
             ApiError::not_found("source_not_found", format!("no source {s:?}"))
                 .with("field", "source")

@@ -1,0 +1,88 @@
+//! Documentation-only schemas: the shape on the wire of values whose Rust types live in
+//! `strata_shared` (which does not depend on utoipa) or are checked as plain strings.
+//! Handlers point at them with `#[schema(value_type = …)]` / `#[param(value_type = …)]`.
+
+use utoipa::ToSchema;
+
+/// What a backup holds relative to its parent.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum BackupTypeName {
+    Full,
+    Incremental,
+    Differential,
+}
+
+/// Where a backup is in its life.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum BackupStatusName {
+    Pending,
+    Complete,
+    Failed,
+    Deleting,
+}
+
+/// What a job does.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum JobKindName {
+    Backup,
+    Restore,
+    Delete,
+    Prune,
+    Verify,
+    Import,
+}
+
+/// Where a job is in its life.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum JobStatusName {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+/// An archive format.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum ArchiveFormatName {
+    Tar,
+    Zip,
+}
+
+/// A retention policy; a rule left out (or null) keeps nothing by that rule.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct RetentionPolicy {
+    /// The newest N backups.
+    keep_last: Option<u32>,
+    /// The newest backup of each of the last N days.
+    daily: Option<u32>,
+    /// The newest backup of each of the last N weeks.
+    weekly: Option<u32>,
+    /// The newest backup of each of the last N months.
+    monthly: Option<u32>,
+    /// The newest backup of each of the last N years.
+    yearly: Option<u32>,
+    /// Every backup younger than N days.
+    retention_days: Option<u32>,
+}
+
+/// What an uploaded archive holds, as inspected before it was accepted.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ArchiveSummary {
+    entries: u64,
+    files: u64,
+    dirs: u64,
+    symlinks: u64,
+    hardlinks: u64,
+    /// Bytes of file content.
+    uncompressed_size: u64,
+    /// Bytes of the archive itself.
+    archive_size: u64,
+}
