@@ -308,7 +308,9 @@ async fn undo_queued(
                 serde_json::from_value(job.payload.0.clone()).map_err(anyhow::Error::from)?;
             let ids: Vec<&str> = payload.backup_ids.iter().map(|b| b.as_str()).collect();
             sqlx::query(
-                "UPDATE backups SET status = 'complete' WHERE id = ANY($1) AND status = 'deleting'",
+                // A failed backup (prune deletes those too) never got a completion time.
+                "UPDATE backups SET status = CASE WHEN completed_at IS NULL THEN 'failed' ELSE 'complete' END
+                 WHERE id = ANY($1) AND status = 'deleting'",
             )
             .bind(&ids)
             .execute(&mut *conn)

@@ -401,3 +401,47 @@ async fn config_export_redacts_secrets_and_import_keeps_live_ones() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(bad["error"]["field"], "version", "{bad}");
 }
+
+#[tokio::test]
+async fn cancelling_a_queued_prune_gives_its_backups_back_as_they_were() {
+    let mut app = TestApp::spawn(Options::default()).await;
+    let src = app.dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    write_noise(&src.join("f.bin"), 8, 64 * 1024);
+    app.create_source("src", &src).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let b = app.backup("src", "full").await;
+        app.wait_success(&id(&b, "job_id")).await;
+        ids.push(id(&b, "backup_id"));
+    }
+    // The middle one failed (as a backup whose worker died would have).
+    let mut db = app.db().await;
+    sqlx::query("UPDATE backups SET status = 'failed', completed_at = NULL WHERE id = $1")
+        .bind(&ids[1])
+        .execute(&mut db)
+        .await
+        .unwrap();
+    app.kill_worker(0);
+    let (status, pruned) = app
+        .post(
+            "/api/v1/backup/prune",
+            json!({ "source": "src", "keep_last": 1 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{pruned}");
+    assert_eq!(pruned["count"], 2, "{pruned}");
+    let job_id = id(&pruned, "job_id");
+    let (status, job) = app
+        .post(&format!("/api/v1/jobs/{job_id}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{job}");
+    for (backup, expected) in [
+        (&ids[0], "complete"),
+        (&ids[1], "failed"),
+        (&ids[2], "complete"),
+    ] {
+        let (_, b) = app.get(&format!("/api/v1/backup/{backup}")).await;
+        assert_eq!(b["status"], expected, "{b}");
+    }
+}
