@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::jobs::status_url;
-use crate::error::{field_in_serde_message, reject_nul, ApiError, ApiResult};
+use crate::error::{field_in_serde_message, ApiError, ApiResult};
 use crate::idempotency;
 use crate::openapi::schemas::{BackupStatusName, BackupTypeName};
 use crate::openapi::ErrorBody;
@@ -89,29 +89,6 @@ pub(crate) async fn explain_conflict(state: &AppState, source_id: Uuid, err: Api
     }
 }
 
-/// The source a request names (id or name), or the only one when it names none.
-async fn resolve_source(
-    conn: &mut sqlx::PgConnection,
-    source: Option<&str>,
-) -> ApiResult<db::sources::SourceRow> {
-    if let Some(s) = source {
-        reject_nul(s, "source")?;
-        return db::sources::find(conn, s).await?.ok_or_else(|| {
-            ApiError::not_found("source_not_found", format!("no source {s:?}"))
-                .with("field", "source")
-        });
-    }
-    let mut all = db::sources::list(conn).await?;
-    if all.len() == 1 {
-        return Ok(all.remove(0));
-    }
-    Err(ApiError::bad_request(
-        "source_required",
-        "source",
-        format!("{} sources exist; name the one to back up", all.len()),
-    ))
-}
-
 /// `POST /api/v1/backup/create` (and `POST /api/v1/backup`) → `202` with the job.
 /// With an `Idempotency-Key` header, a repeated request with the same body gets the
 /// first answer again; the same key with another body is a `422`.
@@ -154,7 +131,8 @@ pub async fn create(
         None => BackupType::Full,
     };
     let mut conn = state.pool.acquire().await?;
-    let source = resolve_source(&mut conn, create.source.as_deref()).await?;
+    let source =
+        super::sources::named_or_only(&mut conn, create.source.as_deref(), "to back up").await?;
     drop(conn);
     if create.include_database == Some(true) {
         return Err(ApiError::bad_request(
@@ -358,24 +336,13 @@ pub async fn list(
         .map(BackupType::parse)
         .transpose()?
         .map(|t| t.as_str().to_string());
-    if let Some(s) = &q.source {
-        reject_nul(s, "source")?;
-    }
     let mut conn = state.pool.acquire().await?;
     let source_id = match &q.source {
-        Some(s) => Some(
-            db::sources::find(&mut conn, s)
-                .await?
-                .ok_or_else(|| {
-                    ApiError::not_found("source_not_found", format!("no source {s:?}"))
-                        .with("field", "source")
-                })?
-                .id,
-        ),
+        Some(s) => Some(super::sources::named(&mut conn, s).await?.id),
         None => None,
     };
     let before = match &q.from {
-        Some(cursor) => Some(decode_cursor(cursor)?),
+        Some(cursor) => Some(super::cursor::decode(cursor)?),
         None => None,
     };
     let rows = db::backups::list(
@@ -398,30 +365,13 @@ pub async fn list(
         .map(BackupView::from)
         .collect();
     let next = has_more
-        .then(|| items.last().map(|b| encode_cursor(b.created_at, &b.id)))
+        .then(|| {
+            items
+                .last()
+                .map(|b| super::cursor::encode(b.created_at, &b.id))
+        })
         .flatten();
     Ok(HttpResponse::Ok().json(BackupPage { items, limit, next }))
-}
-
-/// Cursor: `<created_at as microseconds>.<id>` — opaque to clients.
-fn encode_cursor(at: DateTime<Utc>, id: &str) -> String {
-    format!("{}.{id}", at.timestamp_micros())
-}
-
-fn decode_cursor(cursor: &str) -> ApiResult<(DateTime<Utc>, String)> {
-    let bad = || {
-        ApiError::bad_request(
-            "invalid_cursor",
-            "from",
-            "not a cursor returned by this API",
-        )
-    };
-    let (micros, id) = cursor.split_once('.').ok_or_else(bad)?;
-    if id.contains('\0') {
-        return Err(bad());
-    }
-    let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
-    Ok((at, id.to_string()))
 }
 
 /// A backup with the chain a restore of it needs.

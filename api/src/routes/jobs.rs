@@ -10,7 +10,7 @@ use strata_shared::model::{DeletePayload, JobKind, JobStatus};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::error::{reject_nul, ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult};
 use crate::openapi::schemas::{JobKindName, JobStatusName};
 use crate::openapi::ErrorBody;
 use crate::state::AppState;
@@ -172,21 +172,14 @@ pub async fn list(
         .map(JobKind::parse)
         .transpose()?
         .map(|k| k.as_str().to_string());
-    let before = q.from.as_deref().map(decode_cursor).transpose()?;
-    if let Some(s) = &q.source {
-        reject_nul(s, "source")?;
-    }
+    let before = q
+        .from
+        .as_deref()
+        .map(super::cursor::decode_uuid)
+        .transpose()?;
     let mut conn = state.pool.acquire().await?;
     let source_id = match &q.source {
-        Some(s) => Some(
-            db::sources::find(&mut conn, s)
-                .await?
-                .ok_or_else(|| {
-                    ApiError::not_found("source_not_found", format!("no source {s:?}"))
-                        .with("field", "source")
-                })?
-                .id,
-        ),
+        Some(s) => Some(super::sources::named(&mut conn, s).await?.id),
         None => None,
     };
     let rows = db::jobs::list(
@@ -209,27 +202,13 @@ pub async fn list(
         .map(JobView::from)
         .collect();
     let next = has_more
-        .then(|| items.last().map(|j| encode_cursor(j.created_at, j.job_id)))
+        .then(|| {
+            items
+                .last()
+                .map(|j| super::cursor::encode(j.created_at, j.job_id))
+        })
         .flatten();
     Ok(HttpResponse::Ok().json(JobPage { items, limit, next }))
-}
-
-/// Cursor: `<created_at as microseconds>.<id>` — opaque to clients.
-fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
-    format!("{}.{id}", at.timestamp_micros())
-}
-
-fn decode_cursor(cursor: &str) -> ApiResult<(DateTime<Utc>, Uuid)> {
-    let bad = || {
-        ApiError::bad_request(
-            "invalid_cursor",
-            "from",
-            "not a cursor returned by this API",
-        )
-    };
-    let (micros, id) = cursor.split_once('.').ok_or_else(bad)?;
-    let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
-    Ok((at, Uuid::parse_str(id).map_err(|_| bad())?))
 }
 
 /// `POST /api/v1/jobs/{id}/cancel`: a queued job is cancelled at once and never starts

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod backups;
 pub mod config;
+pub mod cursor;
 pub mod download;
 pub mod files;
 pub mod health;

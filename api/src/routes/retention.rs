@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::backups::enqueue;
 use super::jobs::status_url;
-use crate::error::{reject_nul, ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult};
 use crate::openapi::schemas::RetentionPolicy;
 use crate::openapi::ErrorBody;
 use crate::state::AppState;
@@ -321,10 +321,7 @@ fn parse_prune(body: &[u8]) -> ApiResult<PruneRequest> {
         match key.as_str() {
             "source" => match v {
                 Value::Null => {}
-                Value::String(s) => {
-                    reject_nul(&s, "source")?;
-                    req.source = Some(s)
-                }
+                Value::String(s) => req.source = Some(s),
                 _ => {
                     return Err(ApiError::bad_request(
                         "invalid_source",
@@ -450,10 +447,7 @@ pub async fn prune(state: web::Data<AppState>, body: web::Bytes) -> ApiResult<Ht
     let req = parse_prune(&body)?;
     let mut tx = state.pool.begin().await?;
     let sources = match &req.source {
-        Some(s) => vec![db::sources::find(&mut tx, s).await?.ok_or_else(|| {
-            ApiError::not_found("source_not_found", format!("no source {s:?}"))
-                .with("field", "source")
-        })?],
+        Some(s) => vec![super::sources::named(&mut tx, s).await?],
         None => db::sources::list(&mut tx).await?,
     };
     let source_ids: Vec<Uuid> = sources.iter().map(|s| s.id).collect();

@@ -194,3 +194,37 @@ pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> ApiResu
         .ok_or_else(not_found)?;
     Ok(HttpResponse::Ok().json(SourceView::from(row)))
 }
+
+/// The source a request's `source` field names (id or name): `404 source_not_found`
+/// naming the field when there is none.
+pub(crate) async fn named(
+    conn: &mut sqlx::PgConnection,
+    source: &str,
+) -> ApiResult<db::sources::SourceRow> {
+    reject_nul(source, "source")?;
+    db::sources::find(conn, source).await?.ok_or_else(|| {
+        ApiError::not_found("source_not_found", format!("no source {source:?}"))
+            .with("field", "source")
+    })
+}
+
+/// The source a request names, or the only one when it names none (`400
+/// source_required` when there are several); `purpose` ends the message.
+pub(crate) async fn named_or_only(
+    conn: &mut sqlx::PgConnection,
+    source: Option<&str>,
+    purpose: &str,
+) -> ApiResult<db::sources::SourceRow> {
+    if let Some(s) = source {
+        return named(conn, s).await;
+    }
+    let mut all = db::sources::list(conn).await?;
+    if all.len() == 1 {
+        return Ok(all.remove(0));
+    }
+    Err(ApiError::bad_request(
+        "source_required",
+        "source",
+        format!("{} sources exist; name the one {purpose}", all.len()),
+    ))
+}

@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use super::backups::{enqueue, explain_conflict, name_taken};
 use super::jobs::status_url;
-use crate::error::{reject_nul, ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult};
 use crate::openapi::schemas::{ArchiveFormatName, ArchiveSummary, BackupTypeName};
 use crate::openapi::ErrorBody;
 use crate::state::AppState;
@@ -154,7 +154,7 @@ pub async fn upload(
     }
     if let Some(s) = &query.source {
         let mut conn = state.pool.acquire().await?;
-        find_source(&mut conn, Some(s)).await?;
+        super::sources::named(&mut conn, s).await?;
     }
     let received = receive(&req, payload, limits.max_bytes).await?;
     let path = received.file.0.clone();
@@ -169,7 +169,8 @@ pub async fn upload(
 
     let source_arg = query.source.or(received.source);
     let mut conn = state.pool.acquire().await?;
-    let source = find_source(&mut conn, source_arg.as_deref()).await?;
+    let source =
+        super::sources::named_or_only(&mut conn, source_arg.as_deref(), "to import into").await?;
     drop(conn);
     let backup_id = match (query.name.or(received.name), &received.filename) {
         (Some(name), _) if !name.is_empty() => backup_name(&name, "name")?,
@@ -259,29 +260,6 @@ fn backup_name(raw: &str, field: &str) -> ApiResult<BackupId> {
         .or_else(|| raw.strip_suffix(".tar"))
         .unwrap_or(raw);
     Ok(BackupId::parse(stem, field)?)
-}
-
-/// The source a request names (id or name), or the only one when it names none.
-async fn find_source(
-    conn: &mut sqlx::PgConnection,
-    source: Option<&str>,
-) -> ApiResult<db::sources::SourceRow> {
-    if let Some(s) = source {
-        reject_nul(s, "source")?;
-        return db::sources::find(conn, s).await?.ok_or_else(|| {
-            ApiError::not_found("source_not_found", format!("no source {s:?}"))
-                .with("field", "source")
-        });
-    }
-    let mut all = db::sources::list(conn).await?;
-    if all.len() == 1 {
-        return Ok(all.remove(0));
-    }
-    Err(ApiError::bad_request(
-        "source_required",
-        "source",
-        format!("{} sources exist; name the one to import into", all.len()),
-    ))
 }
 
 /// An archive refusal on the wire: `413` for size, `400` otherwise, field `file`.

@@ -1,0 +1,37 @@
+//! The list cursor (`from` / `next`): `<created_at as microseconds>.<id>` — opaque to
+//! clients, one format for every list that pages by creation time.
+
+use std::fmt::Display;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
+
+pub fn encode(at: DateTime<Utc>, id: impl Display) -> String {
+    format!("{}.{id}", at.timestamp_micros())
+}
+
+fn bad() -> ApiError {
+    ApiError::bad_request(
+        "invalid_cursor",
+        "from",
+        "not a cursor returned by this API",
+    )
+}
+
+/// The creation time and id a cursor points after.
+pub fn decode(cursor: &str) -> ApiResult<(DateTime<Utc>, String)> {
+    let (micros, id) = cursor.split_once('.').ok_or_else(bad)?;
+    if id.contains('\0') {
+        return Err(bad());
+    }
+    let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
+    Ok((at, id.to_string()))
+}
+
+/// [`decode`], for lists whose ids are UUIDs.
+pub fn decode_uuid(cursor: &str) -> ApiResult<(DateTime<Utc>, Uuid)> {
+    let (at, id) = decode(cursor)?;
+    Ok((at, Uuid::parse_str(&id).map_err(|_| bad())?))
+}
