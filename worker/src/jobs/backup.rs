@@ -16,24 +16,8 @@ use super::{JobContext, Outcome, Permanent};
 
 #[tracing::instrument(skip_all, fields(job_id = %ctx.job_id, backup_id = %payload.backup_id))]
 pub async fn run(ctx: &JobContext, payload: BackupPayload) -> anyhow::Result<Outcome> {
-    let mut conn = ctx.pool.acquire().await?;
-    let source = db::sources::get(&mut conn, payload.source_id)
-        .await?
-        .ok_or_else(|| {
-            Permanent::error(
-                "source_not_found",
-                "the source of this backup no longer exists",
-            )
-        })?;
-    let backup = db::backups::get(&mut conn, payload.backup_id.as_str())
-        .await?
-        .ok_or_else(|| {
-            Permanent::error(
-                "backup_not_found",
-                "the backup record of this job is missing",
-            )
-        })?;
-    drop(conn);
+    let (source, backup) =
+        super::source_and_backup(ctx, payload.source_id, &payload.backup_id, "backup").await?;
     let files =
         source.spec.0.files.clone().ok_or_else(|| {
             Permanent::error("nothing_to_back_up", "the source has no files part")

@@ -12,7 +12,6 @@ use std::sync::atomic::Ordering;
 use anyhow::Context;
 use chrono::Utc;
 use strata_shared::archive::{self, Limits};
-use strata_shared::db;
 use strata_shared::model::{BackupType, ImportPayload};
 use strata_shared::repo::format::FORMAT_VERSION;
 use strata_shared::repo::manifest::Manifest;
@@ -44,24 +43,8 @@ pub async fn run(ctx: &JobContext, payload: ImportPayload) -> anyhow::Result<Out
 
 async fn import(ctx: &JobContext, payload: &ImportPayload) -> anyhow::Result<Outcome> {
     let limits = limits_from_env()?;
-    let mut conn = ctx.pool.acquire().await?;
-    let source = db::sources::get(&mut conn, payload.source_id)
-        .await?
-        .ok_or_else(|| {
-            Permanent::error(
-                "source_not_found",
-                "the source of this import no longer exists",
-            )
-        })?;
-    let backup = db::backups::get(&mut conn, payload.backup_id.as_str())
-        .await?
-        .ok_or_else(|| {
-            Permanent::error(
-                "backup_not_found",
-                "the backup record of this job is missing",
-            )
-        })?;
-    drop(conn);
+    let (source, backup) =
+        super::source_and_backup(ctx, payload.source_id, &payload.backup_id, "import").await?;
 
     let tmp = std::env::temp_dir();
     let archive_file =

@@ -9,7 +9,10 @@ pub mod verify;
 
 use std::sync::Arc;
 
-use strata_shared::db::backups::Completion;
+use strata_shared::db;
+use strata_shared::db::backups::{BackupRow, Completion};
+use strata_shared::db::sources::SourceRow;
+use strata_shared::model::BackupId;
 use strata_shared::repo::manifest::Manifest;
 use strata_shared::repo::writer::{CancelFlag, Progress};
 use strata_shared::repo::Repository;
@@ -31,6 +34,34 @@ pub struct Outcome {
     pub warnings: Vec<serde_json::Value>,
     /// A backup job's catalog entry, committed together with the job's final status.
     pub backup: Option<(String, Completion)>,
+}
+
+/// The source and the catalog row of the backup a job writes; their absence is a
+/// permanent failure (`what` names the job: "backup", "import").
+pub async fn source_and_backup(
+    ctx: &JobContext,
+    source_id: Uuid,
+    backup_id: &BackupId,
+    what: &str,
+) -> anyhow::Result<(SourceRow, BackupRow)> {
+    let mut conn = ctx.pool.acquire().await?;
+    let source = db::sources::get(&mut conn, source_id)
+        .await?
+        .ok_or_else(|| {
+            Permanent::error(
+                "source_not_found",
+                format!("the source of this {what} no longer exists"),
+            )
+        })?;
+    let backup = db::backups::get(&mut conn, backup_id.as_str())
+        .await?
+        .ok_or_else(|| {
+            Permanent::error(
+                "backup_not_found",
+                "the backup record of this job is missing",
+            )
+        })?;
+    Ok((source, backup))
 }
 
 /// The catalog entry of a backup whose manifest is in storage under `manifest_key`.
