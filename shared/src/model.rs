@@ -225,10 +225,160 @@ pub struct FilesSpec {
     pub exclude: Vec<String>,
 }
 
-/// What a source backs up. Database parts arrive with the database issue.
+/// A PostgreSQL database to back up. The URL's password is not kept here: it is stored
+/// apart (`sources.secret`) and never returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostgresSpec {
+    /// `postgres://user@host:port/database?sslmode=…`, without its password.
+    pub url: String,
+    /// Schemas to dump (`pg_dump --schema`); every schema when empty.
+    #[serde(default)]
+    pub schemas: Vec<String>,
+}
+
+/// An SQLite database file to back up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SqliteSpec {
+    pub path: PathBuf,
+}
+
+/// The database part of a source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatabaseSpec {
+    Postgres(PostgresSpec),
+    Sqlite(SqliteSpec),
+}
+
+impl DatabaseSpec {
+    pub fn engine(&self) -> &'static str {
+        match self {
+            Self::Postgres(_) => "postgres",
+            Self::Sqlite(_) => "sqlite",
+        }
+    }
+}
+
+/// What a source backs up: a directory, a database, or both (captured by one backup).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceSpec {
     pub files: Option<FilesSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseSpec>,
+}
+
+impl SourceSpec {
+    /// `directory`, `postgres`, `sqlite`, `directory+postgres` or `directory+sqlite`.
+    pub fn kind(&self) -> String {
+        match (&self.files, &self.database) {
+            (Some(_), Some(db)) => format!("directory+{}", db.engine()),
+            (None, Some(db)) => db.engine().to_string(),
+            _ => "directory".to_string(),
+        }
+    }
+
+    /// The SQLite file's path relative to the files part, when it lies inside it (as
+    /// PocketBase's `pb_data/data.db`): the files walk skips it and its journals, and a
+    /// restore puts the consistent copy back at that place in the tree.
+    pub fn sqlite_inside_files(&self) -> Option<PathBuf> {
+        match (&self.files, &self.database) {
+            (Some(files), Some(DatabaseSpec::Sqlite(db))) => db
+                .path
+                .strip_prefix(&files.path)
+                .ok()
+                .filter(|rel| !rel.as_os_str().is_empty())
+                .map(Path::to_path_buf),
+            _ => None,
+        }
+    }
+}
+
+/// A PostgreSQL connection URL split into what may be shown and its password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl {
+    /// The URL without its password.
+    pub url: String,
+    pub password: Option<String>,
+    pub database: String,
+}
+
+impl fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresUrl")
+            .field("url", &self.url)
+            .field("password", &self.password.as_ref().map(|_| "[REDACTED]"))
+            .field("database", &self.database)
+            .finish()
+    }
+}
+
+/// Parses a `postgres://` URL: a host and a database name are required; the password
+/// (if any) is split off.
+pub fn parse_postgres_url(value: &str, field: &str) -> Result<PostgresUrl, FieldError> {
+    let invalid = |message: &str| FieldError::new("invalid_database_url", field, message);
+    let mut url = url::Url::parse(value).map_err(|e| {
+        // The parser's message never contains the input, so no password leaks.
+        invalid(&format!("not a valid URL ({e})"))
+    })?;
+    if !matches!(url.scheme(), "postgres" | "postgresql") {
+        return Err(invalid("must start with postgres:// or postgresql://"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid(
+            "must name a host, as postgres://user@host:5432/database",
+        ));
+    }
+    let database = url.path().trim_start_matches('/').to_string();
+    let database = percent_decode(&database);
+    if database.is_empty() || database.contains('/') {
+        return Err(invalid(
+            "must name one database, as postgres://user@host:5432/database",
+        ));
+    }
+    if database.len() > 63 {
+        return Err(invalid(
+            "the database name is longer than PostgreSQL's 63 bytes",
+        ));
+    }
+    let password = url.password().map(percent_decode);
+    let _ = url.set_password(None);
+    Ok(PostgresUrl {
+        url: url.to_string(),
+        password,
+        database,
+    })
+}
+
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+            if let Ok(b) = u8::from_str_radix(hex, 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A PostgreSQL identifier given by a user (a schema or database name): 1 to 63 bytes,
+/// no NUL.
+pub fn parse_pg_identifier(value: &str, field: &str) -> Result<String, FieldError> {
+    if value.is_empty() || value.len() > 63 || value.contains('\0') {
+        return Err(FieldError::new(
+            "invalid_identifier",
+            field,
+            "must be 1 to 63 bytes without a NUL character",
+        ));
+    }
+    Ok(value.to_string())
 }
 
 /// The job message that travels through RabbitMQ: a wake-up naming a job; PostgreSQL holds the rest.
@@ -244,6 +394,12 @@ pub struct BackupPayload {
     pub source_id: uuid::Uuid,
     #[serde(rename = "type")]
     pub backup_type: BackupType,
+    /// Whether to back up the files part; every part the source has when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_files: Option<bool>,
+    /// Whether to back up the database part; every part the source has when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_database: Option<bool>,
 }
 
 /// What a restore job is asked to do (stored in `jobs.payload`).
@@ -260,12 +416,45 @@ pub struct RestorePayload {
     /// catalog row is created `pending` with the job).
     #[serde(default)]
     pub pre_restore_backup_id: Option<BackupId>,
+    /// Where the database part goes: a PostgreSQL database name, or an SQLite file path;
+    /// the source's own database when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_target: Option<String>,
+    /// Restore the files part (default: when the backup has one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_files: Option<bool>,
+    /// Restore the database part (default: when the backup has one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_database: Option<bool>,
+    /// Keep the PostgreSQL database that a restore replaced (renamed
+    /// `<name>_before_<timestamp>`) instead of dropping it once the job succeeds.
+    #[serde(default)]
+    pub keep_previous_database: bool,
 }
 
 /// What a verify job is asked to do (stored in `jobs.payload`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VerifyPayload {
     pub backup_id: BackupId,
+    /// `data` (read and check every chunk) or `restore` (a restore drill into a scratch
+    /// target, with the database's own checks).
+    #[serde(default)]
+    pub mode: VerifyMode,
+}
+
+string_enum!(
+    /// How a verify job checks a backup.
+    VerifyMode, "invalid_verify_mode", "mode", {
+        Data => "data",
+        Restore => "restore",
+    }
+);
+
+#[allow(clippy::derivable_impls)] // the enum is generated by string_enum!
+impl Default for VerifyMode {
+    fn default() -> Self {
+        Self::Data
+    }
 }
 
 /// What a delete job is asked to do (stored in `jobs.payload`): remove these backups

@@ -3,6 +3,7 @@
 //! `strata-worker` runs the worker; `strata-worker rotate-key` re-wraps an encrypted
 //! repository's data keys with a new master key (see docs/FORMAT.md).
 
+mod databases;
 mod jobs;
 mod runner;
 

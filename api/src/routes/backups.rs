@@ -6,14 +6,15 @@ use serde::{Deserialize, Serialize};
 use strata_shared::db;
 use strata_shared::db::jobs::NewJob;
 use strata_shared::model::{
-    parse_absolute_path, parse_relative_path, BackupId, BackupPayload, BackupStatus, BackupType,
-    JobKind, RestorePayload, VerifyPayload,
+    parse_absolute_path, parse_postgres_url, parse_relative_path, BackupId, BackupPayload,
+    BackupStatus, BackupType, DatabaseSpec, JobKind, RestorePayload, SourceSpec, VerifyMode,
+    VerifyPayload,
 };
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::jobs::status_url;
-use crate::error::{field_in_serde_message, ApiError, ApiResult};
+use crate::error::{field_in_serde_message, reject_nul, ApiError, ApiResult};
 use crate::idempotency;
 use crate::openapi::schemas::{BackupStatusName, BackupTypeName};
 use crate::openapi::ErrorBody;
@@ -33,9 +34,10 @@ pub struct CreateBackup {
     /// Generated from the source's name and the time when absent or empty.
     #[schema(example = "web-data-before-upgrade")]
     pub name: Option<String>,
-    /// Must not be `false`: a directory source has nothing else to back up.
+    /// Back up the source's directory (default: when it has one).
     pub include_files: Option<bool>,
-    /// Must not be `true`: directory sources have no database part.
+    /// Back up the source's database (default: when it has one). Both parts of a combined
+    /// source are captured by one backup, the database's snapshot first.
     pub include_database: Option<bool>,
 }
 
@@ -134,18 +136,33 @@ pub async fn create(
     let source =
         super::sources::named_or_only(&mut conn, create.source.as_deref(), "to back up").await?;
     drop(conn);
-    if create.include_database == Some(true) {
+    let spec = &source.spec.0;
+    if create.include_database == Some(true) && spec.database.is_none() {
         return Err(ApiError::bad_request(
             "source_has_no_database",
             "include_database",
             "this source has no database part",
         ));
     }
-    if create.include_files == Some(false) {
+    if create.include_files == Some(true) && spec.files.is_none() {
+        return Err(ApiError::bad_request(
+            "source_has_no_files",
+            "include_files",
+            "this source has no files part",
+        ));
+    }
+    let with_files = spec.files.is_some() && create.include_files != Some(false);
+    let with_database = spec.database.is_some() && create.include_database != Some(false);
+    if !with_files && !with_database {
+        let field = if create.include_files == Some(false) {
+            "include_files"
+        } else {
+            "include_database"
+        };
         return Err(ApiError::bad_request(
             "nothing_to_back_up",
-            "include_files",
-            "this source only has files; excluding them leaves nothing to back up",
+            field,
+            "excluding this part leaves nothing of the source to back up",
         ));
     }
     let backup_id = match &create.name {
@@ -159,6 +176,8 @@ pub async fn create(
         backup_id: backup_id.clone(),
         source_id: source.id,
         backup_type,
+        include_files: Some(with_files),
+        include_database: Some(with_database),
     };
 
     let mut tx = state.pool.begin().await?;
@@ -413,13 +432,25 @@ pub struct RestoreRequest {
     /// Another directory to restore into: an absolute path, or a name (`[a-z0-9_-]`, at
     /// most 64 characters) meaning a directory beside the source's (`/srv/app.<name>`).
     /// The source's own path when absent.
-    #[schema(example = "/srv/restore")]
-    pub target: Option<String>,
+    ///
+    /// For a database-only restore: the PostgreSQL database to restore into (created, or
+    /// replaced atomically), or the SQLite file (an absolute path, or a name: beside the
+    /// source's file). For both parts: an object `{"files": …, "database": …}`; a bare
+    /// name then applies to both (`/srv/app.staging` and database `app_staging`).
+    #[schema(value_type = Option<Object>, example = "/srv/restore")]
+    pub target: Option<serde_json::Value>,
     /// Relative paths to restore, each with everything below it; everything when absent.
     #[serde(default)]
     pub include: Vec<String>,
     /// Back up the current state first (default `true`) when restoring over the source.
     pub pre_restore_backup: Option<bool>,
+    /// Restore the files part (default: when the backup has one).
+    pub include_files: Option<bool>,
+    /// Restore the database part (default: when the backup has one).
+    pub include_database: Option<bool>,
+    /// Keep the PostgreSQL database a restore replaces, renamed
+    /// `<name>_before_<timestamp>` (default `false`: dropped once the job succeeds).
+    pub keep_previous_database: Option<bool>,
 }
 
 /// A restore job was accepted: poll `status_url`.
@@ -475,15 +506,9 @@ pub async fn restore(
         .await?
         .ok_or_else(|| ApiError::not_found("source_not_found", "the backup's source is gone"))?;
     drop(conn);
-    let target = match &req.target {
-        Some(t) => Some(resolve_target(t, &source)?),
-        None => None,
-    };
-    let over_source = match (&target, &source.spec.0.files) {
-        (None, _) => true,
-        (Some(t), Some(files)) => *t == files.path,
-        (Some(_), None) => false,
-    };
+    let plan = plan_restore(&req, &backup, &source)?;
+    let over_source = plan.over_source(&source.spec.0);
+    let (target, database_target) = (plan.files, plan.database);
     let pre_restore = if req.pre_restore_backup.unwrap_or(true) && over_source {
         Some(BackupId::generate(
             &format!("{}-pre-restore", source.name),
@@ -498,6 +523,10 @@ pub async fn restore(
         target,
         include,
         pre_restore_backup_id: pre_restore.clone(),
+        database_target,
+        include_files: Some(plan.do_files),
+        include_database: Some(plan.do_database),
+        keep_previous_database: req.keep_previous_database.unwrap_or(false),
     };
     let mut tx = state.pool.begin().await?;
     if let Some(id) = &pre_restore {
@@ -531,7 +560,11 @@ pub async fn restore(
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
     /// `data` (default): read every pack the backup needs and check every chunk.
-    #[schema(example = "data")]
+    /// `restore`: a restore drill — the backup restored into scratch targets (a temporary
+    /// directory, SQLite file or PostgreSQL database), checked (`PRAGMA
+    /// integrity_check`, tables and row counts against the backup's record, file counts
+    /// and bytes), reported in the job's result, and removed.
+    #[schema(example = "restore")]
     pub mode: Option<String>,
 }
 
@@ -563,20 +596,15 @@ pub async fn verify(
     body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
     let req: VerifyRequest = parse_optional_body(&body)?;
-    match req.mode.as_deref() {
-        None | Some("data") => {}
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                "invalid_verify_mode",
-                "mode",
-                format!("{other:?} is not valid; expected one of: data"),
-            ))
-        }
-    }
+    let mode = match req.mode.as_deref() {
+        None => VerifyMode::Data,
+        Some(m) => VerifyMode::parse(m)?,
+    };
     let backup = complete_backup(&state, &path, "verified").await?;
     let job_id = Uuid::now_v7();
     let payload = VerifyPayload {
         backup_id: BackupId::parse(&backup.id, "backup_id")?,
+        mode,
     };
     let mut tx = state.pool.begin().await?;
     enqueue(
@@ -658,13 +686,190 @@ pub(crate) fn parse_optional_body<T: Default + serde::de::DeserializeOwned>(
     })
 }
 
-/// Where a restore goes: an absolute path, or a name (`[a-z0-9_-]`, at most 64
-/// characters, as the bot platform's `"target": "staging"`) meaning a directory beside
-/// the source's own: `/srv/app` restored to `staging` lands in `/srv/app.staging`.
-fn resolve_target(target: &str, source: &db::sources::SourceRow) -> ApiResult<std::path::PathBuf> {
-    if target.starts_with('/') {
-        return Ok(parse_absolute_path(target, "target")?);
+/// Which parts a restore writes, and where (`None`: over the source's own).
+struct RestorePlan {
+    do_files: bool,
+    do_database: bool,
+    files: Option<std::path::PathBuf>,
+    database: Option<String>,
+}
+
+impl RestorePlan {
+    /// Whether some part is restored over the source's live data.
+    fn over_source(&self, spec: &SourceSpec) -> bool {
+        let files = self.do_files
+            && match (&self.files, &spec.files) {
+                (None, _) => true,
+                (Some(t), Some(f)) => *t == f.path,
+                (Some(_), None) => false,
+            };
+        let database = self.do_database
+            && match (&self.database, &spec.database) {
+                (None, _) => true,
+                (Some(t), Some(DatabaseSpec::Sqlite(s))) => std::path::Path::new(t) == s.path,
+                (Some(t), Some(DatabaseSpec::Postgres(pg))) => parse_postgres_url(&pg.url, "url")
+                    .map(|u| u.database == *t)
+                    .unwrap_or(false),
+                (Some(_), None) => false,
+            };
+        files || database
     }
+}
+
+fn plan_restore(
+    req: &RestoreRequest,
+    backup: &db::backups::BackupRow,
+    source: &db::sources::SourceRow,
+) -> ApiResult<RestorePlan> {
+    let spec = &source.spec.0;
+    let part =
+        |wanted: Option<bool>, has: bool, field: &str, code: &'static str| match (wanted, has) {
+            (Some(true), false) => Err(ApiError::bad_request(
+                code,
+                field,
+                format!(
+                    "backup {} holds no {} part",
+                    backup.id,
+                    &field["include_".len()..]
+                ),
+            )),
+            (wanted, has) => Ok(has && wanted != Some(false)),
+        };
+    let do_files = part(
+        req.include_files,
+        backup.has_part("files"),
+        "include_files",
+        "backup_has_no_files",
+    )?;
+    let do_database = part(
+        req.include_database,
+        backup.has_part("database"),
+        "include_database",
+        "backup_has_no_database",
+    )?;
+    if !do_files && !do_database {
+        return Err(ApiError::bad_request(
+            "nothing_to_restore",
+            "include_files",
+            "the restore would include neither files nor a database",
+        ));
+    }
+    // An SQLite file inside the directory travels with the files.
+    let db_with_files = do_files && spec.sqlite_inside_files().is_some();
+    let separate_db = do_database && !db_with_files;
+    let (files_text, db_text): (Option<String>, Option<String>) = match &req.target {
+        None | Some(serde_json::Value::Null) => (None, None),
+        Some(serde_json::Value::String(t)) => {
+            reject_nul(t, "target")?;
+            match (do_files, separate_db) {
+                (true, false) => (Some(t.clone()), None),
+                (false, true) => (None, Some(t.clone())),
+                _ if !t.starts_with('/') => {
+                    check_target_name(t)?;
+                    let db = match &spec.database {
+                        Some(DatabaseSpec::Postgres(pg)) => parse_postgres_url(&pg.url, "url")
+                            .map(|u| format!("{}_{t}", u.database))
+                            .unwrap_or_else(|_| t.clone()),
+                        _ => t.clone(),
+                    };
+                    (Some(t.clone()), Some(db))
+                }
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "ambiguous_target",
+                        "target",
+                        "this restore writes files and a database: give {\"files\": \"/path\", \"database\": \"name\"} (or a bare name for both)",
+                    ))
+                }
+            }
+        }
+        Some(serde_json::Value::Object(map)) => {
+            let mut files = None;
+            let mut database = None;
+            for (key, value) in map {
+                let text = match value {
+                    serde_json::Value::String(v) => {
+                        reject_nul(v, &format!("target.{key}"))?;
+                        v.clone()
+                    }
+                    _ => {
+                        return Err(ApiError::bad_request(
+                            "invalid_target",
+                            &format!("target.{key}"),
+                            "must be a string",
+                        ))
+                    }
+                };
+                match key.as_str() {
+                    "files" => files = Some(text),
+                    "database" => database = Some(text),
+                    _ => {
+                        return Err(ApiError::bad_request(
+                            "invalid_target",
+                            &format!("target.{key}"),
+                            "unknown part; expected `files` or `database`",
+                        ))
+                    }
+                }
+            }
+            (files, database)
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_target",
+                "target",
+                "must be a string or an object {\"files\", \"database\"}",
+            ))
+        }
+    };
+    let files = match files_text.filter(|_| do_files) {
+        Some(t) => Some(resolve_target(&t, source)?),
+        None => None,
+    };
+    let database = match db_text.filter(|_| separate_db) {
+        Some(t) => Some(resolve_database_target(&t, spec)?),
+        None => None,
+    };
+    Ok(RestorePlan {
+        do_files,
+        do_database,
+        files,
+        database,
+    })
+}
+
+/// A database target: a PostgreSQL database name (a bare name given for both parts
+/// becomes `<database>_<name>`), or an SQLite file (an absolute path, or a name: beside
+/// the source's file).
+fn resolve_database_target(target: &str, spec: &SourceSpec) -> ApiResult<String> {
+    let field = "target";
+    match &spec.database {
+        Some(DatabaseSpec::Postgres(_)) => {
+            Ok(strata_shared::model::parse_pg_identifier(target, field)?)
+        }
+        Some(DatabaseSpec::Sqlite(s)) => {
+            if target.starts_with('/') {
+                return Ok(parse_absolute_path(target, field)?
+                    .to_string_lossy()
+                    .into_owned());
+            }
+            check_target_name(target)?;
+            let mut sibling = s.path.clone().into_os_string();
+            sibling.push(".");
+            sibling.push(target);
+            Ok(std::path::PathBuf::from(sibling)
+                .to_string_lossy()
+                .into_owned())
+        }
+        None => Err(ApiError::bad_request(
+            "invalid_target",
+            field,
+            "the source no longer has a database to restore through",
+        )),
+    }
+}
+
+fn check_target_name(target: &str) -> ApiResult<()> {
     let named = !target.is_empty()
         && target.len() <= 64
         && target
@@ -677,6 +882,17 @@ fn resolve_target(target: &str, source: &db::sources::SourceRow) -> ApiResult<st
             "must be an absolute path, or a name of a-z, 0-9, `_` and `-` (restored beside the source)",
         ));
     }
+    Ok(())
+}
+
+/// Where a restore goes: an absolute path, or a name (`[a-z0-9_-]`, at most 64
+/// characters, as the bot platform's `"target": "staging"`) meaning a directory beside
+/// the source's own: `/srv/app` restored to `staging` lands in `/srv/app.staging`.
+fn resolve_target(target: &str, source: &db::sources::SourceRow) -> ApiResult<std::path::PathBuf> {
+    if target.starts_with('/') {
+        return Ok(parse_absolute_path(target, "target")?);
+    }
+    check_target_name(target)?;
     let files = source.spec.0.files.as_ref().ok_or_else(|| {
         ApiError::bad_request(
             "invalid_target",

@@ -8,7 +8,9 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use strata_shared::db;
-use strata_shared::model::{parse_absolute_path, parse_source_name, FilesSpec, SourceSpec};
+use strata_shared::model::{
+    parse_absolute_path, parse_source_name, DatabaseSpec, FilesSpec, SourceSpec,
+};
 use strata_shared::repo::writer::compile_excludes;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -90,6 +92,8 @@ pub struct ConfigSource {
     #[schema(example = "directory")]
     kind: Option<String>,
     files: Option<super::sources::FilesView>,
+    /// `{"postgres": url, "schemas": […], "password": "[REDACTED]"}` or `{"sqlite": path}`.
+    database: Option<super::sources::DatabaseView>,
     retention: Option<RetentionPolicy>,
 }
 
@@ -127,6 +131,7 @@ pub async fn export(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
             json!({
                 "kind": s.kind,
                 "files": s.spec.0.files,
+                "database": s.spec.0.database.as_ref().map(|d| database_json(d, s.secret.as_ref().map(|_| REDACTED))),
                 "retention": s.retention.map(|r| r.0),
             }),
         );
@@ -302,30 +307,69 @@ fn unredact(imported: &mut Value, live: Option<&Value>, path: &str, skipped: &mu
     }
 }
 
-/// A source entry of an export, validated: its spec and retention policy.
-fn parse_source(entry: &Value) -> Result<(SourceSpec, Option<Value>), String> {
+/// A database part in a configuration document: the source API's shape, with the
+/// password apart (`[REDACTED]` in exports; the live one is kept on import).
+fn database_json(db: &DatabaseSpec, password: Option<&str>) -> Value {
+    match db {
+        DatabaseSpec::Postgres(pg) => json!({
+            "postgres": pg.url,
+            "schemas": pg.schemas,
+            "password": password,
+        }),
+        DatabaseSpec::Sqlite(s) => json!({ "sqlite": s.path }),
+    }
+}
+
+/// A source entry of an export, validated: its spec, retention policy and database
+/// password (`Some(None)`: none; `None`: not given, keep the live one).
+type ParsedSource = (SourceSpec, Option<Value>, Option<Option<String>>);
+
+fn parse_source(entry: &Value) -> Result<ParsedSource, String> {
     let obj = entry.as_object().ok_or("must be an object")?;
     for key in obj.keys() {
-        if !["kind", "files", "retention"].contains(&key.as_str()) {
+        if !["kind", "files", "database", "retention"].contains(&key.as_str()) {
             return Err(format!("unknown field `{key}`"));
         }
     }
-    match obj.get("kind").and_then(Value::as_str) {
-        None | Some("directory") => {}
-        Some(other) => return Err(format!("kind {other:?} is not supported")),
+    let files = match obj.get("files").filter(|f| !f.is_null()) {
+        Some(files) => {
+            let files: FilesSpec =
+                serde_json::from_value(files.clone()).map_err(|e| format!("files: {e}"))?;
+            let path = files.path.to_str().ok_or("files.path: not UTF-8")?;
+            if path.contains('\0') || files.exclude.iter().any(|e| e.contains('\0')) {
+                return Err("files: must not contain a NUL character".into());
+            }
+            parse_absolute_path(path, "files.path").map_err(|e| e.to_string())?;
+            compile_excludes(&files.exclude).map_err(|e| e.to_string())?;
+            Some(files)
+        }
+        None => None,
+    };
+    let (database, secret) = match obj.get("database").filter(|d| !d.is_null()) {
+        Some(db) => {
+            let mut db = db.as_object().ok_or("database: must be an object")?.clone();
+            let password = match db.remove("password") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(p)) if p == REDACTED => None,
+                Some(Value::String(p)) => Some(p),
+                Some(_) => return Err("database.password: must be a string".into()),
+            };
+            let request: super::sources::CreateDatabase =
+                serde_json::from_value(Value::Object(db)).map_err(|e| format!("database: {e}"))?;
+            let (spec, from_url) =
+                super::sources::parse_database(request).map_err(|e| e.to_string())?;
+            let secret = match (&spec, from_url.or(password)) {
+                (DatabaseSpec::Postgres(_), Some(p)) => Some(Some(p)),
+                (DatabaseSpec::Postgres(_), None) => None,
+                (DatabaseSpec::Sqlite(_), _) => Some(None),
+            };
+            (Some(spec), secret)
+        }
+        None => (None, Some(None)),
+    };
+    if files.is_none() && database.is_none() {
+        return Err("a source needs `files` (a directory to back up), `database`, or both".into());
     }
-    let files = obj
-        .get("files")
-        .filter(|f| !f.is_null())
-        .ok_or("a source needs `files` (a directory to back up)")?;
-    let files: FilesSpec =
-        serde_json::from_value(files.clone()).map_err(|e| format!("files: {e}"))?;
-    let path = files.path.to_str().ok_or("files.path: not UTF-8")?;
-    if path.contains('\0') || files.exclude.iter().any(|e| e.contains('\0')) {
-        return Err("files: must not contain a NUL character".into());
-    }
-    parse_absolute_path(path, "files.path").map_err(|e| e.to_string())?;
-    compile_excludes(&files.exclude).map_err(|e| e.to_string())?;
     let retention = match obj.get("retention") {
         None | Some(Value::Null) => None,
         Some(Value::Object(policy)) => {
@@ -344,7 +388,7 @@ fn parse_source(entry: &Value) -> Result<(SourceSpec, Option<Value>), String> {
         }
         Some(_) => return Err("retention: must be an object".into()),
     };
-    Ok((SourceSpec { files: Some(files) }, retention))
+    Ok((SourceSpec { files, database }, retention, secret))
 }
 
 async fn import_source(
@@ -366,13 +410,14 @@ async fn import_source(
         json!({
             "kind": s.kind,
             "files": s.spec.0.files,
+            "database": s.spec.0.database.as_ref().map(|d| database_json(d, s.secret.as_deref())),
             "retention": s.retention.as_ref().map(|r| r.0.clone()),
         })
     });
     let mut merged = entry.clone();
     let mut skipped = Vec::new();
     unredact(&mut merged, live_json.as_ref(), &path, &mut skipped);
-    let (spec, retention) = match parse_source(&merged) {
+    let (spec, retention, secret) = match parse_source(&merged) {
         Ok(parsed) => parsed,
         Err(e) => {
             report.fail(&path, e);
@@ -380,12 +425,22 @@ async fn import_source(
         }
     };
     let result = match &live {
-        Some(s) => db::sources::update(&mut conn, s.id, &spec, retention.as_ref()).await,
+        Some(s) => {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            db::sources::update(&mut tx, s.id, &spec, retention.as_ref()).await?;
+            if let Some(secret) = &secret {
+                db::sources::set_secret(&mut tx, s.id, secret.as_deref()).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
         None => {
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-            let created = db::sources::insert(&mut tx, Uuid::new_v4(), name, "directory", &spec)
-                .await
-                .map(|row| row.id);
+            let secret = secret.clone().flatten();
+            let created =
+                db::sources::insert(&mut tx, Uuid::new_v4(), name, &spec, secret.as_deref())
+                    .await
+                    .map(|row| row.id);
             match created {
                 Ok(id) => {
                     db::sources::update(&mut tx, id, &spec, retention.as_ref()).await?;

@@ -4,7 +4,10 @@ use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use strata_shared::db;
-use strata_shared::model::{parse_absolute_path, parse_source_name, FilesSpec, SourceSpec};
+use strata_shared::model::{
+    parse_absolute_path, parse_pg_identifier, parse_postgres_url, parse_source_name, DatabaseSpec,
+    FilesSpec, PostgresSpec, SourceSpec, SqliteSpec,
+};
 use strata_shared::repo::writer::compile_excludes;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -13,7 +16,8 @@ use crate::error::{reject_nul, ApiError, ApiResult};
 use crate::openapi::ErrorBody;
 use crate::state::AppState;
 
-/// A new source. Exactly one kind: `files` (a directory) for now.
+/// A new source: a directory (`files`), a database (`database`), or both, captured
+/// together by each backup.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSource {
@@ -26,9 +30,23 @@ pub struct CreateSource {
     )]
     pub name: String,
     pub files: Option<CreateFiles>,
-    /// Not supported by this version yet (`400 unsupported_source_kind`).
-    #[schema(value_type = Option<Object>)]
-    pub database: Option<serde_json::Value>,
+    pub database: Option<CreateDatabase>,
+}
+
+/// A database to back up: exactly one of `postgres` (a connection URL) or `sqlite` (a
+/// file path).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDatabase {
+    /// `postgres://user:password@host:5432/database`; the password is stored apart and
+    /// never returned.
+    #[schema(example = "postgres://app:secret@db.internal:5432/app")]
+    pub postgres: Option<String>,
+    /// Schemas to back up (PostgreSQL); all when absent.
+    pub schemas: Option<Vec<String>>,
+    /// The absolute path of an SQLite database file.
+    #[schema(example = "/srv/app/pb_data/data.db")]
+    pub sqlite: Option<String>,
 }
 
 /// A directory to back up.
@@ -59,15 +77,51 @@ impl From<FilesSpec> for FilesView {
     }
 }
 
-/// A source as clients see it (a later issue adds database parts, whose secrets are never shown).
+/// The database part of a source as clients see it: never its password.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DatabaseView {
+    /// The connection URL without its password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schemas: Option<Vec<String>>,
+    /// Whether a password is stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_set: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sqlite: Option<String>,
+}
+
+impl DatabaseView {
+    pub fn new(spec: &DatabaseSpec, secret: Option<&str>) -> Self {
+        match spec {
+            DatabaseSpec::Postgres(pg) => Self {
+                postgres: Some(pg.url.clone()),
+                schemas: Some(pg.schemas.clone()),
+                password_set: Some(secret.is_some()),
+                sqlite: None,
+            },
+            DatabaseSpec::Sqlite(s) => Self {
+                postgres: None,
+                schemas: None,
+                password_set: None,
+                sqlite: Some(s.path.to_string_lossy().into_owned()),
+            },
+        }
+    }
+}
+
+/// A source as clients see it (database passwords are never shown).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SourceView {
     pub id: Uuid,
     pub name: String,
-    /// What the source is: `directory`.
+    /// What the source is: `directory`, `postgres`, `sqlite`, `directory+postgres` or
+    /// `directory+sqlite`.
     #[schema(example = "directory")]
     pub kind: String,
     pub files: Option<FilesView>,
+    pub database: Option<DatabaseView>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -84,6 +138,12 @@ impl From<db::sources::SourceRow> for SourceView {
             id: r.id,
             name: r.name,
             kind: r.kind,
+            database: r
+                .spec
+                .0
+                .database
+                .as_ref()
+                .map(|d| DatabaseView::new(d, r.secret.as_deref())),
             files: r.spec.0.files.map(FilesView::from),
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -91,38 +151,88 @@ impl From<db::sources::SourceRow> for SourceView {
     }
 }
 
-/// Parses a request into a name and a spec, naming the field of the first problem.
-fn parse(req: CreateSource) -> Result<(String, SourceSpec), ApiError> {
+/// Parses a request into a name, a spec and the database password, naming the field
+/// of the first problem.
+fn parse(req: CreateSource) -> Result<(String, SourceSpec, Option<String>), ApiError> {
     let name = parse_source_name(&req.name)?;
-    if req.database.is_some() {
-        return Err(ApiError::bad_request(
-            "unsupported_source_kind",
-            "database",
-            "database sources are not supported by this version yet; back up a directory with `files`",
-        ));
-    }
-    let Some(files) = req.files else {
+    if req.files.is_none() && req.database.is_none() {
         return Err(ApiError::bad_request(
             "missing_field",
             "files",
-            "a source needs `files` (a directory to back up)",
+            "a source needs `files` (a directory to back up), `database`, or both",
         ));
-    };
-    reject_nul(&files.path, "files.path")?;
-    let path = parse_absolute_path(&files.path, "files.path")?;
-    for pattern in &files.exclude {
-        reject_nul(pattern, "files.exclude")?;
     }
-    compile_excludes(&files.exclude)?;
-    Ok((
-        name,
-        SourceSpec {
-            files: Some(FilesSpec {
+    let files = match req.files {
+        Some(files) => {
+            reject_nul(&files.path, "files.path")?;
+            let path = parse_absolute_path(&files.path, "files.path")?;
+            for pattern in &files.exclude {
+                reject_nul(pattern, "files.exclude")?;
+            }
+            compile_excludes(&files.exclude)?;
+            Some(FilesSpec {
                 path,
                 exclude: files.exclude,
-            }),
-        },
-    ))
+            })
+        }
+        None => None,
+    };
+    let (database, secret) = match req.database {
+        Some(db) => {
+            let (spec, secret) = parse_database(db)?;
+            (Some(spec), secret)
+        }
+        None => (None, None),
+    };
+    Ok((name, SourceSpec { files, database }, secret))
+}
+
+/// A database part: exactly one engine.
+pub(crate) fn parse_database(
+    db: CreateDatabase,
+) -> Result<(DatabaseSpec, Option<String>), ApiError> {
+    match (db.postgres, db.sqlite) {
+        (Some(url), None) => {
+            reject_nul(&url, "database.postgres")?;
+            let parsed = parse_postgres_url(&url, "database.postgres")?;
+            let mut schemas = Vec::new();
+            for (i, schema) in db.schemas.unwrap_or_default().iter().enumerate() {
+                schemas.push(parse_pg_identifier(
+                    schema,
+                    &format!("database.schemas[{i}]"),
+                )?);
+            }
+            Ok((
+                DatabaseSpec::Postgres(PostgresSpec {
+                    url: parsed.url,
+                    schemas,
+                }),
+                parsed.password,
+            ))
+        }
+        (None, Some(path)) => {
+            if db.schemas.is_some() {
+                return Err(ApiError::bad_request(
+                    "invalid_field",
+                    "database.schemas",
+                    "schemas apply to PostgreSQL databases only",
+                ));
+            }
+            reject_nul(&path, "database.sqlite")?;
+            let path = parse_absolute_path(&path, "database.sqlite")?;
+            Ok((DatabaseSpec::Sqlite(SqliteSpec { path }), None))
+        }
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "invalid_database",
+            "database",
+            "give either `postgres` or `sqlite`, not both",
+        )),
+        (None, None) => Err(ApiError::bad_request(
+            "invalid_database",
+            "database",
+            "give `postgres` (a connection URL) or `sqlite` (a file path)",
+        )),
+    }
 }
 
 /// Creates a source.
@@ -140,9 +250,9 @@ pub async fn create(
     state: web::Data<AppState>,
     body: web::Json<CreateSource>,
 ) -> ApiResult<HttpResponse> {
-    let (name, spec) = parse(body.into_inner())?;
+    let (name, spec, secret) = parse(body.into_inner())?;
     let mut conn = state.pool.acquire().await?;
-    match db::sources::insert(&mut conn, Uuid::new_v4(), &name, "directory", &spec).await {
+    match db::sources::insert(&mut conn, Uuid::new_v4(), &name, &spec, secret.as_deref()).await {
         Ok(row) => Ok(HttpResponse::Created().json(SourceView::from(row))),
         Err(e) if db::is_unique_violation(&e, db::sources::NAME_UNIQUE) => Err(ApiError::conflict(
             "source_name_taken",

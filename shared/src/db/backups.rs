@@ -23,6 +23,14 @@ pub struct BackupRow {
     pub dir_count: i64,
     pub manifest_key: Option<String>,
     pub warnings: sqlx::types::Json<Vec<serde_json::Value>>,
+    /// `files` and / or `database`.
+    pub parts: Vec<String>,
+}
+
+impl BackupRow {
+    pub fn has_part(&self, part: &str) -> bool {
+        self.parts.iter().any(|p| p == part)
+    }
 }
 
 /// The primary key, violated by a duplicate backup name.
@@ -142,6 +150,7 @@ pub struct Completion {
     pub dir_count: i64,
     pub manifest_key: String,
     pub warnings: Vec<serde_json::Value>,
+    pub parts: Vec<String>,
 }
 
 /// Marks a backup complete: called only after its manifest is in storage.
@@ -153,7 +162,7 @@ pub async fn mark_complete(
     sqlx::query(
         "UPDATE backups SET status = 'complete', completed_at = now(), type = $2, parent_id = $3,
              logical_size = $4, stored_size = $5, file_count = $6, dir_count = $7,
-             manifest_key = $8, warnings = $9
+             manifest_key = $8, warnings = $9, parts = $10
          WHERE id = $1",
     )
     .bind(id)
@@ -165,6 +174,7 @@ pub async fn mark_complete(
     .bind(c.dir_count)
     .bind(&c.manifest_key)
     .bind(sqlx::types::Json(&c.warnings))
+    .bind(&c.parts)
     .execute(conn)
     .await?;
     Ok(())

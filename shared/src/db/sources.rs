@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::model::SourceSpec;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 pub struct SourceRow {
     pub id: Uuid,
     pub name: String,
@@ -17,6 +17,20 @@ pub struct SourceRow {
     pub retention: Option<sqlx::types::Json<serde_json::Value>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The database password: never returned, logged or exported.
+    pub secret: Option<String>,
+}
+
+impl std::fmt::Debug for SourceRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceRow")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("spec", &self.spec)
+            .field("secret", &self.secret.as_ref().map(|_| "[REDACTED]"))
+            .finish_non_exhaustive()
+    }
 }
 
 /// The unique index that makes source names unique.
@@ -26,16 +40,33 @@ pub async fn insert(
     conn: &mut PgConnection,
     id: Uuid,
     name: &str,
-    kind: &str,
     spec: &SourceSpec,
+    secret: Option<&str>,
 ) -> Result<SourceRow, sqlx::Error> {
-    sqlx::query_as("INSERT INTO sources (id, name, kind, spec) VALUES ($1, $2, $3, $4) RETURNING *")
+    sqlx::query_as(
+        "INSERT INTO sources (id, name, kind, spec, secret) VALUES ($1, $2, $3, $4, $5) RETURNING *",
+    )
+    .bind(id)
+    .bind(name)
+    .bind(spec.kind())
+    .bind(sqlx::types::Json(spec))
+    .bind(secret)
+    .fetch_one(conn)
+    .await
+}
+
+/// Replaces a source's database password.
+pub async fn set_secret(
+    conn: &mut PgConnection,
+    id: Uuid,
+    secret: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sources SET secret = $2, updated_at = now() WHERE id = $1")
         .bind(id)
-        .bind(name)
-        .bind(kind)
-        .bind(sqlx::types::Json(spec))
-        .fetch_one(conn)
-        .await
+        .bind(secret)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<SourceRow>, sqlx::Error> {
@@ -71,11 +102,14 @@ pub async fn update(
     spec: &SourceSpec,
     retention: Option<&serde_json::Value>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE sources SET spec = $2, retention = $3, updated_at = now() WHERE id = $1")
-        .bind(id)
-        .bind(sqlx::types::Json(spec))
-        .bind(retention.map(sqlx::types::Json))
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "UPDATE sources SET spec = $2, retention = $3, kind = $4, updated_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(sqlx::types::Json(spec))
+    .bind(retention.map(sqlx::types::Json))
+    .bind(spec.kind())
+    .execute(conn)
+    .await?;
     Ok(())
 }

@@ -15,6 +15,12 @@ pub const FORMAT_VERSION_ENCRYPTED: u32 = 2;
 pub const CHUNK_MIN: u32 = 512 * 1024;
 pub const CHUNK_AVG: u32 = 1024 * 1024;
 pub const CHUNK_MAX: u32 = 8 * 1024 * 1024;
+/// Chunk sizes for database dumps: smaller, because a change to one row should cost a
+/// small chunk, not a megabyte (a dump changes in many scattered places between days).
+/// Fixed like the file chunker: other sizes would stop new dump chunks matching old ones.
+pub const DB_CHUNK_MIN: u32 = 16 * 1024;
+pub const DB_CHUNK_AVG: u32 = 64 * 1024;
+pub const DB_CHUNK_MAX: u32 = 256 * 1024;
 
 /// A pack is closed once its blobs reach this size.
 pub const PACK_TARGET: usize = 16 * 1024 * 1024;

@@ -239,6 +239,9 @@ async fn referenced_chunks(
                 refs.extend(entry.chunks);
             }
         }
+        if let Some(db) = &manifest.database {
+            refs.extend(db.chunks.iter().copied());
+        }
         report.manifests_scanned += 1;
         progress.files_done.fetch_add(1, Ordering::Relaxed);
     }

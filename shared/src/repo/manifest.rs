@@ -60,6 +60,83 @@ pub struct Manifest {
     pub tree: Vec<ChunkId>,
     #[serde(default)]
     pub warnings: Vec<Warning>,
+    /// Whether this backup holds the files part (`tree`). Older manifests always do.
+    #[serde(default = "yes")]
+    pub has_files: bool,
+    /// The database part, when the backup holds one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabasePart>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Manifest {
+    /// `files` and / or `database`, as the catalog records them.
+    pub fn parts(&self) -> Vec<String> {
+        let mut parts = Vec::new();
+        if self.has_files {
+            parts.push("files".to_string());
+        }
+        if self.database.is_some() {
+            parts.push("database".to_string());
+        }
+        parts
+    }
+
+    /// Every chunk this backup itself lists (tree segments and the database dump; the
+    /// chunks of file content are listed inside the tree segments).
+    pub fn own_chunks(&self) -> impl Iterator<Item = ChunkId> + '_ {
+        self.tree
+            .iter()
+            .chain(self.database.iter().flat_map(|d| d.chunks.iter()))
+            .copied()
+    }
+}
+
+/// A table and its row count as the dump holds them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableRecord {
+    /// `schema.table` for PostgreSQL, the table's name for SQLite.
+    pub name: String,
+    pub rows: u64,
+}
+
+/// A database captured by a backup: one consistent dump (PostgreSQL: `pg_dump`'s plain
+/// SQL; SQLite: a copy of the database file made with the online backup API), stored
+/// as content-defined chunks. Each backup lists every chunk of its dump, so restoring a
+/// database never needs the rest of the chain; chunks equal to the parent's are stored
+/// once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabasePart {
+    /// `postgres` or `sqlite`.
+    pub engine: String,
+    /// `plain-sql` (pg_dump --format=plain) or `sqlite3` (a database file).
+    pub format: String,
+    /// The database's name (PostgreSQL) or file path (SQLite) when it was backed up.
+    pub name: String,
+    /// Schemas dumped (PostgreSQL); empty = all.
+    #[serde(default)]
+    pub schemas: Vec<String>,
+    /// Where an SQLite file sits inside the files part, relative to its root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inside_files: Option<String>,
+    /// Bytes of the dump.
+    pub size: u64,
+    pub chunks: Vec<ChunkId>,
+    /// The tables and their row counts in the dump, for the restore checks.
+    pub tables: Vec<TableRecord>,
+    /// The moment the database's snapshot was taken.
+    pub snapshot_at: DateTime<Utc>,
+    /// The server's version (PostgreSQL) or the SQLite library's.
+    pub server_version: String,
+    /// `pg_dump`'s version, for PostgreSQL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_version: Option<String>,
+    /// Engine settings a restore recreates (PostgreSQL: encoding and locale).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<serde_json::Value>,
 }
 
 /// The storage key of a backup's manifest.

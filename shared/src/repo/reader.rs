@@ -498,3 +498,39 @@ pub fn remove_all(path: &Path) -> anyhow::Result<()> {
     unlock(path);
     fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))
 }
+
+/// The content of a list of chunks, in order: located in batches, fetched and verified
+/// a few at a time (a database dump on its way back into the database).
+pub fn stream_chunks(
+    repo: &Repository,
+    pool: &PgPool,
+    ids: Vec<ChunkId>,
+) -> impl futures::Stream<Item = anyhow::Result<Bytes>> + Send + 'static {
+    let reader = Arc::new(ChunkReader::new(repo.clone(), pool.clone()));
+    let batches: Vec<Vec<ChunkId>> = ids.chunks(1024).map(<[ChunkId]>::to_vec).collect();
+    let locator = reader.clone();
+    futures::stream::iter(batches)
+        .then(move |batch| {
+            let reader = locator.clone();
+            async move {
+                let found = reader.locate(&batch).await?;
+                batch
+                    .into_iter()
+                    .map(|id| {
+                        let loc = found
+                            .get(&id)
+                            .cloned()
+                            .ok_or_else(|| anyhow!("chunk {id} is not in the chunk index"))?;
+                        Ok((id, loc))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()
+            }
+        })
+        .map_ok(|items| futures::stream::iter(items.into_iter().map(Ok)))
+        .try_flatten()
+        .map_ok(move |(id, loc)| {
+            let reader = reader.clone();
+            async move { reader.fetch(id, &loc).await }
+        })
+        .try_buffered(PARALLEL_CHUNKS)
+}

@@ -70,8 +70,15 @@ pub async fn verify(
     // Which files need which chunk. Reading the entry lists also checks them.
     let entries = super::chain::resolve(reader.clone(), tokio::runtime::Handle::current(), chain);
     let resolve_cancel = cancel.clone();
+    let database = last.database.clone();
     let (needed, files, list_error) = tokio::task::spawn_blocking(move || {
         let mut needed: HashMap<ChunkId, Vec<String>> = HashMap::new();
+        if let Some(db) = &database {
+            let name = format!("database {} ({})", db.name, db.engine);
+            for c in &db.chunks {
+                needed.entry(*c).or_default().push(name.clone());
+            }
+        }
         let mut files = 0u64;
         for item in entries {
             if resolve_cancel.load(Ordering::Relaxed) {

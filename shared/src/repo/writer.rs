@@ -71,10 +71,30 @@ pub fn compile_excludes(patterns: &[String]) -> Result<GlobSet, FieldError> {
         .map_err(|e| FieldError::new("invalid_exclude", "files.exclude", e.to_string()))
 }
 
+/// A byte stream to store as one chunk list (a database dump), read before the files.
+pub struct StreamInput {
+    pub reader: Box<dyn Read + Send>,
+    /// The expected size, for progress (0 when unknown).
+    pub size_hint: u64,
+}
+
+/// What a stream became.
+#[derive(Debug, Clone, Default)]
+pub struct StreamOutput {
+    pub chunks: Vec<ChunkId>,
+    pub size: u64,
+}
+
 /// What to back up.
 pub struct SnapshotInput {
-    pub root: PathBuf,
+    /// The directory, when the backup has a files part.
+    pub root: Option<PathBuf>,
     pub exclude: Vec<String>,
+    /// Relative paths the walk leaves out, with their `-wal`, `-shm` and `-journal`
+    /// companions (an SQLite database stored as the database part).
+    pub skip: Vec<PathBuf>,
+    /// A database dump, read first: its snapshot is the backup's moment.
+    pub stream: Option<StreamInput>,
     /// For an incremental or differential: the parent's resolved entries. Files whose
     /// size, mtime, ctime and inode match are not read again, and only differences
     /// (with tombstones for what disappeared) are written. `None` writes a full list.
@@ -84,6 +104,7 @@ pub struct SnapshotInput {
 /// What writing a snapshot produced; the caller writes the manifest.
 #[derive(Debug, Clone)]
 pub struct SnapshotOutput {
+    pub stream: Option<StreamOutput>,
     pub tree: Vec<ChunkId>,
     pub stats: SnapshotStats,
     pub warnings: Vec<Warning>,
@@ -103,7 +124,7 @@ struct EncodedBlob {
 }
 
 /// Writes the data and entry list of a snapshot of `input.root` into the repository.
-#[tracing::instrument(skip_all, fields(root = %input.root.display()))]
+#[tracing::instrument(skip_all, fields(root = %input.root.as_deref().unwrap_or(Path::new("")).display()))]
 pub async fn write_snapshot(
     repo: &Repository,
     pool: &PgPool,
@@ -131,6 +152,15 @@ pub async fn write_snapshot(
     let scan_cancel = cancel.clone();
     let parent = input.parent;
     let root = input.root;
+    let stream = input.stream;
+    let mut skip = Vec::new();
+    for path in input.skip {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut p = path.clone().into_os_string();
+            p.push(suffix);
+            skip.push(PathBuf::from(p));
+        }
+    }
     let scan_codec = codec.clone();
     let scanner = tokio::task::spawn_blocking(move || {
         let mut scan = Scanner {
@@ -142,6 +172,7 @@ pub async fn write_snapshot(
             avg: chunker.avg,
             max: chunker.max,
             excludes,
+            skip,
             known,
             tx: raw_tx,
             progress: scan_progress,
@@ -151,8 +182,8 @@ pub async fn write_snapshot(
             tree: TreeWriter::default(),
             tree_ids: Vec::new(),
         };
-        scan.run(&root)?;
-        Ok::<_, anyhow::Error>((scan.tree_ids, scan.stats, scan.warnings))
+        let stream = scan.run(root.as_deref(), stream)?;
+        Ok::<_, anyhow::Error>((stream, scan.tree_ids, scan.stats, scan.warnings))
     });
 
     // Compression uses every core but one for the scanner.
@@ -221,9 +252,10 @@ pub async fn write_snapshot(
     while compressors.join_next().await.is_some() {}
     let scanned = scanner.await.context("the scanner panicked")?;
     let stored = packed?;
-    let (tree, mut stats, warnings) = scanned?;
+    let (stream, tree, mut stats, warnings) = scanned?;
     stats.stored_size = stored;
     Ok(SnapshotOutput {
+        stream,
         tree,
         stats,
         warnings,
@@ -266,6 +298,7 @@ struct Scanner {
     avg: u32,
     max: u32,
     excludes: GlobSet,
+    skip: Vec<PathBuf>,
     known: HashSet<ChunkId>,
     tx: mpsc::Sender<RawBlob>,
     /// Writing a delta against `parent`.
@@ -302,16 +335,68 @@ fn base_entry(path: RelPath, kind: EntryKind, md: &fs::Metadata) -> Entry {
 }
 
 impl Scanner {
-    fn run(&mut self, root: &Path) -> anyhow::Result<()> {
-        let md = fs::metadata(root)
-            .with_context(|| format!("the source directory {} cannot be read", root.display()))?;
-        if !md.is_dir() {
-            bail!("the source path {} is not a directory", root.display());
-        }
+    fn run(
+        &mut self,
+        root: Option<&Path>,
+        stream: Option<StreamInput>,
+    ) -> anyhow::Result<Option<StreamOutput>> {
         self.progress.set_phase("scanning");
-        let (files, bytes) = self.count(root, Path::new(""));
-        self.progress.files_total.store(files, Ordering::Relaxed);
-        self.progress.bytes_total.store(bytes, Ordering::Relaxed);
+        let hint = stream.as_ref().map_or(0, |s| s.size_hint);
+        let md = match root {
+            Some(root) => {
+                let md = fs::metadata(root).with_context(|| {
+                    format!("the source directory {} cannot be read", root.display())
+                })?;
+                if !md.is_dir() {
+                    bail!("the source path {} is not a directory", root.display());
+                }
+                let (files, bytes) = self.count(root, Path::new(""));
+                self.progress.files_total.store(files, Ordering::Relaxed);
+                self.progress
+                    .bytes_total
+                    .store(bytes + hint, Ordering::Relaxed);
+                Some((root, md))
+            }
+            None => {
+                self.progress.bytes_total.store(hint, Ordering::Relaxed);
+                None
+            }
+        };
+        let stream = match stream {
+            Some(stream) => {
+                self.progress.set_phase("dumping database");
+                Some(self.read_stream(stream.reader)?)
+            }
+            None => None,
+        };
+        if let Some((root, md)) = md {
+            self.walk_root(root, md)?;
+        }
+        if let Some(segment) = std::mem::take(&mut self.tree).finish() {
+            self.store_tree_segment(segment)?;
+        }
+        Ok(stream)
+    }
+
+    /// Cuts a stream into database-sized chunks.
+    fn read_stream(&mut self, reader: Box<dyn Read + Send>) -> anyhow::Result<StreamOutput> {
+        let mut out = StreamOutput::default();
+        let chunks = fastcdc::v2020::StreamCDC::new(
+            reader,
+            super::format::DB_CHUNK_MIN,
+            super::format::DB_CHUNK_AVG,
+            super::format::DB_CHUNK_MAX,
+        );
+        for chunk in chunks {
+            let chunk = chunk.map_err(|e| anyhow!("reading the database dump: {e}"))?;
+            out.size += chunk.data.len() as u64;
+            out.chunks.push(self.add_chunk(BlobKind::Data, chunk.data)?);
+        }
+        self.stats.logical_size += out.size;
+        Ok(out)
+    }
+
+    fn walk_root(&mut self, root: &Path, md: fs::Metadata) -> anyhow::Result<()> {
         self.progress.set_phase("uploading");
 
         let prev = self.parent_at(Path::new(""))?;
@@ -322,17 +407,14 @@ impl Scanner {
         self.stats.dirs += 1;
         self.walk(root, Path::new(""))?;
         // Whatever the parent still lists after the walk no longer exists.
-        self.parent_at_end()?;
-        if let Some(segment) = std::mem::take(&mut self.tree).finish() {
-            self.store_tree_segment(segment)?;
-        }
-        Ok(())
+        self.parent_at_end()
     }
 
     fn excluded(&self, rel: &Path) -> bool {
-        !self.excludes.is_empty()
-            && (self.excludes.is_match(rel)
-                || rel.file_name().is_some_and(|n| self.excludes.is_match(n)))
+        self.skip.iter().any(|s| s == rel)
+            || (!self.excludes.is_empty()
+                && (self.excludes.is_match(rel)
+                    || rel.file_name().is_some_and(|n| self.excludes.is_match(n))))
     }
 
     fn sorted_children(dir: &Path) -> std::io::Result<Vec<std::ffi::OsString>> {

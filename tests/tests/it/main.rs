@@ -2,6 +2,7 @@ mod access;
 mod api;
 mod backup_api;
 mod conformance;
+mod databases;
 mod download;
 mod encryption;
 mod engine;

@@ -6,42 +6,38 @@ use std::sync::Arc;
 use strata_shared::db;
 
 use strata_shared::model::{BackupPayload, BackupType};
+use strata_shared::model::{DatabaseSpec, SourceSpec};
 use strata_shared::repo::chain::{load_chain, resolve};
 use strata_shared::repo::format::FORMAT_VERSION;
+use strata_shared::repo::manifest::DatabasePart;
 use strata_shared::repo::manifest::Manifest;
 use strata_shared::repo::reader::ChunkReader;
-use strata_shared::repo::writer::{write_snapshot, SnapshotInput};
+use strata_shared::repo::writer::{write_snapshot, SnapshotInput, StreamInput, StreamOutput};
 
 use super::{JobContext, Outcome, Permanent};
+use crate::databases::{postgres, sqlite};
 
 #[tracing::instrument(skip_all, fields(job_id = %ctx.job_id, backup_id = %payload.backup_id))]
 pub async fn run(ctx: &JobContext, payload: BackupPayload) -> anyhow::Result<Outcome> {
     let (source, backup) =
         super::source_and_backup(ctx, payload.source_id, &payload.backup_id, "backup").await?;
-    let files =
-        source.spec.0.files.clone().ok_or_else(|| {
-            Permanent::error("nothing_to_back_up", "the source has no files part")
-        })?;
-    match std::fs::metadata(&files.path) {
-        Ok(md) if md.is_dir() => {}
-        Ok(_) => {
-            return Err(Permanent::error(
-                "source_not_a_directory",
-                format!(
-                    "the source path {} is not a directory",
-                    files.path.display()
-                ),
-            ))
-        }
-        Err(e) => {
-            return Err(Permanent::error(
-                "source_unreadable",
-                format!(
-                    "the source path {} cannot be read: {e}",
-                    files.path.display()
-                ),
-            ))
-        }
+    let spec = &source.spec.0;
+    let files = spec
+        .files
+        .clone()
+        .filter(|_| payload.include_files != Some(false));
+    let database = spec
+        .database
+        .clone()
+        .filter(|_| payload.include_database != Some(false));
+    if files.is_none() && database.is_none() {
+        return Err(Permanent::error(
+            "nothing_to_back_up",
+            "the backup includes neither the source's files nor its database",
+        ));
+    }
+    if let Some(files) = &files {
+        check_directory(&files.path)?;
     }
 
     // The parent: the newest complete backup of any type for an incremental, the newest
@@ -72,10 +68,13 @@ pub async fn run(ctx: &JobContext, payload: BackupPayload) -> anyhow::Result<Out
         Some(_) => payload.backup_type,
         None => BackupType::Full,
     };
-    let parent_stream = parent_chain.as_ref().map(|chain| {
-        let reader = Arc::new(ChunkReader::new(ctx.repo.clone(), ctx.pool.clone()));
-        resolve(reader, tokio::runtime::Handle::current(), chain)
-    });
+    let parent_stream = parent_chain
+        .as_ref()
+        .filter(|_| files.is_some())
+        .map(|chain| {
+            let reader = Arc::new(ChunkReader::new(ctx.repo.clone(), ctx.pool.clone()));
+            resolve(reader, tokio::runtime::Handle::current(), chain)
+        });
     let mut chain: Vec<String> = parent_chain
         .iter()
         .flatten()
@@ -83,18 +82,41 @@ pub async fn run(ctx: &JobContext, payload: BackupPayload) -> anyhow::Result<Out
         .collect();
     chain.push(backup.id.clone());
 
+    // The database first: its snapshot is the backup's moment, and the files are read
+    // right after it.
+    let snapshot_at = Utc::now();
+    let (stream, pending) = match &database {
+        Some(db) => {
+            let (stream, pending) = start_database(ctx, db, source.secret.as_deref()).await?;
+            (Some(stream), Some(pending))
+        }
+        None => (None, None),
+    };
     let output = write_snapshot(
         &ctx.repo,
         &ctx.pool,
         SnapshotInput {
-            root: files.path.clone(),
-            exclude: files.exclude.clone(),
+            root: files.as_ref().map(|f| f.path.clone()),
+            exclude: files
+                .as_ref()
+                .map(|f| f.exclude.clone())
+                .unwrap_or_default(),
+            // An SQLite file inside the directory is backed up consistently as the
+            // database part, never as a file copied while it is written.
+            skip: spec.sqlite_inside_files().into_iter().collect(),
             parent: parent_stream,
+            stream,
         },
         ctx.progress.clone(),
         ctx.cancel.clone(),
     )
     .await?;
+    let database_part = match (pending, &output.stream) {
+        (Some(pending), Some(dump)) => {
+            Some(finish_database(pending, dump, snapshot_at, spec).await?)
+        }
+        _ => None,
+    };
 
     ctx.progress.set_phase("manifest");
     let parent_id = parent_row.map(|r| r.id);
@@ -103,7 +125,10 @@ pub async fn run(ctx: &JobContext, payload: BackupPayload) -> anyhow::Result<Out
         backup_id: backup.id.clone(),
         source_id: source.id,
         source_name: source.name.clone(),
-        root: files.path.display().to_string(),
+        root: files
+            .as_ref()
+            .map(|f| f.path.display().to_string())
+            .unwrap_or_default(),
         backup_type: effective_type.to_string(),
         requested_type: payload.backup_type.to_string(),
         parent: parent_id.clone(),
@@ -113,6 +138,8 @@ pub async fn run(ctx: &JobContext, payload: BackupPayload) -> anyhow::Result<Out
         stats: output.stats.clone(),
         tree: output.tree.clone(),
         warnings: output.warnings.clone(),
+        has_files: files.is_some(),
+        database: database_part.clone(),
     };
     let manifest_key = ctx
         .repo
@@ -138,8 +165,153 @@ pub async fn run(ctx: &JobContext, payload: BackupPayload) -> anyhow::Result<Out
             "stored_size": s.stored_size,
             "new_chunks": s.new_chunks,
             "reused_chunks": s.reused_chunks,
+            "parts": manifest.parts(),
+            "database": database_part.as_ref().map(|d| serde_json::json!({
+                "engine": d.engine,
+                "name": d.name,
+                "size": d.size,
+                "tables": d.tables.len(),
+                "rows": d.tables.iter().map(|t| t.rows).sum::<u64>(),
+                "snapshot_at": d.snapshot_at,
+                "server_version": d.server_version,
+            })),
         }),
         warnings: completion.warnings.clone(),
         backup: Some((backup.id.clone(), completion)),
+    })
+}
+
+fn check_directory(path: &std::path::Path) -> anyhow::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(md) if md.is_dir() => Ok(()),
+        Ok(_) => Err(Permanent::error(
+            "source_not_a_directory",
+            format!("the source path {} is not a directory", path.display()),
+        )),
+        Err(e) => Err(Permanent::error(
+            "source_unreadable",
+            format!("the source path {} cannot be read: {e}", path.display()),
+        )),
+    }
+}
+
+/// A database snapshot under way.
+enum PendingDatabase {
+    Postgres {
+        dump: Box<postgres::Dump>,
+        target: postgres::Target,
+        schemas: Vec<String>,
+    },
+    Sqlite {
+        snapshot: sqlite::Snapshot,
+        path: std::path::PathBuf,
+        /// Holds the consistent copy while it is read; removed when dropped.
+        _scratch: tempfile::TempDir,
+    },
+}
+
+/// Starts the database's snapshot: `pg_dump` running, or the SQLite copy made.
+async fn start_database(
+    ctx: &JobContext,
+    db: &DatabaseSpec,
+    secret: Option<&str>,
+) -> anyhow::Result<(StreamInput, PendingDatabase)> {
+    match db {
+        DatabaseSpec::Postgres(pg) => {
+            ctx.progress.set_phase("connecting to the database");
+            let target = postgres::Target::of_source(pg, secret)?;
+            let (dump, reader) = postgres::start_dump(&target, &pg.schemas).await?;
+            let stream = StreamInput {
+                reader,
+                size_hint: dump.size_hint,
+            };
+            Ok((
+                stream,
+                PendingDatabase::Postgres {
+                    dump: Box::new(dump),
+                    target,
+                    schemas: pg.schemas.clone(),
+                },
+            ))
+        }
+        DatabaseSpec::Sqlite(spec) => {
+            ctx.progress.set_phase("copying the database");
+            let scratch = tempfile::Builder::new()
+                .prefix("strata-sqlite-")
+                .tempdir()
+                .context("creating a scratch directory for the SQLite copy")?;
+            let copy = scratch.path().join("copy.db");
+            let source = spec.path.clone();
+            let to = copy.clone();
+            let snapshot =
+                tokio::task::spawn_blocking(move || sqlite::snapshot(&source, &to)).await??;
+            tracing::info!(
+                path = %spec.path.display(),
+                bytes = snapshot.size,
+                took_ms = snapshot.took.as_millis() as u64,
+                "SQLite copy made"
+            );
+            let file = std::fs::File::open(&copy).context("opening the SQLite copy")?;
+            Ok((
+                StreamInput {
+                    reader: Box::new(file),
+                    size_hint: snapshot.size,
+                },
+                PendingDatabase::Sqlite {
+                    snapshot,
+                    path: spec.path.clone(),
+                    _scratch: scratch,
+                },
+            ))
+        }
+    }
+}
+
+/// Completes the database part once its stream is stored (waits for `pg_dump`).
+async fn finish_database(
+    pending: PendingDatabase,
+    dump: &StreamOutput,
+    snapshot_at: chrono::DateTime<Utc>,
+    spec: &SourceSpec,
+) -> anyhow::Result<DatabasePart> {
+    Ok(match pending {
+        PendingDatabase::Postgres {
+            dump: running,
+            target,
+            schemas,
+        } => {
+            let server = running.server.clone();
+            let tool = running.tool.clone();
+            let settings = running.settings.clone();
+            let tables = running.finish().await?;
+            DatabasePart {
+                engine: "postgres".into(),
+                format: "plain-sql".into(),
+                name: target.database.clone(),
+                schemas,
+                inside_files: None,
+                size: dump.size,
+                chunks: dump.chunks.clone(),
+                tables,
+                snapshot_at,
+                server_version: server.text,
+                tool_version: Some(tool.text),
+                settings: Some(serde_json::to_value(settings)?),
+            }
+        }
+        PendingDatabase::Sqlite { snapshot, path, .. } => DatabasePart {
+            engine: "sqlite".into(),
+            format: "sqlite3".into(),
+            name: path.display().to_string(),
+            schemas: Vec::new(),
+            inside_files: spec.sqlite_inside_files().map(|p| p.display().to_string()),
+            size: dump.size,
+            chunks: dump.chunks.clone(),
+            tables: snapshot.tables,
+            snapshot_at,
+            server_version: sqlite::version(),
+            tool_version: None,
+            settings: None,
+        },
     })
 }

@@ -82,9 +82,11 @@ async fn import(ctx: &JobContext, payload: &ImportPayload) -> anyhow::Result<Out
         &ctx.repo,
         &ctx.pool,
         SnapshotInput {
-            root: tree.0.clone(),
+            root: Some(tree.0.clone()),
             exclude: Vec::new(),
+            skip: Vec::new(),
             parent: None,
+            stream: None,
         },
         ctx.progress.clone(),
         ctx.cancel.clone(),
@@ -114,6 +116,8 @@ async fn import(ctx: &JobContext, payload: &ImportPayload) -> anyhow::Result<Out
         stats: output.stats.clone(),
         tree: output.tree.clone(),
         warnings: output.warnings.clone(),
+        has_files: true,
+        database: None,
     };
     let manifest_key = ctx
         .repo

@@ -80,6 +80,8 @@ pub fn completion(manifest: &Manifest, manifest_key: String) -> anyhow::Result<C
             .iter()
             .map(serde_json::to_value)
             .collect::<Result<_, _>>()?,
+
+        parts: manifest.parts(),
     })
 }
 

@@ -1,13 +1,24 @@
 //! The restore job: rebuild a backup's tree in a staging directory beside the target,
 //! then swap it in. A failed restore leaves the live target as it was.
 
+use std::path::{Path, PathBuf};
+
 use anyhow::Context;
+use chrono::Utc;
+use futures::TryStreamExt;
 use strata_shared::db;
-use strata_shared::model::{BackupId, BackupPayload, BackupType, RestorePayload};
+use strata_shared::model::{
+    BackupId, BackupPayload, BackupType, DatabaseSpec, RestorePayload, SourceSpec,
+};
 use strata_shared::repo::chain::load_chain;
-use strata_shared::repo::reader::{remove_all, restore_into, staging_path, swap_into_place};
+use strata_shared::repo::manifest::DatabasePart;
+use strata_shared::repo::reader::{
+    remove_all, restore_into, staging_path, stream_chunks, swap_into_place,
+};
+use tokio::io::AsyncWriteExt;
 
 use super::{JobContext, Outcome, Permanent};
+use crate::databases::{postgres, sqlite};
 
 #[tracing::instrument(skip_all, fields(job_id = %ctx.job_id, backup_id = %payload.backup_id))]
 pub async fn run(ctx: &JobContext, payload: RestorePayload) -> anyhow::Result<Outcome> {
@@ -25,16 +36,178 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> anyhow::Result<Ou
         .await?
         .ok_or_else(|| Permanent::error("source_not_found", "the source no longer exists"))?;
     drop(conn);
-    let target = match payload.target.clone() {
-        Some(t) => t,
-        None => source
-            .spec
-            .0
-            .files
-            .as_ref()
-            .map(|f| f.path.clone())
-            .ok_or_else(|| Permanent::error("no_target", "the source has no path to restore to"))?,
+    let manifest = ctx.repo.get_manifest(&backup.id).await?;
+    let do_files = manifest.has_files && payload.include_files != Some(false);
+    let database = manifest
+        .database
+        .clone()
+        .filter(|_| payload.include_database != Some(false));
+    if !do_files && database.is_none() {
+        return Err(Permanent::error(
+            "nothing_to_restore",
+            "the restore includes neither files nor a database this backup holds",
+        ));
+    }
+    // An SQLite file that lives inside the directory travels with it.
+    let inside = database
+        .as_ref()
+        .and_then(|d| d.inside_files.clone())
+        .filter(|_| do_files && payload.database_target.is_none())
+        .map(PathBuf::from);
+
+    let files_target = if do_files {
+        let target = match payload.target.clone() {
+            Some(t) => t,
+            None => source
+                .spec
+                .0
+                .files
+                .as_ref()
+                .map(|f| f.path.clone())
+                .ok_or_else(|| {
+                    Permanent::error("no_target", "the source has no path to restore to")
+                })?,
+        };
+        check_parent(&target)?;
+        Some(target)
+    } else {
+        None
     };
+
+    let mut warnings = Vec::new();
+    if let Some(id) = &payload.pre_restore_backup_id {
+        let live = files_target
+            .clone()
+            .or_else(|| sqlite_target(&source.spec.0, &payload, database.as_ref()));
+        if let Some(w) = pre_restore_backup(ctx, &payload, id, live.as_deref()).await? {
+            warnings.push(w);
+        }
+    }
+
+    // 1. Prepare every part beside its target; nothing live is touched yet.
+    let mut staging = None;
+    let mut files_stats = None;
+    let mut chain_ids = vec![backup.id.clone()];
+    if let Some(target) = &files_target {
+        let dir = staging_path(target, &ctx.job_id.to_string())?;
+        // A previous attempt of this job may have left its staging directory behind.
+        remove_all(&dir).context("clearing an earlier attempt's staging directory")?;
+        let chain = load_chain(&ctx.repo, manifest.clone()).await?;
+        chain_ids = chain.iter().map(|m| m.backup_id.clone()).collect();
+        // Replacing live data (deleted after the swap) needs the new tree on disk first;
+        // a restore into a new directory destroys nothing, so it skips the flush.
+        let replaces_live_data = std::fs::symlink_metadata(target).is_ok();
+        let restored = restore_into(
+            &ctx.repo,
+            &ctx.pool,
+            &chain,
+            &payload.include,
+            &dir,
+            replaces_live_data,
+            ctx.progress.clone(),
+            ctx.cancel.clone(),
+        )
+        .await;
+        match restored {
+            Ok(stats) => files_stats = Some(stats),
+            Err(e) => {
+                clean_dir(&dir);
+                return Err(e);
+            }
+        }
+        staging = Some(dir);
+    }
+    let prepared = match &database {
+        Some(part) => {
+            let place = match (&inside, &staging) {
+                (Some(rel), Some(dir)) => DbPlace::Inside(dir.join(rel)),
+                _ => DbPlace::Own,
+            };
+            match prepare_database(
+                ctx,
+                &source.spec.0,
+                source.secret.as_deref(),
+                &payload,
+                part,
+                place,
+            )
+            .await
+            {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    if let Some(dir) = &staging {
+                        clean_dir(dir);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        None => None,
+    };
+    // A files-only restore over a directory that holds the live SQLite database keeps
+    // that database (hard links: the same files, whatever is written meanwhile).
+    if let (Some(dir), Some(target), None) = (&staging, &files_target, &database) {
+        if let Some(rel) = source.spec.0.sqlite_inside_files() {
+            if payload.target.is_none() {
+                carry_over(&target.join(&rel), &dir.join(&rel))?;
+            }
+        }
+    }
+
+    // 2. Swap: the database first (it can be refused), then the directory.
+    ctx.progress.set_phase("swapping");
+    let mut database_result = serde_json::Value::Null;
+    let mut previous = None;
+    if let Some(p) = &prepared {
+        match p.swap(ctx).await {
+            Ok((report, prev)) => {
+                database_result = report;
+                previous = prev;
+            }
+            Err(e) => {
+                p.discard().await;
+                if let Some(dir) = &staging {
+                    clean_dir(dir);
+                }
+                return Err(e);
+            }
+        }
+    }
+    if let (Some(dir), Some(target)) = (&staging, &files_target) {
+        swap_into_place(dir, target)?;
+    }
+    // 3. The replaced database goes last, when everything else has succeeded.
+    if let (Some(p), Some(prev)) = (&prepared, previous) {
+        if let Some(w) = p
+            .finish_previous(&prev, payload.keep_previous_database)
+            .await
+        {
+            warnings.push(w);
+        }
+        if payload.keep_previous_database {
+            database_result["previous_database"] = serde_json::json!(prev);
+        }
+    }
+    let stats = files_stats.unwrap_or_default();
+    Ok(Outcome {
+        result: serde_json::json!({
+            "backup_id": backup.id,
+            "chain": chain_ids,
+            "include": payload.include,
+            "target": files_target.map(|t| t.display().to_string()),
+            "files": stats.files,
+            "dirs": stats.dirs,
+            "symlinks": stats.symlinks,
+            "bytes": stats.bytes,
+            "database": database_result,
+            "pre_restore_backup_id": payload.pre_restore_backup_id,
+        }),
+        warnings,
+        backup: None,
+    })
+}
+
+fn check_parent(target: &Path) -> anyhow::Result<()> {
     let parent = target
         .parent()
         .ok_or_else(|| Permanent::error("invalid_target", "the target has no parent directory"))?;
@@ -47,59 +220,327 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> anyhow::Result<Ou
             ),
         ));
     }
+    Ok(())
+}
 
-    let mut warnings = Vec::new();
-    if let Some(id) = &payload.pre_restore_backup_id {
-        if let Some(w) = pre_restore_backup(ctx, &payload, id, &target).await? {
-            warnings.push(w);
+fn clean_dir(dir: &Path) {
+    if let Err(clean) = remove_all(dir) {
+        tracing::warn!(error = %format!("{clean:#}"), "could not remove the staging directory");
+    }
+}
+
+/// Hard-links a live SQLite database (and its journals) into the staging tree.
+fn carry_over(live: &Path, staged: &Path) -> anyhow::Result<()> {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut from = live.as_os_str().to_owned();
+        from.push(suffix);
+        let mut to = staged.as_os_str().to_owned();
+        to.push(suffix);
+        match std::fs::hard_link(&from, &to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("keeping the live database {}", Path::new(&from).display())
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where an SQLite database part is restored: `database_target`, else the source's file,
+/// else where it was.
+fn sqlite_target(
+    spec: &SourceSpec,
+    payload: &RestorePayload,
+    part: Option<&DatabasePart>,
+) -> Option<PathBuf> {
+    let part = part.filter(|p| p.engine == "sqlite")?;
+    if let Some(t) = &payload.database_target {
+        return Some(PathBuf::from(t));
+    }
+    match &spec.database {
+        Some(DatabaseSpec::Sqlite(s)) => Some(s.path.clone()),
+        _ => Some(PathBuf::from(&part.name)),
+    }
+}
+
+/// Where an SQLite file is written: inside the files' staging tree, or beside its own
+/// target.
+enum DbPlace {
+    Inside(PathBuf),
+    Own,
+}
+
+/// A database part restored beside its target and checked, waiting for the swap.
+enum Prepared {
+    /// Written into the files' staging tree: the directory swap puts it in place.
+    SqliteInside { report: serde_json::Value },
+    Sqlite {
+        temp: PathBuf,
+        target: PathBuf,
+        report: serde_json::Value,
+    },
+    Postgres {
+        server: postgres::Target,
+        restored: String,
+        live: String,
+        report: serde_json::Value,
+    },
+}
+
+async fn prepare_database(
+    ctx: &JobContext,
+    spec: &SourceSpec,
+    secret: Option<&str>,
+    payload: &RestorePayload,
+    part: &DatabasePart,
+    place: DbPlace,
+) -> anyhow::Result<Prepared> {
+    ctx.progress.set_phase("restoring the database");
+    let job = ctx.job_id.simple().to_string();
+    match part.engine.as_str() {
+        "sqlite" => {
+            let (temp, target) = match place {
+                DbPlace::Inside(path) => (path, None),
+                DbPlace::Own => {
+                    let target =
+                        sqlite_target(spec, payload, Some(part)).context("no SQLite target")?;
+                    check_parent(&target)?;
+                    (sqlite::temp_path(&target, &job)?, Some(target))
+                }
+            };
+            // Writing the file inside the restored tree must not change its directory's
+            // recorded time.
+            let dir_time = target
+                .is_none()
+                .then(|| temp.parent().and_then(|d| std::fs::metadata(d).ok()))
+                .flatten()
+                .map(|md| filetime::FileTime::from_last_modification_time(&md));
+            let check = write_sqlite(ctx, part, &temp).await?;
+            if let (Some(t), Some(dir)) = (dir_time, temp.parent()) {
+                filetime::set_file_mtime(dir, t)
+                    .with_context(|| format!("setting the time of {}", dir.display()))?;
+            }
+            let report = serde_json::json!({
+                "engine": "sqlite",
+                "target": target.as_ref().map(|t| t.display().to_string()),
+                "integrity_check": check.integrity,
+                "tables": check.tables,
+            });
+            Ok(match target {
+                None => Prepared::SqliteInside { report },
+                Some(target) => Prepared::Sqlite {
+                    temp,
+                    target,
+                    report,
+                },
+            })
+        }
+        "postgres" => {
+            let Some(DatabaseSpec::Postgres(pg)) = &spec.database else {
+                return Err(Permanent::error(
+                    "no_database_connection",
+                    "the source no longer has a PostgreSQL connection to restore through",
+                ));
+            };
+            let server = postgres::Target::of_source(pg, secret)?;
+            let live = payload
+                .database_target
+                .clone()
+                .unwrap_or_else(|| server.database.clone());
+            let restored = postgres::derived_name("strata_restore_", &job[..16]);
+            let report = load_postgres(ctx, &server, part, &restored).await?;
+            Ok(Prepared::Postgres {
+                server,
+                restored,
+                live,
+                report,
+            })
+        }
+        other => Err(Permanent::error(
+            "unsupported_database",
+            format!("this worker cannot restore a {other} database"),
+        )),
+    }
+}
+
+/// Writes an SQLite database part to `path` and checks it; removes it if it fails.
+pub(super) async fn write_sqlite(
+    ctx: &JobContext,
+    part: &DatabasePart,
+    path: &Path,
+) -> anyhow::Result<sqlite::Check> {
+    let written = async {
+        let mut file = tokio::fs::File::create(path)
+            .await
+            .with_context(|| format!("creating {}", path.display()))?;
+        let chunks = stream_chunks(&ctx.repo, &ctx.pool, part.chunks.clone());
+        futures::pin_mut!(chunks);
+        let mut size = 0u64;
+        while let Some(block) = chunks.try_next().await? {
+            if ctx.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(strata_shared::repo::writer::Stopped.into());
+            }
+            file.write_all(&block)
+                .await
+                .with_context(|| format!("writing {}", path.display()))?;
+            size += block.len() as u64;
+            ctx.progress
+                .bytes_done
+                .fetch_add(block.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        file.sync_all().await?;
+        if size != part.size {
+            anyhow::bail!(
+                "restored {size} bytes of the database but the backup recorded {}",
+                part.size
+            );
+        }
+        let (p, tables) = (path.to_path_buf(), part.tables.clone());
+        tokio::task::spawn_blocking(move || sqlite::check(&p, &tables)).await?
+    }
+    .await;
+    match written {
+        Ok(check) if check.ok => Ok(check),
+        Ok(check) => {
+            remove_sqlite(path);
+            Err(Permanent::with_details(
+                "restore_check_failed",
+                format!(
+                    "the restored SQLite database fails its checks (integrity_check: {}); nothing was replaced",
+                    check.integrity
+                ),
+                serde_json::to_value(&check)?,
+            ))
+        }
+        Err(e) => {
+            remove_sqlite(path);
+            Err(e)
+        }
+    }
+}
+
+fn remove_sqlite(path: &Path) {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+}
+
+/// Loads a PostgreSQL dump into a new database `name` and checks its tables; drops it
+/// again if anything fails.
+pub(super) async fn load_postgres(
+    ctx: &JobContext,
+    server: &postgres::Target,
+    part: &DatabasePart,
+    name: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let settings: Option<postgres::DatabaseSettings> = part
+        .settings
+        .clone()
+        .and_then(|v| serde_json::from_value(v).ok());
+    ctx.progress
+        .bytes_total
+        .fetch_add(part.size, std::sync::atomic::Ordering::Relaxed);
+    let chunks = stream_chunks(&ctx.repo, &ctx.pool, part.chunks.clone());
+    let started = std::time::Instant::now();
+    let loaded = postgres::load(server, name, settings.as_ref(), chunks, &ctx.progress).await;
+    let checked = match loaded {
+        Ok(()) => postgres::check_tables(&server.with_database(name), &part.tables).await,
+        Err(e) => Err(e),
+    };
+    match checked {
+        Ok((true, tables)) => Ok(serde_json::json!({
+            "engine": "postgres",
+            "tables": tables,
+            "load_seconds": started.elapsed().as_secs_f64(),
+        })),
+        Ok((false, tables)) => {
+            let _ = postgres::drop_database(server, name).await;
+            Err(Permanent::with_details(
+                "restore_check_failed",
+                "the restored database's tables do not match the backup's record; nothing was replaced",
+                serde_json::json!({ "engine": "postgres", "tables": tables }),
+            ))
+        }
+        Err(e) => {
+            let _ = postgres::drop_database(server, name).await;
+            Err(e)
+        }
+    }
+}
+
+impl Prepared {
+    /// Puts the prepared database in place; returns its report and, for PostgreSQL, the
+    /// name the replaced database now has.
+    async fn swap(&self, _ctx: &JobContext) -> anyhow::Result<(serde_json::Value, Option<String>)> {
+        match self {
+            Prepared::SqliteInside { report } => Ok((report.clone(), None)),
+            Prepared::Sqlite {
+                temp,
+                target,
+                report,
+            } => {
+                let (t, g) = (temp.clone(), target.clone());
+                tokio::task::spawn_blocking(move || sqlite::replace(&t, &g)).await??;
+                Ok((report.clone(), None))
+            }
+            Prepared::Postgres {
+                server,
+                restored,
+                live,
+                report,
+            } => {
+                let mut report = report.clone();
+                report["database"] = serde_json::json!(live);
+                if postgres::exists(server, live).await? {
+                    let stamp = Utc::now().format("%Y%m%d_%H%M%S").to_string();
+                    let previous = postgres::derived_name(live, &format!("_before_{stamp}"));
+                    postgres::swap(server, restored, live, &previous).await?;
+                    Ok((report, Some(previous)))
+                } else {
+                    postgres::swap_into_new(server, restored, live).await?;
+                    Ok((report, None))
+                }
+            }
         }
     }
 
-    let manifest = ctx.repo.get_manifest(&backup.id).await?;
-    let staging = staging_path(&target, &ctx.job_id.to_string())?;
-    // A previous attempt of this job may have left its staging directory behind.
-    remove_all(&staging).context("clearing an earlier attempt's staging directory")?;
-    let chain = load_chain(&ctx.repo, manifest).await?;
-    // Replacing live data (deleted after the swap) needs the new tree on disk first; a
-    // restore into a new directory destroys nothing, so it skips the flush.
-    let replaces_live_data = std::fs::symlink_metadata(&target).is_ok();
-    let restored = restore_into(
-        &ctx.repo,
-        &ctx.pool,
-        &chain,
-        &payload.include,
-        &staging,
-        replaces_live_data,
-        ctx.progress.clone(),
-        ctx.cancel.clone(),
-    )
-    .await;
-    let stats = match restored {
-        Ok(stats) => stats,
-        Err(e) => {
-            if let Err(clean) = remove_all(&staging) {
-                tracing::warn!(error = %format!("{clean:#}"), "could not remove the staging directory");
+    /// Removes what a failed swap left beside the target.
+    async fn discard(&self) {
+        match self {
+            Prepared::SqliteInside { .. } => {}
+            Prepared::Sqlite { temp, .. } => remove_sqlite(temp),
+            Prepared::Postgres {
+                server, restored, ..
+            } => {
+                if let Err(e) = postgres::drop_database(server, restored).await {
+                    tracing::warn!(error = %format!("{e:#}"), "could not drop the restored database");
+                }
             }
-            return Err(e);
         }
-    };
-    ctx.progress.set_phase("swapping");
-    swap_into_place(&staging, &target)?;
-    Ok(Outcome {
-        result: serde_json::json!({
-            "backup_id": backup.id,
-            "chain": chain.iter().map(|m| m.backup_id.clone()).collect::<Vec<_>>(),
-            "include": payload.include,
-            "target": target.display().to_string(),
-            "files": stats.files,
-            "dirs": stats.dirs,
-            "symlinks": stats.symlinks,
-            "bytes": stats.bytes,
-            "pre_restore_backup_id": payload.pre_restore_backup_id,
-        }),
-        warnings,
-        backup: None,
-    })
+    }
+
+    /// Drops the replaced PostgreSQL database, or opens it again when it is kept.
+    async fn finish_previous(&self, previous: &str, keep: bool) -> Option<serde_json::Value> {
+        let Prepared::Postgres { server, .. } = self else {
+            return None;
+        };
+        let done = if keep {
+            postgres::reopen(server, previous).await
+        } else {
+            postgres::drop_database(server, previous).await
+        };
+        done.err().map(|e| {
+            serde_json::json!({
+                "code": "previous_database_left",
+                "message": format!("the replaced database is kept as {previous}: {e:#}"),
+            })
+        })
+    }
 }
 
 /// Backs up the source's current state before the restore overwrites it, and records
@@ -110,7 +551,7 @@ async fn pre_restore_backup(
     ctx: &JobContext,
     payload: &RestorePayload,
     id: &BackupId,
-    target: &std::path::Path,
+    target: Option<&Path>,
 ) -> anyhow::Result<Option<serde_json::Value>> {
     let mut conn = ctx.pool.acquire().await?;
     let row = db::backups::get(&mut conn, id.as_str()).await?;
@@ -119,7 +560,8 @@ async fn pre_restore_backup(
         Some("complete") | None => return Ok(None),
         _ => {}
     }
-    if std::fs::symlink_metadata(target).is_err() {
+    // A PostgreSQL database is backed up whatever the files target (`None` here).
+    if let Some(target) = target.filter(|t| std::fs::symlink_metadata(t).is_err()) {
         sqlx::query("DELETE FROM backups WHERE id = $1 AND status = 'pending'")
             .bind(id.as_str())
             .execute(&mut *conn)
@@ -136,6 +578,8 @@ async fn pre_restore_backup(
         source_id: payload.source_id,
         // A full: the safety net must not depend on backups a later delete could remove.
         backup_type: BackupType::Full,
+        include_files: None,
+        include_database: None,
     };
     match super::backup::run(ctx, backup).await {
         Ok(outcome) => {

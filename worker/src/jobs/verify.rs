@@ -1,7 +1,11 @@
 //! The verify job: read every pack a backup's chain needs and check every chunk.
 
 use strata_shared::db;
-use strata_shared::model::VerifyPayload;
+use strata_shared::model::{DatabaseSpec, VerifyMode, VerifyPayload};
+use strata_shared::repo::manifest::Manifest;
+use strata_shared::repo::reader::restore_into;
+
+use crate::databases::postgres;
 use strata_shared::repo::chain::load_chain;
 use strata_shared::repo::verify::verify;
 
@@ -31,6 +35,9 @@ pub async fn run(ctx: &JobContext, payload: VerifyPayload) -> anyhow::Result<Out
         }
     };
     let chain = load_chain(&ctx.repo, manifest).await?;
+    if payload.mode == VerifyMode::Restore {
+        return drill(ctx, &backup.source_id, chain).await;
+    }
     let report = verify(
         &ctx.repo,
         &ctx.pool,
@@ -57,4 +64,149 @@ pub async fn run(ctx: &JobContext, payload: VerifyPayload) -> anyhow::Result<Out
         warnings: Vec::new(),
         backup: None,
     })
+}
+
+/// A restore drill: the backup restored into scratch targets (a temporary directory, a
+/// temporary SQLite file, a temporary PostgreSQL database on the source's server), each
+/// checked, then removed. Nothing live is touched.
+async fn drill(
+    ctx: &JobContext,
+    source_id: &uuid::Uuid,
+    chain: Vec<Manifest>,
+) -> anyhow::Result<Outcome> {
+    let started = std::time::Instant::now();
+    let last = chain.last().expect("a chain has its backup").clone();
+    let mut ok = true;
+    let mut report = serde_json::json!({
+        "mode": "restore",
+        "backup_id": last.backup_id,
+        "chain": chain.iter().map(|m| m.backup_id.clone()).collect::<Vec<_>>(),
+    });
+    let scratch = tempfile::Builder::new()
+        .prefix("strata-drill-")
+        .tempdir()
+        .map_err(|e| anyhow::anyhow!("creating the drill's scratch directory: {e}"))?;
+
+    if last.has_files {
+        let dir = scratch.path().join("files");
+        let stats = restore_into(
+            &ctx.repo,
+            &ctx.pool,
+            &chain,
+            &[],
+            &dir,
+            false,
+            ctx.progress.clone(),
+            ctx.cancel.clone(),
+        )
+        .await;
+        let files_ok;
+        report["files"] = match stats {
+            Ok(stats) => {
+                let expected_bytes =
+                    last.stats.logical_size - last.database.as_ref().map_or(0, |d| d.size);
+                files_ok = stats.files == last.stats.files && stats.bytes == expected_bytes;
+                serde_json::json!({
+                    "ok": files_ok,
+                    "files": stats.files,
+                    "expected_files": last.stats.files,
+                    "bytes": stats.bytes,
+                    "expected_bytes": expected_bytes,
+                    "dirs": stats.dirs,
+                    "symlinks": stats.symlinks,
+                })
+            }
+            Err(e) if e.is::<strata_shared::repo::writer::Stopped>() => return Err(e),
+            Err(e) => {
+                files_ok = false;
+                serde_json::json!({ "ok": false, "error": format!("{e:#}") })
+            }
+        };
+        ok &= files_ok;
+        let _ = strata_shared::repo::reader::remove_all(&dir);
+    }
+
+    if let Some(part) = &last.database {
+        let db_report = match part.engine.as_str() {
+            "sqlite" => {
+                let path = scratch.path().join("drill.db");
+                match super::restore::write_sqlite(ctx, part, &path).await {
+                    Ok(check) => serde_json::json!({
+                        "ok": true,
+                        "engine": "sqlite",
+                        "integrity_check": check.integrity,
+                        "tables": check.tables,
+                    }),
+                    Err(e) => failure_report("sqlite", &e),
+                }
+            }
+            "postgres" => {
+                let mut conn = ctx.pool.acquire().await?;
+                let source = db::sources::get(&mut conn, *source_id).await?;
+                drop(conn);
+                let pg = source.as_ref().and_then(|s| match &s.spec.0.database {
+                    Some(DatabaseSpec::Postgres(pg)) => Some((pg.clone(), s.secret.clone())),
+                    _ => None,
+                });
+                match pg {
+                    None => serde_json::json!({
+                        "ok": false,
+                        "engine": "postgres",
+                        "error": "the source no longer has a PostgreSQL connection to restore through",
+                    }),
+                    Some((pg, secret)) => {
+                        let server = postgres::Target::of_source(&pg, secret.as_deref())?;
+                        let job = ctx.job_id.simple().to_string();
+                        let name = postgres::derived_name("strata_drill_", &job[..16]);
+                        let loaded = super::restore::load_postgres(ctx, &server, part, &name).await;
+                        // The scratch database goes whatever happened.
+                        let dropped = postgres::drop_database(&server, &name).await;
+                        match loaded {
+                            Ok(mut r) => {
+                                r["ok"] = serde_json::json!(true);
+                                r["scratch_database"] = serde_json::json!(name);
+                                r["scratch_dropped"] = serde_json::json!(dropped.is_ok());
+                                r
+                            }
+                            Err(e) => failure_report("postgres", &e),
+                        }
+                    }
+                }
+            }
+            other => {
+                serde_json::json!({ "ok": false, "engine": other, "error": "unsupported engine" })
+            }
+        };
+        ok &= db_report["ok"] == serde_json::json!(true);
+        report["database"] = db_report;
+    }
+    report["ok"] = serde_json::json!(ok);
+    report["seconds"] = serde_json::json!(started.elapsed().as_secs_f64());
+    drop(scratch);
+    if !ok {
+        return Err(Permanent::with_details(
+            "restore_drill_failed",
+            format!(
+                "the restore drill of backup {} failed; see the job's result",
+                last.backup_id
+            ),
+            report,
+        ));
+    }
+    Ok(Outcome {
+        result: report,
+        warnings: Vec::new(),
+        backup: None,
+    })
+}
+
+fn failure_report(engine: &str, e: &anyhow::Error) -> serde_json::Value {
+    let mut r = serde_json::json!({ "ok": false, "engine": engine, "error": format!("{e:#}") });
+    if let Some(p) = e.downcast_ref::<Permanent>() {
+        r["code"] = serde_json::json!(p.code);
+        if let Some(d) = &p.details {
+            r["details"] = d.clone();
+        }
+    }
+    r
 }
