@@ -210,6 +210,12 @@ async fn postgres_full_incremental_differential_each_restore_to_their_moment() {
     // Incremental and differential dumps store only the chunks that changed.
     let stored = |job: &Value| job["result"]["stored_size"].as_u64().unwrap();
     let full_stored = stored(&full_job);
+    eprintln!(
+        "database dump {} bytes: full stored {full_stored}, incremental {}, differential {}",
+        full_job["result"]["database"]["size"],
+        stored(&inc_job),
+        stored(&diff_job)
+    );
     assert!(
         stored(&inc_job) * 4 < full_stored && stored(&diff_job) * 4 < full_stored,
         "full stored {full_stored}, incremental {}, differential {}",
