@@ -257,6 +257,8 @@ pub struct BackupView {
     pub dir_count: i64,
     /// What could not be backed up (unreadable files…); empty when nothing went wrong.
     pub warnings: Vec<serde_json::Value>,
+    /// What the backup holds: `files` and / or `database`.
+    pub parts: Vec<String>,
     /// The PocketBase-style API's names: `key` is the id, `modified` when it completed
     /// (or was created, while pending), `filename` what a download is saved as.
     pub key: String,
@@ -283,6 +285,7 @@ impl From<db::backups::BackupRow> for BackupView {
             file_count: b.file_count,
             dir_count: b.dir_count,
             warnings: b.warnings.0,
+            parts: b.parts,
         }
     }
 }

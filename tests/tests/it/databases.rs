@@ -441,6 +441,8 @@ async fn combined_source_restores_files_and_database_to_the_same_moment() {
 
     let (first, job) = backup_ok(&app, "pb", "full").await;
     assert_eq!(job["result"]["parts"], json!(["files", "database"]));
+    let (_, row) = app.get(&format!("/api/v1/backup/{first}")).await;
+    assert_eq!(row["parts"], json!(["files", "database"]), "{row}");
     let files_then = {
         let mut t = snapshot(&root);
         t.retain(|k, _| !k.starts_with(b"data.db"));
