@@ -510,11 +510,10 @@ pub async fn database_exists(conn: &mut PgConnection, name: &str) -> anyhow::Res
 /// Drops a database if it exists (closing its connections).
 pub async fn drop_database(server: &Target, name: &str) -> anyhow::Result<()> {
     let mut conn = admin_connect(server).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-        quote_ident(name)
-    )))
-    .execute(&mut conn)
+    ddl(
+        &mut conn,
+        format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name)),
+    )
     .await
     .with_context(|| format!("dropping database {name}"))?;
     Ok(())
@@ -530,11 +529,10 @@ pub async fn load(
     progress: &strata_shared::repo::writer::Progress,
 ) -> anyhow::Result<()> {
     let mut conn = admin_connect(server).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-        quote_ident(name)
-    )))
-    .execute(&mut conn)
+    ddl(
+        &mut conn,
+        format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name)),
+    )
     .await?;
     let mut create = format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(name));
     if let Some(s) = settings {
@@ -625,6 +623,12 @@ pub async fn load(
     Ok(())
 }
 
+/// Runs one statement built from quoted identifiers (DDL takes no bind parameters).
+async fn ddl(conn: &mut PgConnection, sql: String) -> Result<(), sqlx::Error> {
+    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(conn).await?;
+    Ok(())
+}
+
 fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
@@ -675,9 +679,7 @@ pub async fn swap(
 ) -> anyhow::Result<()> {
     let mut conn = admin_connect(server).await?;
     let live_q = quote_ident(live);
-    sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {live_q} WITH ALLOW_CONNECTIONS false")))
-        .execute(&mut conn)
-        .await
+    ddl(&mut conn, format!("ALTER DATABASE {live_q} WITH ALLOW_CONNECTIONS false")).await
         .map_err(|e| {
             Permanent::error(
                 "database_swap_failed",
@@ -700,11 +702,13 @@ pub async fn swap(
             renamed = Err(e.into());
             break;
         }
-        match sqlx::query(sqlx::AssertSqlSafe(format!(
-            "ALTER DATABASE {live_q} RENAME TO {}",
-            quote_ident(previous)
-        )))
-        .execute(&mut conn)
+        match ddl(
+            &mut conn,
+            format!(
+                "ALTER DATABASE {live_q} RENAME TO {}",
+                quote_ident(previous)
+            ),
+        )
         .await
         {
             Ok(_) => {
@@ -723,10 +727,10 @@ pub async fn swap(
         }
     }
     if let Err(e) = renamed {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "ALTER DATABASE {live_q} WITH ALLOW_CONNECTIONS true"
-        )))
-        .execute(&mut conn)
+        let _ = ddl(
+            &mut conn,
+            format!("ALTER DATABASE {live_q} WITH ALLOW_CONNECTIONS true"),
+        )
         .await;
         return Err(Permanent::error(
             "database_in_use",
@@ -736,24 +740,28 @@ pub async fn swap(
             ),
         ));
     }
-    if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "ALTER DATABASE {} RENAME TO {live_q}",
-        quote_ident(restored)
-    )))
-    .execute(&mut conn)
+    if let Err(e) = ddl(
+        &mut conn,
+        format!(
+            "ALTER DATABASE {} RENAME TO {live_q}",
+            quote_ident(restored)
+        ),
+    )
     .await
     {
         // Put the live database back.
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "ALTER DATABASE {} RENAME TO {live_q}",
-            quote_ident(previous)
-        )))
-        .execute(&mut conn)
+        let _ = ddl(
+            &mut conn,
+            format!(
+                "ALTER DATABASE {} RENAME TO {live_q}",
+                quote_ident(previous)
+            ),
+        )
         .await;
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "ALTER DATABASE {live_q} WITH ALLOW_CONNECTIONS true"
-        )))
-        .execute(&mut conn)
+        let _ = ddl(
+            &mut conn,
+            format!("ALTER DATABASE {live_q} WITH ALLOW_CONNECTIONS true"),
+        )
         .await;
         return Err(Permanent::error(
             "database_swap_failed",
@@ -769,12 +777,14 @@ pub async fn swap(
 /// Gives the restored database the target's name when no database has it yet.
 pub async fn swap_into_new(server: &Target, restored: &str, live: &str) -> anyhow::Result<()> {
     let mut conn = admin_connect(server).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "ALTER DATABASE {} RENAME TO {}",
-        quote_ident(restored),
-        quote_ident(live)
-    )))
-    .execute(&mut conn)
+    ddl(
+        &mut conn,
+        format!(
+            "ALTER DATABASE {} RENAME TO {}",
+            quote_ident(restored),
+            quote_ident(live)
+        ),
+    )
     .await
     .map_err(|e| {
         Permanent::error(
@@ -791,11 +801,13 @@ pub async fn swap_into_new(server: &Target, restored: &str, live: &str) -> anyho
 /// Opens a database kept after a swap to connections again (when the user keeps it).
 pub async fn reopen(server: &Target, name: &str) -> anyhow::Result<()> {
     let mut conn = admin_connect(server).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
-        quote_ident(name)
-    )))
-    .execute(&mut conn)
+    ddl(
+        &mut conn,
+        format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
+            quote_ident(name)
+        ),
+    )
     .await?;
     Ok(())
 }
