@@ -242,6 +242,16 @@ pub struct SqliteSpec {
     pub path: PathBuf,
 }
 
+/// An SQLite database file and the files SQLite keeps beside it (`-wal`, `-shm`,
+/// `-journal`), the database itself first.
+pub fn sqlite_files(path: &Path) -> [PathBuf; 4] {
+    ["", "-wal", "-shm", "-journal"].map(|suffix| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        PathBuf::from(p)
+    })
+}
+
 /// The database part of a source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

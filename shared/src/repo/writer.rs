@@ -155,11 +155,7 @@ pub async fn write_snapshot(
     let stream = input.stream;
     let mut skip = Vec::new();
     for path in input.skip {
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            let mut p = path.clone().into_os_string();
-            p.push(suffix);
-            skip.push(PathBuf::from(p));
-        }
+        skip.extend(crate::model::sqlite_files(&path));
     }
     let scan_codec = codec.clone();
     let scanner = tokio::task::spawn_blocking(move || {

@@ -3,12 +3,13 @@
 //! all, in rollback-journal mode only while pages are copied), and restores that write a
 //! temporary file, check it with `PRAGMA integrity_check`, then rename it over the target.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
+use strata_shared::model::sqlite_files;
 use strata_shared::repo::manifest::TableRecord;
 
 use crate::jobs::Permanent;
@@ -192,25 +193,11 @@ pub fn check(path: &Path, expected: &[TableRecord]) -> anyhow::Result<Check> {
     })
 }
 
-/// The temporary file a restore of `target` writes first: beside it, so the rename is
-/// atomic.
-pub fn temp_path(target: &Path, job: &str) -> anyhow::Result<PathBuf> {
-    let name = target
-        .file_name()
-        .with_context(|| format!("{} has no file name", target.display()))?;
-    let mut temp = std::ffi::OsString::from(".strata-restore-");
-    temp.push(name);
-    temp.push(format!("-{job}"));
-    Ok(target.with_file_name(temp))
-}
-
 /// Renames the checked file over the target and removes the old database's `-wal`,
 /// `-shm` and `-journal` files, which belong to the replaced content. Blocking.
 pub fn replace(temp: &Path, target: &Path) -> anyhow::Result<()> {
-    for suffix in ["-wal", "-shm", "-journal"] {
-        let mut p = target.as_os_str().to_owned();
-        p.push(suffix);
-        match std::fs::remove_file(PathBuf::from(p)) {
+    for p in &sqlite_files(target)[1..] {
+        match std::fs::remove_file(p) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).context("removing the old database's journal files"),

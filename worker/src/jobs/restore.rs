@@ -8,7 +8,7 @@ use chrono::Utc;
 use futures::TryStreamExt;
 use strata_shared::db;
 use strata_shared::model::{
-    BackupId, BackupPayload, BackupType, DatabaseSpec, RestorePayload, SourceSpec,
+    sqlite_files, BackupId, BackupPayload, BackupType, DatabaseSpec, RestorePayload, SourceSpec,
 };
 use strata_shared::repo::chain::load_chain;
 use strata_shared::repo::manifest::DatabasePart;
@@ -231,18 +231,13 @@ fn clean_dir(dir: &Path) {
 
 /// Hard-links a live SQLite database (and its journals) into the staging tree.
 fn carry_over(live: &Path, staged: &Path) -> anyhow::Result<()> {
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let mut from = live.as_os_str().to_owned();
-        from.push(suffix);
-        let mut to = staged.as_os_str().to_owned();
-        to.push(suffix);
-        match std::fs::hard_link(&from, &to) {
+    for (from, to) in sqlite_files(live).iter().zip(sqlite_files(staged)) {
+        match std::fs::hard_link(from, &to) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                return Err(e).with_context(|| {
-                    format!("keeping the live database {}", Path::new(&from).display())
-                })
+                return Err(e)
+                    .with_context(|| format!("keeping the live database {}", from.display()))
             }
         }
     }
@@ -308,7 +303,7 @@ async fn prepare_database(
                     let target =
                         sqlite_target(spec, payload, Some(part)).context("no SQLite target")?;
                     check_parent(&target)?;
-                    (sqlite::temp_path(&target, &job)?, Some(target))
+                    (staging_path(&target, &job)?, Some(target))
                 }
             };
             // Writing the file inside the restored tree must not change its directory's
@@ -423,10 +418,8 @@ pub(super) async fn write_sqlite(
 }
 
 fn remove_sqlite(path: &Path) {
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(p));
+    for p in sqlite_files(path) {
+        let _ = std::fs::remove_file(p);
     }
 }
 
