@@ -3,9 +3,11 @@
 pub mod auth;
 pub mod error;
 pub mod idempotency;
+pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod relay;
 pub mod routes;
+pub mod scheduler;
 pub mod startup;
 pub mod state;

@@ -26,7 +26,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::routes::{
     self, access_for, audit, backups, config, download, files, health, jobs, keys, retention,
-    sources, upload, Access,
+    schedules, sources, upload, Access,
 };
 
 /// The body of every error response: `{"error": {"code", "message", "field"?}}`.
@@ -80,6 +80,11 @@ pub struct ErrorDetail {
         download::download,
         retention::delete,
         retention::prune,
+        schedules::create,
+        schedules::list,
+        schedules::get,
+        schedules::update,
+        schedules::delete,
         jobs::list,
         jobs::get,
         jobs::cancel,
@@ -106,6 +111,7 @@ pub struct ErrorDetail {
         (name = "health", description = "Liveness, readiness and the state of the services"),
         (name = "sources", description = "What gets backed up"),
         (name = "backups", description = "Backups: create, list, restore, verify, download, delete"),
+        (name = "schedules", description = "Backups that run themselves: cron, time zone, retention"),
         (name = "jobs", description = "Asynchronous jobs: status, progress, cancellation"),
         (name = "keys", description = "API keys (admin)"),
         (name = "files", description = "Short-lived download tokens"),

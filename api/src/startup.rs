@@ -46,6 +46,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         stop_rx,
     ));
 
+    let metrics = crate::metrics::bind(&config, pool.clone())?;
+    let metrics_handle = metrics.as_ref().map(|m| m.handle());
+    let metrics_task = metrics.map(tokio::spawn);
+    let ticker = if config.scheduler {
+        Some(crate::scheduler::start(pool.clone(), &config).await?)
+    } else {
+        None
+    };
+
     let auth = crate::auth::setup(&config, &pool).await?;
     crate::auth::bootstrap_admin(&config, &pool, &format!("http://{addr}")).await?;
     // Written once the API can answer: scripts and tests wait for it.
@@ -85,7 +94,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .listen(listener)?
     .run();
     tracing::info!(%addr, "strata-api listening on http://{addr}");
-    server.await.context("running the HTTP server")?;
+    let served = server.await.context("running the HTTP server");
+    if let Some(ticker) = ticker {
+        ticker.stop().await;
+    }
+    if let Some(handle) = metrics_handle {
+        handle.stop(true).await;
+    }
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
+    served?;
     let _ = stop_tx.send(true);
     let _ = relay.await;
     tracing::info!("strata-api stopped");

@@ -90,6 +90,17 @@ pub struct Config {
     pub worker_concurrency: u16,
     /// How often the sweeper looks for expired leases.
     pub sweep_interval: Duration,
+    /// `STRATA_SCHEDULER` (`on` | `off`, default on): whether this API process fires
+    /// schedules (every replica may; PostgreSQL makes each fire happen once).
+    pub scheduler: bool,
+    /// `STRATA_SCHEDULE_MISFIRE_GRACE_SECS` (default 60): a fire seen later than this
+    /// was missed (downtime): it runs once or is skipped, per the schedule's `catch_up`.
+    pub schedule_misfire_grace: Duration,
+    /// `STRATA_METRICS_BIND` (default `127.0.0.1:9464`; `off` disables): the API's
+    /// Prometheus listener.
+    pub metrics_bind: Option<String>,
+    /// When set, the API writes the metrics listener's bound address to this file.
+    pub metrics_addr_file: Option<PathBuf>,
     /// `json` or `text`.
     pub log_format: String,
     pub auth: AuthConfig,
@@ -271,6 +282,21 @@ impl Config {
             job_max_attempts: max_attempts,
             worker_concurrency: concurrency,
             sweep_interval: Duration::from_millis(parse_var("STRATA_SWEEP_INTERVAL_MS", 5000)?),
+            scheduler: match var("STRATA_SCHEDULER").as_deref() {
+                None | Some("on") | Some("true") => true,
+                Some("off") | Some("false") => false,
+                Some(other) => bail!("STRATA_SCHEDULER: must be `on` or `off`, got {other:?}"),
+            },
+            schedule_misfire_grace: Duration::from_secs(parse_var(
+                "STRATA_SCHEDULE_MISFIRE_GRACE_SECS",
+                60,
+            )?),
+            metrics_bind: match var("STRATA_METRICS_BIND") {
+                None => Some("127.0.0.1:9464".into()),
+                Some(v) if v == "off" => None,
+                Some(v) => Some(v),
+            },
+            metrics_addr_file: var("STRATA_METRICS_ADDR_FILE").map(PathBuf::from),
             log_format,
             auth: AuthConfig::from_env()?,
             upload: UploadLimits::from_env()?,

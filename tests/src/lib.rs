@@ -96,6 +96,8 @@ pub struct TestApp {
     api: Option<Child>,
     workers: Vec<Option<Child>>,
     log_seq: usize,
+    /// The sequence number of the first API process (names its address files).
+    api_seq: usize,
 }
 
 fn unique(prefix: &str) -> String {
@@ -151,6 +153,7 @@ impl TestApp {
                 dir.path().join("data").display().to_string(),
             ),
             ("STRATA_BIND".into(), "127.0.0.1:0".into()),
+            ("STRATA_METRICS_BIND".into(), "127.0.0.1:0".into()),
             ("STRATA_JOB_LEASE_SECS".into(), opts.lease_secs.to_string()),
             ("STRATA_SWEEP_INTERVAL_MS".into(), "500".into()),
             ("RUST_LOG".into(), "info,sqlx=warn".into()),
@@ -195,6 +198,7 @@ impl TestApp {
             api: None,
             workers: Vec::new(),
             log_seq: 0,
+            api_seq: 1,
         };
         app.base = app.start_api().await;
         for _ in 0..opts.workers {
@@ -243,7 +247,11 @@ impl TestApp {
             .path()
             .join(format!("api-addr-{}", self.log_seq + 1));
         let addr = addr_file.display().to_string();
-        let mut all: Vec<(&str, &str)> = vec![("STRATA_ADDR_FILE", addr.as_str())];
+        let metrics = format!("{addr}.metrics");
+        let mut all: Vec<(&str, &str)> = vec![
+            ("STRATA_ADDR_FILE", addr.as_str()),
+            ("STRATA_METRICS_ADDR_FILE", metrics.as_str()),
+        ];
         all.extend_from_slice(extra);
         let child = self
             .command("strata-api", &all)
@@ -545,5 +553,49 @@ impl TestApp {
     /// The process id of the first API process, to watch its memory.
     pub fn api_pid(&self) -> Option<u32> {
         self.api.as_ref().map(Child::id)
+    }
+
+    /// How many extra processes (workers and API replicas) were started: the index of the
+    /// newest is one less ([`TestApp::kill_worker`] takes it).
+    pub fn process_count(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// The process id of an extra process (worker or API replica).
+    pub fn process_pid(&self, index: usize) -> Option<u32> {
+        self.workers[index].as_ref().map(Child::id)
+    }
+
+    /// Kills the first API process with SIGKILL (a crash, or a node lost).
+    pub fn kill_api(&mut self) {
+        if let Some(mut child) = self.api.take() {
+            child.kill().expect("SIGKILL");
+            child.wait().ok();
+        }
+    }
+
+    /// Starts a new first API process (after [`TestApp::kill_api`]); requests go to it.
+    pub async fn restart_api(&mut self) {
+        assert!(self.api.is_none(), "the first API still runs");
+        let seq = self.log_seq + 1;
+        let (base, child) = self.start_api_with(&[]).await;
+        self.api = Some(child);
+        self.base = base;
+        self.api_seq = seq;
+    }
+
+    /// The Prometheus text of the first API's metrics listener.
+    pub async fn metrics(&self) -> String {
+        let file = self
+            .dir
+            .path()
+            .join(format!("api-addr-{}.metrics", self.api_seq));
+        let addr = std::fs::read_to_string(&file).expect("metrics address file");
+        reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .expect("metrics request")
+            .text()
+            .await
+            .expect("metrics body")
     }
 }

@@ -277,6 +277,59 @@ impl Runner {
     }
 
     /// Commits how the job ended, fenced by this worker's id.
+    /// A scheduled backup succeeded: its schedule's retention runs in the same
+    /// transaction (a savepoint: a failure of retention is logged and recorded in the
+    /// job's result, and never fails the backup; the next scheduled backup prunes again).
+    async fn scheduled_retention(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        job: &JobRow,
+        schedule_id: uuid::Uuid,
+        backup_id: &str,
+    ) -> anyhow::Result<()> {
+        let Some(source_id) = job.source_id else {
+            return Ok(());
+        };
+        let created_at: chrono::DateTime<chrono::Utc> =
+            sqlx::query_scalar("SELECT created_at FROM backups WHERE id = $1")
+                .bind(backup_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        let mut sp = sqlx::Connection::begin(&mut *tx).await?;
+        let applied = strata_shared::prune::after_scheduled_backup(
+            &mut sp,
+            schedule_id,
+            source_id,
+            created_at,
+            job.max_attempts,
+        )
+        .await;
+        let value = match applied {
+            Ok(None) => {
+                sp.commit().await?;
+                return Ok(());
+            }
+            Ok(Some(r)) => {
+                sp.commit().await?;
+                tracing::info!(%schedule_id, deleted = r.deleted.len(), kept = r.kept.len(), prune_job = ?r.job_id, "schedule retention applied");
+                serde_json::to_value(&r)?
+            }
+            Err(e) => {
+                sp.rollback().await?;
+                tracing::error!(%schedule_id, error = %format!("{e:#}"), "schedule retention failed; the backup stands");
+                serde_json::json!({"error": {"code": "retention_failed", "message": format!("{e:#}")}})
+            }
+        };
+        sqlx::query(
+            "UPDATE jobs SET result = jsonb_set(COALESCE(result, '{}'::jsonb), '{retention}', $2) WHERE id = $1",
+        )
+        .bind(job.id)
+        .bind(sqlx::types::Json(value))
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+
     async fn conclude(
         &self,
         job: &JobRow,
@@ -303,6 +356,10 @@ impl Runner {
                 }
                 if let Some((backup_id, completion)) = &outcome.backup {
                     db::backups::mark_complete(&mut tx, backup_id, completion).await?;
+                    if let Some(schedule_id) = job.schedule_id {
+                        self.scheduled_retention(&mut tx, job, schedule_id, backup_id)
+                            .await?;
+                    }
                 }
                 tx.commit().await?;
                 tracing::info!(warnings = outcome.warnings.len(), "job succeeded");

@@ -49,6 +49,8 @@ pub struct JobView {
     pub trace_id: Option<String>,
     /// When a client asked the job to stop (it stops at its next checkpoint).
     pub cancel_requested_at: Option<DateTime<Utc>>,
+    /// The schedule that created this job, if one did.
+    pub schedule_id: Option<Uuid>,
 }
 
 impl From<db::jobs::JobRow> for JobView {
@@ -75,6 +77,7 @@ impl From<db::jobs::JobRow> for JobView {
             finished_at: j.finished_at,
             trace_id: j.trace_id,
             cancel_requested_at: j.cancel_requested_at,
+            schedule_id: j.schedule_id,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod health;
 pub mod jobs;
 pub mod keys;
 pub mod retention;
+pub mod schedules;
 pub mod sources;
 pub mod upload;
 
@@ -74,6 +75,11 @@ route_table! {
     GET "/api/v1/backup/list" => backups::list, R(Viewer);
     POST "/api/v1/backup/upload" => upload::upload, R(BackupOperator);
     POST "/api/v1/backup/prune" => retention::prune, R(Admin);
+    POST "/api/v1/backup/schedule" => schedules::create, R(Admin);
+    GET "/api/v1/backup/schedule" => schedules::list, R(Viewer);
+    GET "/api/v1/backup/schedule/{schedule_id}" => schedules::get, R(Viewer);
+    PUT "/api/v1/backup/schedule/{schedule_id}" => schedules::update, R(Admin);
+    DELETE "/api/v1/backup/schedule/{schedule_id}" => schedules::delete, R(Admin);
     GET "/api/v1/backup/restore/{job_id}/status" => jobs::get, R(Viewer);
     POST "/api/v1/backup/restore/{backup_id}" => backups::restore, R(Admin);
     POST "/api/v1/backup/{backup_id}/restore" => backups::restore, R(Admin);

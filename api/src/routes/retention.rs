@@ -181,33 +181,12 @@ fn check_deletable(b: &BackupRow) -> ApiResult<()> {
     }
 }
 
-/// Backups that queued or running jobs need, with one such job (id, kind): the backups
-/// jobs are about (restore, verify…), and each source's newest complete backup (newest
-/// full one for a differential) while a backup or restore of that source may build on it.
+/// Backups that queued or running jobs need, with one such job (id, kind).
 async fn in_use(
     conn: &mut sqlx::PgConnection,
     backup_ids: &[String],
 ) -> ApiResult<HashMap<String, (Uuid, String)>> {
-    let mut out = HashMap::new();
-    for job in db::jobs::active_for_backups(&mut *conn, backup_ids).await? {
-        if let Some(b) = job.backup_id {
-            out.entry(b).or_insert((job.id, job.kind));
-        }
-    }
-    for job in db::jobs::active_writers(&mut *conn).await? {
-        let Some(source_id) = job.source_id else {
-            continue;
-        };
-        let requested = job.payload.0.get("type").and_then(Value::as_str);
-        if job.kind == JobKind::Backup.as_str() && requested == Some("full") {
-            continue;
-        }
-        let full_only = requested == Some("differential");
-        if let Some(p) = db::backups::latest_complete(&mut *conn, source_id, full_only).await? {
-            out.entry(p.id).or_insert((job.id, job.kind.clone()));
-        }
-    }
-    Ok(out)
+    Ok(strata_shared::prune::pinned(conn, backup_ids).await?)
 }
 
 fn payload(ids: &[String]) -> ApiResult<Value> {

@@ -36,6 +36,8 @@ pub struct JobRow {
     pub finished_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
     pub cancel_requested_at: Option<DateTime<Utc>>,
+    /// The schedule that created this job, if one did.
+    pub schedule_id: Option<Uuid>,
 }
 
 /// The partial unique index allowing one active backup or restore per source.

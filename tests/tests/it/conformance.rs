@@ -191,6 +191,49 @@ async fn seed_000_bot_platform_backup_api() {
     app.wait_success(&s(&deleted, "job_id")).await;
     let (status, _) = app.get(&format!("/api/v1/backup/{full}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Scheduling: the seed's schedule (cron, type, retention_days) → 201; list, update,
+    // delete; managing schedules is the admin's (the operator is refused).
+    let (status, sched) = app
+        .post(
+            "/api/v1/backup/schedule",
+            json!({ "cron": "0 2 * * *", "type": "incremental", "retention_days": 30 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sched}");
+    assert_eq!(sched["retention"], json!({ "retention_days": 30 }));
+    assert!(sched["next_run_at"].is_string(), "{sched}");
+    let schedule_id = s(&sched, "id");
+    let (status, list) = app.get("/api/v1/backup/schedule").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["items"][0]["id"], json!(schedule_id), "{list}");
+    let (status, updated) = app
+        .request(
+            reqwest::Method::PUT,
+            &format!("/api/v1/backup/schedule/{schedule_id}"),
+            Some(json!({ "cron": "0 3 * * *", "type": "differential" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(
+        (updated["cron"].as_str(), updated["type"].as_str()),
+        (Some("0 3 * * *"), Some("differential"))
+    );
+    let res = operator
+        .put(format!("{}/api/v1/backup/schedule/{schedule_id}", app.base))
+        .json(&json!({ "enabled": false }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let (status, _) = app
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/backup/schedule/{schedule_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
 }
 
 /// Seed 001 — a bot's configuration backups: export (redacted, attachment), import

@@ -10,5 +10,6 @@ mod jobs;
 mod openapi;
 mod retention;
 mod roundtrip;
+mod schedules;
 mod storage;
 mod upload;
