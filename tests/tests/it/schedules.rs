@@ -669,3 +669,61 @@ async fn retention_after_scheduled_backups_over_simulated_days_keeps_the_policy_
             .unwrap();
     assert_eq!(recorded, days as i64);
 }
+
+#[tokio::test]
+async fn a_fire_while_the_source_is_busy_is_skipped_and_recorded_not_queued() {
+    // No worker yet: a backup asked for through the API stays queued, the source busy.
+    let mut app = TestApp::spawn(Options {
+        workers: 0,
+        ..Options::default()
+    })
+    .await;
+    small_source(&app, "db").await;
+    let manual = app.backup("db", "full").await;
+    let manual_job = manual["job_id"].as_str().unwrap().to_string();
+    let s = create_schedule(&app, json!({"source": "db", "cron": "* * * * * *"})).await;
+    let id = s["id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    let busy = fires(&app, &id).await;
+    assert!(busy.len() >= 2, "{busy:?}");
+    for f in &busy {
+        assert_eq!(
+            (f.outcome.as_str(), f.job_id),
+            ("skipped_busy", None),
+            "{f:?}"
+        );
+    }
+    let (_, got) = app.get(&format!("/api/v1/backup/schedule/{id}")).await;
+    assert_eq!(got["last_status"], "skipped_busy", "{got}");
+    let fire = &got["recent_fires"][0];
+    assert_eq!(fire["error"]["code"], "job_in_progress", "{got}");
+    assert_eq!(fire["error"]["job_id"], json!(manual_job), "{got}");
+    // Nothing was queued behind the running job.
+    let (_, jobs) = app.get("/api/v1/jobs?kind=backup").await;
+    assert_eq!(jobs["items"].as_array().unwrap().len(), 1, "{jobs}");
+
+    // A worker arrives: the manual backup runs, then the schedule's fires make jobs.
+    app.spawn_worker();
+    app.wait_success(&manual_job).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let queued = loop {
+        let all = fires(&app, &id).await;
+        if let Some(f) = all.iter().find(|f| f.outcome == "queued") {
+            break f.clone();
+        }
+        assert!(Instant::now() < deadline, "no fire queued a job: {all:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (status, _) = app
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/backup/schedule/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let job = app.wait_success(&queued.job_id.unwrap().to_string()).await;
+    // Deleting the schedule keeps its jobs, now without a schedule.
+    assert_eq!(job["schedule_id"], Value::Null, "{job}");
+}
