@@ -584,18 +584,28 @@ impl TestApp {
         self.api_seq = seq;
     }
 
-    /// The Prometheus text of the first API's metrics listener.
+    /// The Prometheus text of a live API's metrics listener: the first API's, else any
+    /// replica's that answers (each reports the same schedule figures).
     pub async fn metrics(&self) -> String {
-        let file = self
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .expect("test dir")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "metrics"))
+            .collect();
+        let first = self
             .dir
             .path()
             .join(format!("api-addr-{}.metrics", self.api_seq));
-        let addr = std::fs::read_to_string(&file).expect("metrics address file");
-        reqwest::get(format!("http://{addr}/metrics"))
-            .await
-            .expect("metrics request")
-            .text()
-            .await
-            .expect("metrics body")
+        files.sort_by_key(|p| *p != first);
+        for file in files {
+            let Ok(addr) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            if let Ok(res) = reqwest::get(format!("http://{addr}/metrics")).await {
+                return res.text().await.expect("metrics body");
+            }
+        }
+        panic!("no API answers on its metrics listener");
     }
 }
