@@ -134,9 +134,11 @@ pub async fn write_snapshot(
 ) -> anyhow::Result<SnapshotOutput> {
     let excludes = compile_excludes(&input.exclude)?;
     progress.set_phase("indexing");
+    // The caller registered a repository session before this: chunks of packs condemned
+    // since are left out, so they are written again rather than referenced.
     let known: HashSet<ChunkId> = {
         let mut conn = pool.acquire().await?;
-        db::chunks::all_ids(&mut conn)
+        db::chunks::known_ids(&mut conn)
             .await?
             .iter()
             .filter_map(|b| ChunkId::from_slice(b).ok())
@@ -260,11 +262,31 @@ pub async fn write_snapshot(
 
 /// Closes, uploads and indexes one pack; returns its size.
 async fn upload_pack(repo: &Repository, pool: &PgPool, pack: PackBuilder) -> anyhow::Result<u64> {
+    let mut tx = pool.begin().await?;
+    let (id, size, rows) = put_pack(repo, &mut tx, pack).await?;
+    db::chunks::insert_pack(&mut tx, &id, size as i64, &rows)
+        .await
+        .with_context(|| format!("indexing pack {id}"))?;
+    tx.commit()
+        .await
+        .with_context(|| format!("indexing pack {id}"))?;
+    Ok(size)
+}
+
+/// Closes and uploads one pack, holding its pack lock in `tx` (the caller indexes it
+/// in the same transaction): a sweep of a byte-identical pack cannot interleave.
+/// Returns its id, size and index rows.
+pub(crate) async fn put_pack(
+    repo: &Repository,
+    tx: &mut sqlx::PgConnection,
+    pack: PackBuilder,
+) -> anyhow::Result<(String, u64, Vec<db::chunks::ChunkRow>)> {
     let cipher = repo.codec().cipher().cloned();
     let (id, bytes, entries) =
         tokio::task::spawn_blocking(move || pack.finish(cipher.as_ref())).await??;
     let size = bytes.len() as u64;
     let key = pack_key(&id);
+    db::repo_lock::pack_xact(tx, &id).await?;
     repo.storage
         .put(&key, bytes.into())
         .await
@@ -280,11 +302,7 @@ async fn upload_pack(repo: &Repository, pool: &PgPool, pack: PackBuilder) -> any
             raw_length: e.raw_length as i32,
         })
         .collect();
-    let mut conn = pool.acquire().await?;
-    db::chunks::insert_pack(&mut conn, &id, size as i64, &rows)
-        .await
-        .with_context(|| format!("indexing pack {id}"))?;
-    Ok(size)
+    Ok((id, size, rows))
 }
 
 /// The blocking stage: walks, reads, chunks and hashes.
