@@ -25,8 +25,8 @@ use utoipa::openapi::{
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::routes::{
-    self, access_for, audit, backups, config, download, files, health, jobs, keys, retention,
-    sources, upload, Access,
+    self, access_for, audit, backups, config, download, files, health, jobs, keys, repository,
+    retention, sources, upload, Access,
 };
 
 /// The body of every error response: `{"error": {"code", "message", "field"?}}`.
@@ -87,6 +87,7 @@ pub struct ErrorDetail {
         config::import,
         files::token,
         audit::list,
+        repository::gc,
         spec,
         docs,
     ),
@@ -111,6 +112,7 @@ pub struct ErrorDetail {
         (name = "files", description = "Short-lived download tokens"),
         (name = "audit", description = "Who did what (admin)"),
         (name = "config", description = "Configuration export and import (admin)"),
+        (name = "repository", description = "The repository itself: garbage collection (admin)"),
         (name = "meta", description = "This document"),
     )
 )]
