@@ -1,0 +1,435 @@
+//! Garbage collection concurrent with backups: while backups, restores, deletes, prunes
+//! and collections run together, every kept backup stays restorable byte for byte, and
+//! once things are quiet storage holds no unindexed pack and no pack mostly dead.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use strata_shared::repo::format::ChunkId;
+use strata_shared::repo::Repository;
+use strata_tests::tree::{assert_same_tree, assert_tree_matches, snapshot, write_noise, Node};
+use strata_tests::{Options, TestApp};
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * 1024;
+const THRESHOLD: f64 = 0.5;
+
+fn options() -> Options {
+    Options {
+        workers: 2,
+        env: vec![("STRATA_GC_REPACK_THRESHOLD".into(), THRESHOLD.to_string())],
+        ..Default::default()
+    }
+}
+
+/// Queues a collection; returns the job id.
+async fn start_gc(app: &TestApp) -> String {
+    let (status, accepted) = app.post("/api/v1/repository/gc", json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    assert_eq!(accepted["status"], "queued");
+    accepted["job_id"].as_str().unwrap().to_string()
+}
+
+/// The pack objects in the local repository: id → size.
+fn pack_objects(app: &TestApp) -> HashMap<String, u64> {
+    fn walk(dir: &Path, acc: &mut HashMap<String, u64>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                walk(&e.path(), acc);
+            } else {
+                let name = e.file_name().to_string_lossy().into_owned();
+                acc.insert(name, e.metadata().unwrap().len());
+            }
+        }
+    }
+    let mut acc = HashMap::new();
+    walk(&app.dir.path().join("data/repo/packs"), &mut acc);
+    acc
+}
+
+/// One pack as the index has it, and how much of it the manifests reference.
+#[derive(Debug)]
+struct PackState {
+    size: i64,
+    chunk_count: i32,
+    rows: usize,
+    live_rows: usize,
+    live_bytes: i64,
+    condemned: bool,
+}
+
+impl PackState {
+    fn dead_fraction(&self) -> f64 {
+        (self.size - self.live_bytes) as f64 / self.size as f64
+    }
+    /// Every chunk of the pack is referenced: only the header and trailer are not data.
+    fn all_live(&self) -> bool {
+        self.live_rows == self.rows && self.rows == self.chunk_count as usize
+    }
+}
+
+/// The index, checked against the references computed from the manifests in storage.
+async fn index_state(app: &TestApp) -> HashMap<String, PackState> {
+    let storage = strata_shared::storage::open(
+        &format!("file://{}", app.dir.path().join("data/repo").display()),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let repo = Repository::open(storage, None).await.unwrap();
+    let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
+    let refs: HashSet<ChunkId> = strata_shared::repo::gc::referenced_chunks(&repo, &pool)
+        .await
+        .unwrap();
+    let packs: Vec<(String, i64, i32, bool)> =
+        sqlx::query_as("SELECT id, size, chunk_count, condemned_at IS NOT NULL FROM packs")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let rows: Vec<(String, Vec<u8>, i32)> =
+        sqlx::query_as("SELECT pack_id, id, length FROM chunks")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let mut out: HashMap<String, PackState> = packs
+        .into_iter()
+        .map(|(id, size, chunk_count, condemned)| {
+            let s = PackState {
+                size,
+                chunk_count,
+                rows: 0,
+                live_rows: 0,
+                live_bytes: 0,
+                condemned,
+            };
+            (id, s)
+        })
+        .collect();
+    for (pack, id, length) in rows {
+        let p = out
+            .get_mut(&pack)
+            .expect("a chunk row names an unknown pack");
+        p.rows += 1;
+        if refs.contains(&ChunkId::from_slice(&id).unwrap()) {
+            p.live_rows += 1;
+            p.live_bytes += i64::from(length);
+        }
+    }
+    pool.close().await;
+    out
+}
+
+/// One round's change to a source: a file rewritten, one deleted, one (re)created,
+/// a small one added and an older small one removed.
+fn mutate(dir: &Path, round: u64, salt: u64) {
+    let seed = salt * 1_000_003 + round * 101;
+    let big = |i: u64| dir.join(format!("f{}.bin", i % 6));
+    write_noise(
+        &big(round),
+        seed + 1,
+        768 * KIB + (round as usize % 3) * 256 * KIB,
+    );
+    let _ = std::fs::remove_file(big(round + 2));
+    if !big(round + 4).exists() {
+        write_noise(&big(round + 4), seed + 2, MIB);
+    }
+    write_noise(&dir.join(format!("g{round}.bin")), seed + 3, 128 * KIB);
+    if round >= 2 {
+        let _ = std::fs::remove_file(dir.join(format!("g{}.bin", round - 2)));
+    }
+    std::fs::write(dir.join("round.txt"), format!("round {round} of {salt}\n")).unwrap();
+}
+
+/// What a backup was taken of.
+type Tree = BTreeMap<Vec<u8>, Node>;
+
+/// A backup kept so far, with the tree it was taken of.
+struct Kept {
+    id: String,
+    source: usize,
+    tree: Tree,
+}
+
+#[tokio::test]
+async fn gc_concurrent_with_backups_in_a_loop() {
+    const ROUNDS: u64 = 12;
+    let began = Instant::now();
+    let app = TestApp::spawn(options()).await;
+    let names = ["s0", "s1", "s2"];
+    let dirs: Vec<PathBuf> = names.iter().map(|n| app.dir.path().join(n)).collect();
+    for (i, (name, dir)) in names.iter().zip(&dirs).enumerate() {
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        for f in 0..6u64 {
+            write_noise(&dir.join(format!("f{f}.bin")), 50 + f + 10 * i as u64, MIB);
+        }
+        write_noise(&dir.join("sub/stable.bin"), 900 + i as u64, 256 * KIB);
+        app.create_source(name, dir).await;
+    }
+    let types = ["full", "incremental", "differential", "incremental"];
+    let mut kept: Vec<Kept> = Vec::new();
+    let (mut backups, mut gc_runs, mut deletes, mut prunes, mut restores) = (0, 0, 0, 0, 0);
+    let (mut repacked, mut condemned, mut deleted_packs, mut reclaimed, mut rewritten) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut overlapping, mut held_back) = (0u64, 0u64);
+    let mut add = |result: &Value| {
+        overlapping += u64::from(result["live_sessions"].as_i64().unwrap_or(0) > 0);
+        held_back += result["packs_kept_for_sessions"].as_u64().unwrap_or(0);
+        repacked += result["packs_repacked"].as_u64().unwrap_or(0);
+        condemned += result["packs_condemned"].as_u64().unwrap_or(0);
+        deleted_packs += result["packs_deleted"].as_u64().unwrap_or(0);
+        reclaimed += result["bytes_reclaimed"].as_u64().unwrap_or(0);
+        rewritten += result["bytes_rewritten"].as_u64().unwrap_or(0);
+    };
+
+    for round in 0..ROUNDS {
+        // Two sources are backed up while a backup of the third is restored (one job
+        // per source at a time).
+        let idle = round as usize % names.len();
+        let mut running: Vec<(String, String, usize, Tree)> = Vec::new();
+        for (i, (name, dir)) in names.iter().zip(&dirs).enumerate() {
+            if i == idle {
+                continue;
+            }
+            if round > 0 {
+                mutate(dir, round, i as u64 + 1);
+            }
+            let tree = snapshot(dir);
+            let ty = types[(round as usize + i) % types.len()];
+            let accepted = app.backup(name, ty).await;
+            running.push((
+                accepted["job_id"].as_str().unwrap().to_string(),
+                accepted["backup_id"].as_str().unwrap().to_string(),
+                i,
+                tree,
+            ));
+            backups += 1;
+        }
+        // ...a restore of a kept backup...
+        let candidates: Vec<&Kept> = kept.iter().filter(|k| k.source == idle).collect();
+        let restore = if candidates.is_empty() {
+            None
+        } else {
+            let k = candidates[(round as usize * 7) % candidates.len()];
+            let target = app.dir.path().join(format!("restore-{round}"));
+            eprintln!("round {round}: restoring {}", k.id);
+            let r = app.restore(&k.id, &target).await;
+            restores += 1;
+            Some((
+                r["job_id"].as_str().unwrap().to_string(),
+                target,
+                k.tree.clone(),
+            ))
+        };
+        // ...and, at the same time, a deletion, a prune or a bare collection.
+        let mut collecting: Vec<String> = Vec::new();
+        // What a deletion removes, including this round's backups if they finished
+        // already and a cascade or the policy took them.
+        let mut removed: HashSet<String> = HashSet::new();
+        match round % 3 {
+            1 => {
+                let mut done = false;
+                for k in kept.iter().map(|k| k.id.clone()).collect::<Vec<_>>() {
+                    let (status, body) = app
+                        .request(
+                            Method::DELETE,
+                            &format!("/api/v1/backup/{k}?cascade=true"),
+                            None,
+                        )
+                        .await;
+                    if status == StatusCode::ACCEPTED {
+                        let gone: HashSet<String> = body["deleted"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|v| v.as_str().unwrap().to_string())
+                            .collect();
+                        eprintln!("round {round}: delete {k} deletes {gone:?}");
+                        kept.retain(|k| !gone.contains(&k.id));
+                        removed.extend(gone);
+                        collecting.push(body["job_id"].as_str().unwrap().to_string());
+                        deletes += 1;
+                        done = true;
+                        break;
+                    }
+                    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+                }
+                if !done {
+                    collecting.push(start_gc(&app).await);
+                }
+            }
+            2 => {
+                let (status, body) = app
+                    .post("/api/v1/backup/prune", json!({"keep_last": 1}))
+                    .await;
+                assert!(
+                    status == StatusCode::ACCEPTED || status == StatusCode::OK,
+                    "{body}"
+                );
+                if let Some(job) = body["job_id"].as_str() {
+                    let gone: HashSet<String> = body["deleted"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.as_str().unwrap().to_string())
+                        .collect();
+                    eprintln!("round {round}: prune deletes {gone:?}");
+                    kept.retain(|k| !gone.contains(&k.id));
+                    removed.extend(gone);
+                    collecting.push(job.to_string());
+                    prunes += 1;
+                }
+            }
+            _ => {
+                if round > 0 {
+                    collecting.push(start_gc(&app).await);
+                }
+            }
+        }
+        for job in &collecting {
+            let j = app.wait_success(job).await;
+            add(&j["result"]);
+            gc_runs += 1;
+        }
+        for (job, id, source, tree) in running {
+            app.wait_success(&job).await;
+            if !removed.contains(&id) {
+                kept.push(Kept { id, source, tree });
+            }
+        }
+        if let Some((job, target, tree)) = restore {
+            app.wait_success(&job).await;
+            assert_tree_matches(&tree, &target, &format!("round {round} restore"));
+            std::fs::remove_dir_all(&target).unwrap();
+        }
+    }
+
+    // Quiet now: two collections leave nothing unindexed and nothing mostly dead.
+    for _ in 0..2 {
+        let job = start_gc(&app).await;
+        let j = app.wait_success(&job).await;
+        eprintln!("final gc: {}", j["result"]);
+        add(&j["result"]);
+        gc_runs += 1;
+    }
+    let objects = pack_objects(&app);
+    let index = index_state(&app).await;
+    let mut worst: f64 = 0.0;
+    for (id, p) in &index {
+        assert!(!p.condemned, "pack {id} is still condemned: {p:?}");
+        assert_eq!(
+            objects.get(id).copied(),
+            Some(p.size as u64),
+            "pack {id}: object"
+        );
+        assert!(
+            p.live_rows > 0,
+            "pack {id} holds no referenced chunk: {p:?}"
+        );
+        assert!(
+            p.dead_fraction() < THRESHOLD || p.all_live(),
+            "pack {id} is mostly dead: {p:?}"
+        );
+        if !p.all_live() {
+            worst = worst.max(p.dead_fraction());
+        }
+    }
+    for id in objects.keys() {
+        assert!(index.contains_key(id), "pack object {id} is not indexed");
+    }
+    let stored: u64 = objects.values().sum();
+    let live: i64 = index.values().map(|p| p.live_bytes).sum();
+
+    // Every kept backup restores byte for byte.
+    for k in &kept {
+        let target = app.dir.path().join(format!("final-{}", k.id));
+        let r = app.restore(&k.id, &target).await;
+        app.wait_success(r["job_id"].as_str().unwrap()).await;
+        assert_tree_matches(&k.tree, &target, &format!("backup {}", k.id));
+        std::fs::remove_dir_all(&target).unwrap();
+    }
+    eprintln!(
+        "loop: {ROUNDS} rounds, {backups} backups, {restores} restores during the loop, \
+         {deletes} deletes, {prunes} prunes, {gc_runs} collections; packs condemned {condemned}, \
+         repacked {repacked}, deleted {deleted_packs}, held back by a live session {held_back}; \
+         {overlapping} collections started while a session was live; bytes reclaimed {reclaimed}, rewritten {rewritten}; \
+         final: {} packs, {stored} bytes stored, {live} bytes live, worst dead fraction of a \
+         partly dead pack {worst:.3}; {} backups kept and restored; {:.1?}",
+        index.len(),
+        kept.len(),
+        began.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn mostly_dead_packs_are_repacked() {
+    let app = TestApp::spawn(options()).await;
+    let src = app.dir.path().join("r");
+    std::fs::create_dir_all(&src).unwrap();
+    for f in 0..10u64 {
+        write_noise(&src.join(format!("f{f}.bin")), 300 + f, MIB);
+    }
+    app.create_source("r", &src).await;
+    let first = app.backup("r", "full").await;
+    app.wait_success(first["job_id"].as_str().unwrap()).await;
+    let before = pack_objects(&app);
+
+    // Keep two of the ten files in a second full backup, then delete the first: its
+    // pack is four fifths dead.
+    for f in 2..10u64 {
+        std::fs::remove_file(src.join(format!("f{f}.bin"))).unwrap();
+    }
+    let second = app.backup("r", "full").await;
+    app.wait_success(second["job_id"].as_str().unwrap()).await;
+    let (status, accepted) = app
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/backup/{}", first["backup_id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let job = app.wait_success(accepted["job_id"].as_str().unwrap()).await;
+    let r = &job["result"];
+    eprintln!("repack: {r}");
+    assert!(r["packs_repacked"].as_u64().unwrap() >= 1, "{r}");
+    assert_eq!(r["packs_written"], 1, "{r}");
+    let rewritten = r["bytes_rewritten"].as_u64().unwrap();
+    assert!(
+        rewritten >= (2 * MIB) as u64 && rewritten < (2 * MIB + 256 * KIB) as u64,
+        "{r}"
+    );
+    // The big pack is gone, replaced by a small one.
+    let after = pack_objects(&app);
+    let big: Vec<&String> = before
+        .iter()
+        .filter(|(_, s)| **s > (8 * MIB) as u64)
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(big.len(), 1, "{before:?}");
+    assert!(
+        !after.contains_key(big[0]),
+        "the mostly dead pack is still there"
+    );
+    let total_after: u64 = after.values().sum();
+    assert!(total_after < (3 * MIB) as u64, "{after:?}");
+
+    let target = app.dir.path().join("restored");
+    let restore = app
+        .restore(second["backup_id"].as_str().unwrap(), &target)
+        .await;
+    app.wait_success(restore["job_id"].as_str().unwrap()).await;
+    assert_same_tree(&src, &target);
+
+    // One collection at a time is queued; a second request is refused meanwhile.
+    let job = start_gc(&app).await;
+    let (status, body) = app.post("/api/v1/repository/gc", json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "job_in_progress", "{body}");
+    let j = app.wait_job(&job, Duration::from_secs(60)).await;
+    assert_eq!(j["status"], "succeeded", "{j}");
+    assert_eq!(j["result"]["packs_repacked"], 0, "{j}");
+    assert_eq!(j["result"]["packs_deleted"], 0, "{j}");
+}
