@@ -134,7 +134,7 @@ fn mutate(dir: &Path, round: u64, salt: u64) {
     );
     let _ = std::fs::remove_file(big(round + 2));
     if !big(round + 4).exists() {
-        write_noise(&big(round + 4), seed + 2, MIB);
+        write_noise(&big(round + 4), seed + 2, 3 * MIB);
     }
     write_noise(&dir.join(format!("g{round}.bin")), seed + 3, 128 * KIB);
     if round >= 2 {
@@ -155,7 +155,11 @@ struct Kept {
 
 #[tokio::test]
 async fn gc_concurrent_with_backups_in_a_loop() {
-    const ROUNDS: u64 = 12;
+    // More rounds for a longer soak: STRATA_TEST_GC_ROUNDS=100.
+    let rounds: u64 = std::env::var("STRATA_TEST_GC_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12);
     let began = Instant::now();
     let app = TestApp::spawn(options()).await;
     let names = ["s0", "s1", "s2"];
@@ -163,7 +167,11 @@ async fn gc_concurrent_with_backups_in_a_loop() {
     for (i, (name, dir)) in names.iter().zip(&dirs).enumerate() {
         std::fs::create_dir_all(dir.join("sub")).unwrap();
         for f in 0..6u64 {
-            write_noise(&dir.join(format!("f{f}.bin")), 50 + f + 10 * i as u64, MIB);
+            write_noise(
+                &dir.join(format!("f{f}.bin")),
+                50 + f + 10 * i as u64,
+                3 * MIB,
+            );
         }
         write_noise(&dir.join("sub/stable.bin"), 900 + i as u64, 256 * KIB);
         app.create_source(name, dir).await;
@@ -184,7 +192,31 @@ async fn gc_concurrent_with_backups_in_a_loop() {
         rewritten += result["bytes_rewritten"].as_u64().unwrap_or(0);
     };
 
-    for round in 0..ROUNDS {
+    // A long-running job, simulated: a session registered at some rounds and ended
+    // two rounds later holds back what is condemned meanwhile.
+    let mut db = app.db().await;
+    let mut long_job: Option<uuid::Uuid> = None;
+    for round in 0..rounds {
+        match (round % 4, long_job) {
+            (1, None) => {
+                let id = uuid::Uuid::now_v7();
+                sqlx::query("INSERT INTO repo_sessions (id, kind) VALUES ($1, 'test')")
+                    .bind(id)
+                    .execute(&mut db)
+                    .await
+                    .unwrap();
+                long_job = Some(id);
+            }
+            (3, Some(id)) => {
+                sqlx::query("DELETE FROM repo_sessions WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut db)
+                    .await
+                    .unwrap();
+                long_job = None;
+            }
+            _ => {}
+        }
         // Two sources are backed up while a backup of the third is restored (one job
         // per source at a time).
         let idle = round as usize % names.len();
@@ -306,6 +338,13 @@ async fn gc_concurrent_with_backups_in_a_loop() {
         }
     }
 
+    if let Some(id) = long_job {
+        sqlx::query("DELETE FROM repo_sessions WHERE id = $1")
+            .bind(id)
+            .execute(&mut db)
+            .await
+            .unwrap();
+    }
     // Quiet now: two collections leave nothing unindexed and nothing mostly dead.
     for _ in 0..2 {
         let job = start_gc(&app).await;
@@ -351,7 +390,7 @@ async fn gc_concurrent_with_backups_in_a_loop() {
         std::fs::remove_dir_all(&target).unwrap();
     }
     eprintln!(
-        "loop: {ROUNDS} rounds, {backups} backups, {restores} restores during the loop, \
+        "loop: {rounds} rounds, {backups} backups, {restores} restores during the loop, \
          {deletes} deletes, {prunes} prunes, {gc_runs} collections; packs condemned {condemned}, \
          repacked {repacked}, deleted {deleted_packs}, held back by a live session {held_back}; \
          {overlapping} collections started while a session was live; bytes reclaimed {reclaimed}, rewritten {rewritten}; \
