@@ -3,10 +3,11 @@
 //! session instead (`db::repo_sessions`) and never wait for a collection.
 //!
 //! - The collection lock: one collection at a time (a second one waits for the first).
-//! - The pack locks: one per pack id, held by a writer from the upload of a pack to its
-//!   indexing and by the sweep from the removal of a pack's index rows to the deletion
-//!   of its object, so a writer that happens to write a byte-identical pack (same id)
-//!   while it is swept never ends up indexed without its object.
+//! - The pack locks: one per pack id, held by a writer while it indexes a pack (and
+//!   checks the object it uploaded is still there) and by the sweep from the removal of
+//!   a pack's index rows to the deletion of its object, so a writer that happens to
+//!   write a byte-identical pack (same id) while it is swept never ends up indexed
+//!   without its object.
 //!
 //! A session-level lock lives on a connection taken out of the pool (`detach`): closing
 //! that connection — when the holder ends, or when its process dies — releases it.

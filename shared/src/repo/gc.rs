@@ -34,7 +34,7 @@ use super::format::{BlobKind, ChunkId, PACK_TARGET};
 use super::manifest::manifest_key;
 use super::pack::{pack_key, PackBuilder};
 use super::tree::parse_segment;
-use super::writer::{put_pack, CancelFlag, Progress, Stopped};
+use super::writer::{lock_stored_pack, put_pack, CancelFlag, Progress, Stopped};
 use super::Repository;
 use crate::db;
 use crate::storage::StorageError;
@@ -446,7 +446,7 @@ impl Collection<'_> {
         Ok(())
     }
 
-    /// Uploads one repacked pack, moves the chunks to it and condemns `olds`, in the
+    /// Uploads one repacked pack, then moves the chunks to it and condemns `olds` in one
     /// transaction that holds the new pack's lock.
     async fn flush(
         &mut self,
@@ -455,9 +455,15 @@ impl Collection<'_> {
         olds: &[String],
         h0: DateTime<Utc>,
     ) -> anyhow::Result<()> {
+        let stored = if builder.is_empty() {
+            None
+        } else {
+            Some(put_pack(self.repo, builder).await?)
+        };
         let mut tx = self.pool.begin().await?;
-        if !builder.is_empty() {
-            let (id, size, rows) = put_pack(self.repo, &mut tx, builder).await?;
+        if let Some(stored) = stored {
+            lock_stored_pack(self.repo, &mut tx, &stored).await?;
+            let (id, size, rows) = (stored.id, stored.size, stored.rows);
             if olds.contains(&id) {
                 // The same bytes again (nothing was dead after all): leave it be.
                 return Ok(());

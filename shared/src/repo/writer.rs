@@ -262,33 +262,36 @@ pub async fn write_snapshot(
 
 /// Closes, uploads and indexes one pack; returns its size.
 async fn upload_pack(repo: &Repository, pool: &PgPool, pack: PackBuilder) -> anyhow::Result<u64> {
+    let stored = put_pack(repo, pack).await?;
     let mut tx = pool.begin().await?;
-    let (id, size, rows) = put_pack(repo, &mut tx, pack).await?;
-    db::chunks::insert_pack(&mut tx, &id, size as i64, &rows)
+    lock_stored_pack(repo, &mut tx, &stored).await?;
+    db::chunks::insert_pack(&mut tx, &stored.id, stored.size as i64, &stored.rows)
         .await
-        .with_context(|| format!("indexing pack {id}"))?;
+        .with_context(|| format!("indexing pack {}", stored.id))?;
     tx.commit()
         .await
-        .with_context(|| format!("indexing pack {id}"))?;
-    Ok(size)
+        .with_context(|| format!("indexing pack {}", stored.id))?;
+    Ok(stored.size)
 }
 
-/// Closes and uploads one pack, holding its pack lock in `tx` (the caller indexes it
-/// in the same transaction): a sweep of a byte-identical pack cannot interleave.
-/// Returns its id, size and index rows.
-pub(crate) async fn put_pack(
-    repo: &Repository,
-    tx: &mut sqlx::PgConnection,
-    pack: PackBuilder,
-) -> anyhow::Result<(String, u64, Vec<db::chunks::ChunkRow>)> {
+/// A pack uploaded, not indexed yet.
+pub(crate) struct StoredPack {
+    pub id: String,
+    pub size: u64,
+    pub rows: Vec<db::chunks::ChunkRow>,
+    bytes: bytes::Bytes,
+}
+
+/// Closes and uploads one pack; the caller indexes it after [`lock_stored_pack`].
+pub(crate) async fn put_pack(repo: &Repository, pack: PackBuilder) -> anyhow::Result<StoredPack> {
     let cipher = repo.codec().cipher().cloned();
     let (id, bytes, entries) =
         tokio::task::spawn_blocking(move || pack.finish(cipher.as_ref())).await??;
+    let bytes = bytes::Bytes::from(bytes);
     let size = bytes.len() as u64;
     let key = pack_key(&id);
-    db::repo_lock::pack_xact(tx, &id).await?;
     repo.storage
-        .put(&key, bytes.into())
+        .put(&key, bytes.clone())
         .await
         .with_context(|| format!("uploading pack {key}"))?;
     let rows: Vec<db::chunks::ChunkRow> = entries
@@ -302,7 +305,33 @@ pub(crate) async fn put_pack(
             raw_length: e.raw_length as i32,
         })
         .collect();
-    Ok((id, size, rows))
+    Ok(StoredPack {
+        id,
+        size,
+        rows,
+        bytes,
+    })
+}
+
+/// Takes the pack's lock in `tx` (held until it commits, with the index rows) and makes
+/// sure the object is still there: garbage collection may have swept a byte-identical
+/// pack (same id) between the upload and now; it cannot any more until `tx` ends, and
+/// after that only once the pack is condemned again.
+pub(crate) async fn lock_stored_pack(
+    repo: &Repository,
+    tx: &mut sqlx::PgConnection,
+    pack: &StoredPack,
+) -> anyhow::Result<()> {
+    db::repo_lock::pack_xact(tx, &pack.id).await?;
+    let key = pack_key(&pack.id);
+    if repo.storage.head(&key).await?.is_none() {
+        tracing::info!(pack = %pack.id, "a pack with the same bytes was swept meanwhile; uploading it again");
+        repo.storage
+            .put(&key, pack.bytes.clone())
+            .await
+            .with_context(|| format!("uploading pack {key} again"))?;
+    }
+    Ok(())
 }
 
 /// The blocking stage: walks, reads, chunks and hashes.
