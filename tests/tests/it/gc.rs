@@ -472,3 +472,231 @@ async fn mostly_dead_packs_are_repacked() {
     assert_eq!(j["result"]["packs_repacked"], 0, "{j}");
     assert_eq!(j["result"]["packs_deleted"], 0, "{j}");
 }
+
+#[tokio::test]
+async fn a_backup_started_after_a_condemnation_does_not_deduplicate_against_it() {
+    let app = TestApp::spawn(options()).await;
+    // Source a holds x; source b holds the same x and a little more.
+    let (a, b) = (app.dir.path().join("a"), app.dir.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    write_noise(&a.join("x.bin"), 4242, 3 * MIB);
+    std::fs::copy(a.join("x.bin"), b.join("x.bin")).unwrap();
+    write_noise(&b.join("y.bin"), 777, 64 * KIB);
+    app.create_source("a", &a).await;
+    app.create_source("b", &b).await;
+    let first = app.backup("a", "full").await;
+    app.wait_success(first["job_id"].as_str().unwrap()).await;
+    let a_packs: HashSet<String> = pack_objects(&app).into_keys().collect();
+
+    // A job that started earlier is still running (its session is live): deleting a
+    // condemns its pack but keeps it.
+    let earlier = uuid::Uuid::now_v7();
+    let mut db = app.db().await;
+    sqlx::query("INSERT INTO repo_sessions (id, kind) VALUES ($1, 'test')")
+        .bind(earlier)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let (status, accepted) = app
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/backup/{}", first["backup_id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let deleted = app.wait_success(accepted["job_id"].as_str().unwrap()).await;
+    let r = &deleted["result"];
+    assert!(r["packs_condemned"].as_u64().unwrap() >= 1, "{r}");
+    assert_eq!(r["packs_deleted"], 0, "{r}");
+    let objects = pack_objects(&app);
+    assert!(a_packs.iter().all(|p| objects.contains_key(p)));
+
+    // A backup that starts now does not know the condemned chunks: it stores x again
+    // and its index rows move to its own pack.
+    let second = app.backup("b", "full").await;
+    let done = app.wait_success(second["job_id"].as_str().unwrap()).await;
+    let (_, backup) = app
+        .get(&format!(
+            "/api/v1/backup/{}",
+            second["backup_id"].as_str().unwrap()
+        ))
+        .await;
+    eprintln!("backup of b: {} / {}", done["result"], backup);
+    assert!(
+        backup["stored_size"].as_u64().unwrap() >= (3 * MIB) as u64,
+        "x was deduplicated against a condemned pack: {backup}"
+    );
+    let index = index_state(&app).await;
+    for id in &a_packs {
+        let p = &index[id];
+        assert!(p.condemned, "{p:?}");
+        assert_eq!(
+            p.live_rows, 0,
+            "a live chunk still points to a condemned pack: {p:?}"
+        );
+    }
+
+    // Once the earlier job ends, the next collection deletes the condemned pack.
+    sqlx::query("DELETE FROM repo_sessions WHERE id = $1")
+        .bind(earlier)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let job = start_gc(&app).await;
+    let j = app.wait_success(&job).await;
+    assert!(j["result"]["packs_deleted"].as_u64().unwrap() >= 1, "{j}");
+    let objects = pack_objects(&app);
+    assert!(a_packs.iter().all(|p| !objects.contains_key(p)));
+    let target = app.dir.path().join("restored-b");
+    let r = app
+        .restore(second["backup_id"].as_str().unwrap(), &target)
+        .await;
+    app.wait_success(r["job_id"].as_str().unwrap()).await;
+    assert_same_tree(&b, &target);
+}
+
+/// A stream that stays open until told to end: holds a writer after it loaded its known set.
+struct Gate(std::sync::mpsc::Receiver<()>);
+
+impl std::io::Read for Gate {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        let _ = self.0.recv();
+        Ok(0)
+    }
+}
+
+#[tokio::test]
+async fn a_writer_registered_before_a_condemnation_keeps_what_it_deduplicates_against() {
+    use std::sync::Arc;
+    use strata_shared::repo::manifest::Manifest;
+    use strata_shared::repo::reader::ChunkReader;
+    use strata_shared::repo::session::Session;
+    use strata_shared::repo::tree::parse_segment;
+    use strata_shared::repo::writer::{write_snapshot, Progress, SnapshotInput, StreamInput};
+
+    let app = TestApp::spawn(options()).await;
+    let (a, b) = (app.dir.path().join("a"), app.dir.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    write_noise(&a.join("x.bin"), 4242, 3 * MIB);
+    std::fs::copy(a.join("x.bin"), b.join("x.bin")).unwrap();
+    app.create_source("a", &a).await;
+    let first = app.backup("a", "full").await;
+    app.wait_success(first["job_id"].as_str().unwrap()).await;
+    let a_packs: HashSet<String> = pack_objects(&app).into_keys().collect();
+
+    // A writer in this process, as a backup job runs one: session, known set, then held.
+    let storage = strata_shared::storage::open(
+        &format!("file://{}", app.dir.path().join("data/repo").display()),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let repo = Repository::open(storage, None).await.unwrap();
+    let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
+    let session = Session::start(&pool, "backup", None, None).await.unwrap();
+    let (open, gate) = std::sync::mpsc::channel();
+    let progress = Arc::new(Progress::default());
+    let writer = {
+        let (repo, pool, progress, root) =
+            (repo.clone(), pool.clone(), progress.clone(), b.clone());
+        tokio::spawn(async move {
+            let input = SnapshotInput {
+                root: Some(root),
+                exclude: Vec::new(),
+                skip: Vec::new(),
+                stream: Some(StreamInput {
+                    reader: Box::new(Gate(gate)),
+                    size_hint: 0,
+                }),
+                parent: None,
+            };
+            write_snapshot(&repo, &pool, input, progress, Default::default()).await
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while progress.phase() != "dumping database" {
+        assert!(Instant::now() < deadline, "the writer did not start");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // a is deleted meanwhile: its pack is condemned, not deleted.
+    let (status, accepted) = app
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/backup/{}", first["backup_id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let deleted = app.wait_success(accepted["job_id"].as_str().unwrap()).await;
+    let r = &deleted["result"];
+    assert!(r["packs_condemned"].as_u64().unwrap() >= 1, "{r}");
+    assert!(r["packs_kept_for_sessions"].as_u64().unwrap() >= 1, "{r}");
+    assert_eq!(r["packs_deleted"], 0, "{r}");
+
+    // The writer goes on: x is deduplicated against the condemned pack, and the
+    // manifest is written after the collection read the manifests.
+    open.send(()).unwrap();
+    let output = writer.await.unwrap().unwrap();
+    assert!(
+        output.stats.stored_size < MIB as u64,
+        "x was not deduplicated: {:?}",
+        output.stats
+    );
+    let now = chrono::Utc::now();
+    let manifest = Manifest {
+        format_version: strata_shared::repo::format::FORMAT_VERSION,
+        backup_id: "held-writer".into(),
+        source_id: uuid::Uuid::now_v7(),
+        source_name: "b".into(),
+        root: b.display().to_string(),
+        backup_type: "full".into(),
+        requested_type: "full".into(),
+        parent: None,
+        chain: vec!["held-writer".into()],
+        created_at: now,
+        completed_at: now,
+        stats: output.stats.clone(),
+        tree: output.tree.clone(),
+        warnings: Vec::new(),
+        has_files: true,
+        database: None,
+    };
+    repo.put_manifest(&manifest).await.unwrap();
+    session.end().await;
+
+    // The next collection finds the pack referenced again and takes it back.
+    let job = start_gc(&app).await;
+    let j = app.wait_success(&job).await;
+    eprintln!("gc after the writer: {}", j["result"]);
+    assert!(
+        j["result"]["packs_uncondemned"].as_u64().unwrap() >= 1,
+        "{j}"
+    );
+    let objects = pack_objects(&app);
+    assert!(
+        a_packs.iter().all(|p| objects.contains_key(p)),
+        "a pack the writer used is gone"
+    );
+    let index = index_state(&app).await;
+    assert!(index.values().all(|p| !p.condemned), "{index:?}");
+
+    // And what the manifest references reads back as x.
+    let reader = ChunkReader::new(repo.clone(), pool.clone());
+    let mut content = Vec::new();
+    for segment in &manifest.tree {
+        let raw = reader.get(*segment).await.unwrap();
+        for entry in parse_segment(&raw).unwrap() {
+            for chunk in entry.chunks {
+                content.extend_from_slice(&reader.get(chunk).await.unwrap());
+            }
+        }
+    }
+    assert!(
+        content == std::fs::read(b.join("x.bin")).unwrap(),
+        "x does not read back"
+    );
+}
