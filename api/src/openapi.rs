@@ -25,8 +25,8 @@ use utoipa::openapi::{
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::routes::{
-    self, access_for, audit, backups, config, download, files, health, jobs, keys, retention,
-    schedules, sources, upload, Access,
+    self, access_for, audit, backups, config, download, files, health, jobs, keys, repository,
+    retention, schedules, sources, upload, Access,
 };
 
 /// The body of every error response: `{"error": {"code", "message", "field"?}}`.
@@ -92,6 +92,7 @@ pub struct ErrorDetail {
         config::import,
         files::token,
         audit::list,
+        repository::gc,
         spec,
         docs,
     ),
@@ -117,6 +118,7 @@ pub struct ErrorDetail {
         (name = "files", description = "Short-lived download tokens"),
         (name = "audit", description = "Who did what (admin)"),
         (name = "config", description = "Configuration export and import (admin)"),
+        (name = "repository", description = "The repository itself: garbage collection (admin)"),
         (name = "meta", description = "This document"),
     )
 )]

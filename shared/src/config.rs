@@ -106,6 +106,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Limits of `POST /api/v1/backup/upload`.
     pub upload: UploadLimits,
+    /// Garbage collection (`STRATA_GC_*`).
+    pub gc: crate::repo::gc::GcOptions,
 }
 
 /// What an uploaded archive may be.
@@ -210,7 +212,7 @@ fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-fn parse_var<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
+pub(crate) fn parse_var<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
 where
     T::Err: fmt::Display,
 {
@@ -300,6 +302,7 @@ impl Config {
             log_format,
             auth: AuthConfig::from_env()?,
             upload: UploadLimits::from_env()?,
+            gc: crate::repo::gc::GcOptions::from_env()?,
         })
     }
 }

@@ -79,6 +79,7 @@ string_enum!(
         Prune => "prune",
         Verify => "verify",
         Import => "import",
+        Gc => "gc",
     }
 );
 

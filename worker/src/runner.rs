@@ -16,6 +16,7 @@ use strata_shared::model::{
     VerifyPayload,
 };
 use strata_shared::queue::{self, Topology};
+use strata_shared::repo::session::Session;
 use strata_shared::repo::writer::{Progress, Stopped};
 use strata_shared::repo::Repository;
 use tokio::sync::{watch, Semaphore};
@@ -237,14 +238,33 @@ impl Runner {
     async fn dispatch(&self, ctx: &JobContext, job: &JobRow) -> anyhow::Result<Outcome> {
         let kind = JobKind::parse(&job.kind)
             .map_err(|e| Permanent::error("unknown_job_kind", e.to_string()))?;
-        // Jobs that add data hold the repository lock shared: garbage collection cannot
-        // delete a chunk they deduplicate against while they run.
-        let _repo_lock = match kind {
-            JobKind::Backup | JobKind::Import | JobKind::Restore => {
-                Some(db::repo_lock::shared(&self.pool).await?)
-            }
+        // Jobs that read or write the repository hold a session for their whole run:
+        // garbage collection keeps every pack condemned after it started.
+        let session = match kind {
+            JobKind::Backup | JobKind::Import | JobKind::Restore | JobKind::Verify => Some(
+                Session::start(
+                    &self.pool,
+                    kind.as_str(),
+                    Some(job.id),
+                    Some(ctx.cancel.clone()),
+                )
+                .await?,
+            ),
             _ => None,
         };
+        let outcome = self.run_kind(ctx, job, kind).await;
+        if let Some(session) = session {
+            session.end().await;
+        }
+        outcome
+    }
+
+    async fn run_kind(
+        &self,
+        ctx: &JobContext,
+        job: &JobRow,
+        kind: JobKind,
+    ) -> anyhow::Result<Outcome> {
         match kind {
             JobKind::Backup => {
                 let payload: BackupPayload = serde_json::from_value(job.payload.0.clone())
@@ -266,13 +286,14 @@ impl Runner {
             JobKind::Delete | JobKind::Prune => {
                 let payload: DeletePayload = serde_json::from_value(job.payload.0.clone())
                     .map_err(|e| Permanent::error("bad_payload", format!("delete payload: {e}")))?;
-                jobs::delete::run(ctx, payload).await
+                jobs::delete::run(ctx, payload, &self.config.gc).await
             }
             JobKind::Import => {
                 let payload: ImportPayload = serde_json::from_value(job.payload.0.clone())
                     .map_err(|e| Permanent::error("bad_payload", format!("import payload: {e}")))?;
                 jobs::import::run(ctx, payload).await
             }
+            JobKind::Gc => jobs::gc::run(ctx, &self.config.gc).await,
         }
     }
 

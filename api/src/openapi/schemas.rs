@@ -33,6 +33,7 @@ pub enum JobKindName {
     Prune,
     Verify,
     Import,
+    Gc,
 }
 
 /// Where a job is in its life.

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use strata_shared::model::{ArchiveFormat, BackupStatus};
 use strata_shared::repo::chain::load_chain;
 use strata_shared::repo::export::{export, ArchiveStream};
+use strata_shared::repo::session::Session;
 use utoipa::IntoParams;
 
 use crate::error::{ApiError, ApiResult};
@@ -77,6 +78,8 @@ pub async fn download(
         ));
     }
     let repo = state.repo().await?;
+    // Held until the stream ends: garbage collection keeps what the export may still read.
+    let session = Session::start(&state.pool, "download", None, None).await?;
     let manifest = repo.get_manifest(&backup.id).await?;
     let chain = load_chain(repo, manifest).await?;
     let completed = backup.completed_at.unwrap_or(backup.created_at);
@@ -97,14 +100,27 @@ pub async fn download(
             disposition: DispositionType::Attachment,
             parameters: vec![DispositionParam::Filename(filename)],
         })
-        .streaming(body(blocks)))
+        .streaming(body(blocks, session)))
 }
 
-/// The channel as a body stream; dropping it (client gone) stops the export.
+/// The channel as a body stream; dropping it (client gone) stops the export and ends
+/// the repository session.
 fn body(
     blocks: ArchiveStream,
+    session: Session,
 ) -> impl futures::Stream<Item = std::io::Result<actix_web::web::Bytes>> {
-    futures::stream::unfold(blocks, |mut rx| async move {
-        rx.recv().await.map(|block| (block, rx))
-    })
+    futures::stream::unfold(
+        (blocks, Some(session)),
+        |(mut rx, mut session)| async move {
+            match rx.recv().await {
+                Some(block) => Some((block, (rx, session))),
+                None => {
+                    if let Some(s) = session.take() {
+                        s.end().await;
+                    }
+                    None
+                }
+            }
+        },
+    )
 }

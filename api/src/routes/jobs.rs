@@ -298,7 +298,7 @@ async fn undo_queued(
             .execute(&mut *conn)
             .await?;
         }
-        JobKind::Restore | JobKind::Verify => {}
+        JobKind::Restore | JobKind::Verify | JobKind::Gc => {}
     }
     Ok(())
 }

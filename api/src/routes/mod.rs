@@ -11,6 +11,7 @@ pub mod files;
 pub mod health;
 pub mod jobs;
 pub mod keys;
+pub mod repository;
 pub mod retention;
 pub mod schedules;
 pub mod sources;
@@ -97,6 +98,7 @@ route_table! {
     DELETE "/api/v1/keys/{id}" => keys::revoke, R(Admin);
     POST "/api/v1/files/token" => files::token, R(Viewer);
     GET "/api/v1/audit" => audit::list, R(Admin);
+    POST "/api/v1/repository/gc" => repository::gc, R(Admin);
     GET "/api/v1/openapi.json" => crate::openapi::spec, Public;
     GET "/api/v1/docs" => crate::openapi::docs, Public;
 }

@@ -9,6 +9,7 @@ pub mod jobs;
 pub mod keys;
 pub mod outbox;
 pub mod repo_lock;
+pub mod repo_sessions;
 pub mod schedules;
 pub mod settings;
 pub mod sources;

@@ -1,16 +1,24 @@
-//! One PostgreSQL advisory lock guards the repository against garbage collection:
-//! jobs that add data (backup, import) hold it *shared* for their whole run, so the
-//! chunks they deduplicate against cannot disappear under them; garbage collection
-//! holds it *exclusively* while it decides what nobody needs and deletes it.
+//! PostgreSQL advisory locks that garbage collection needs. None of them is ever taken
+//! by a backup, import, restore or verify as a whole: those register a repository
+//! session instead (`db::repo_sessions`) and never wait for a collection.
 //!
-//! The lock lives on a connection taken out of the pool (`detach`): closing that
-//! connection — when the job ends, or when its process dies — releases the lock.
+//! - The collection lock: one collection at a time (a second one waits for the first).
+//! - The pack locks: one per pack id, held by a writer while it indexes a pack (and
+//!   checks the object it uploaded is still there) and by the sweep from the removal of
+//!   a pack's index rows to the deletion of its object, so a writer that happens to
+//!   write a byte-identical pack (same id) while it is swept never ends up indexed
+//!   without its object.
+//!
+//! A session-level lock lives on a connection taken out of the pool (`detach`): closing
+//! that connection — when the holder ends, or when its process dies — releases it.
 
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, PgPool};
 
-/// The advisory lock key ("STRATAGC").
+/// The collection lock key ("STRATAGC").
 const KEY: i64 = 0x5354_5241_5441_4743;
+/// The class of the per-pack locks ("STPK"); the pack id's hash is the object.
+const PACK_CLASS: i32 = 0x5354_504B;
 
 /// A held lock; dropping it closes its connection, which releases the lock.
 pub struct RepoLock {
@@ -22,20 +30,15 @@ impl RepoLock {
     pub async fn release(self) {
         let _ = self.conn.close().await;
     }
+
+    /// The connection holding the lock.
+    pub fn conn(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
 }
 
-/// Waits for the shared lock (only a running garbage collection holds it up).
-pub async fn shared(pool: &PgPool) -> Result<RepoLock, sqlx::Error> {
-    let mut conn = pool.acquire().await?.detach();
-    sqlx::query("SELECT pg_advisory_lock_shared($1)")
-        .bind(KEY)
-        .execute(&mut conn)
-        .await?;
-    Ok(RepoLock { conn })
-}
-
-/// Takes the exclusive lock if no job holds it shared; `None` when one does.
-pub async fn try_exclusive(pool: &PgPool) -> Result<Option<RepoLock>, sqlx::Error> {
+/// Takes the collection lock if no other collection holds it; `None` when one does.
+pub async fn try_collection(pool: &PgPool) -> Result<Option<RepoLock>, sqlx::Error> {
     let mut conn = pool.acquire().await?.detach();
     let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(KEY)
@@ -47,4 +50,34 @@ pub async fn try_exclusive(pool: &PgPool) -> Result<Option<RepoLock>, sqlx::Erro
         let _ = conn.close().await;
         Ok(None)
     }
+}
+
+/// Takes the lock of one pack until the end of the current transaction of `conn`.
+pub async fn pack_xact(conn: &mut PgConnection, pack_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(PACK_CLASS)
+        .bind(pack_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Takes the lock of one pack on `conn` until [`pack_unlock`] (or the connection closes).
+pub async fn pack_lock(conn: &mut PgConnection, pack_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_lock($1, hashtext($2))")
+        .bind(PACK_CLASS)
+        .bind(pack_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Releases a lock taken with [`pack_lock`].
+pub async fn pack_unlock(conn: &mut PgConnection, pack_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_unlock($1, hashtext($2))")
+        .bind(PACK_CLASS)
+        .bind(pack_id)
+        .execute(conn)
+        .await?;
+    Ok(())
 }

@@ -134,9 +134,11 @@ pub async fn write_snapshot(
 ) -> anyhow::Result<SnapshotOutput> {
     let excludes = compile_excludes(&input.exclude)?;
     progress.set_phase("indexing");
+    // The caller registered a repository session before this: chunks of packs condemned
+    // since are left out, so they are written again rather than referenced.
     let known: HashSet<ChunkId> = {
         let mut conn = pool.acquire().await?;
-        db::chunks::all_ids(&mut conn)
+        db::chunks::known_ids(&mut conn)
             .await?
             .iter()
             .filter_map(|b| ChunkId::from_slice(b).ok())
@@ -260,13 +262,36 @@ pub async fn write_snapshot(
 
 /// Closes, uploads and indexes one pack; returns its size.
 async fn upload_pack(repo: &Repository, pool: &PgPool, pack: PackBuilder) -> anyhow::Result<u64> {
+    let stored = put_pack(repo, pack).await?;
+    let mut tx = pool.begin().await?;
+    lock_stored_pack(repo, &mut tx, &stored).await?;
+    db::chunks::insert_pack(&mut tx, &stored.id, stored.size as i64, &stored.rows)
+        .await
+        .with_context(|| format!("indexing pack {}", stored.id))?;
+    tx.commit()
+        .await
+        .with_context(|| format!("indexing pack {}", stored.id))?;
+    Ok(stored.size)
+}
+
+/// A pack uploaded, not indexed yet.
+pub(crate) struct StoredPack {
+    pub id: String,
+    pub size: u64,
+    pub rows: Vec<db::chunks::ChunkRow>,
+    bytes: bytes::Bytes,
+}
+
+/// Closes and uploads one pack; the caller indexes it after [`lock_stored_pack`].
+pub(crate) async fn put_pack(repo: &Repository, pack: PackBuilder) -> anyhow::Result<StoredPack> {
     let cipher = repo.codec().cipher().cloned();
     let (id, bytes, entries) =
         tokio::task::spawn_blocking(move || pack.finish(cipher.as_ref())).await??;
+    let bytes = bytes::Bytes::from(bytes);
     let size = bytes.len() as u64;
     let key = pack_key(&id);
     repo.storage
-        .put(&key, bytes.into())
+        .put(&key, bytes.clone())
         .await
         .with_context(|| format!("uploading pack {key}"))?;
     let rows: Vec<db::chunks::ChunkRow> = entries
@@ -280,11 +305,33 @@ async fn upload_pack(repo: &Repository, pool: &PgPool, pack: PackBuilder) -> any
             raw_length: e.raw_length as i32,
         })
         .collect();
-    let mut conn = pool.acquire().await?;
-    db::chunks::insert_pack(&mut conn, &id, size as i64, &rows)
-        .await
-        .with_context(|| format!("indexing pack {id}"))?;
-    Ok(size)
+    Ok(StoredPack {
+        id,
+        size,
+        rows,
+        bytes,
+    })
+}
+
+/// Takes the pack's lock in `tx` (held until it commits, with the index rows) and makes
+/// sure the object is still there: garbage collection may have swept a byte-identical
+/// pack (same id) between the upload and now; it cannot any more until `tx` ends, and
+/// after that only once the pack is condemned again.
+pub(crate) async fn lock_stored_pack(
+    repo: &Repository,
+    tx: &mut sqlx::PgConnection,
+    pack: &StoredPack,
+) -> anyhow::Result<()> {
+    db::repo_lock::pack_xact(tx, &pack.id).await?;
+    let key = pack_key(&pack.id);
+    if repo.storage.head(&key).await?.is_none() {
+        tracing::info!(pack = %pack.id, "a pack with the same bytes was swept meanwhile; uploading it again");
+        repo.storage
+            .put(&key, pack.bytes.clone())
+            .await
+            .with_context(|| format!("uploading pack {key} again"))?;
+    }
+    Ok(())
 }
 
 /// The blocking stage: walks, reads, chunks and hashes.

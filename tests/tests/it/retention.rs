@@ -317,9 +317,36 @@ async fn prune_applies_the_policy_and_keeps_chains() {
     assert_same_tree(&chain_src, &target);
 }
 
+/// Registers a repository session by hand, as a running job does.
+async fn fake_session(app: &TestApp, started_secs_ago: i64, heartbeat_secs_ago: i64) -> uuid::Uuid {
+    let id = uuid::Uuid::now_v7();
+    let mut db = app.db().await;
+    sqlx::query(
+        "INSERT INTO repo_sessions (id, kind, started_at, heartbeat_at)
+         VALUES ($1, 'test', now() - make_interval(secs => $2), now() - make_interval(secs => $3))",
+    )
+    .bind(id)
+    .bind(started_secs_ago as f64)
+    .bind(heartbeat_secs_ago as f64)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    id
+}
+
+async fn gc_job(app: &TestApp) -> Value {
+    let (status, accepted) = app.post("/api/v1/repository/gc", json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    app.wait_success(accepted["job_id"].as_str().unwrap()).await
+}
+
 #[tokio::test]
-async fn garbage_collection_waits_for_running_backups() {
-    let app = TestApp::spawn(Options::default()).await;
+async fn garbage_collection_runs_alongside_backups_and_spares_what_they_may_use() {
+    let app = TestApp::spawn(Options {
+        workers: 2,
+        ..Default::default()
+    })
+    .await;
     let src = app.dir.path().join("w");
     std::fs::create_dir_all(&src).unwrap();
     write_noise(&src.join("data.bin"), 5, 2 * MIB);
@@ -328,45 +355,87 @@ async fn garbage_collection_waits_for_running_backups() {
     let before = packs(&app);
     assert!(before.1 >= 1);
 
-    // Hold the repository lock shared, as a running backup does.
-    let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
-    let held = strata_shared::db::repo_lock::shared(&pool).await.unwrap();
+    // A session that started before the deletion (a backup that may deduplicate
+    // against the deleted backup's chunks): the delete job does not wait for it, and
+    // condemns the packs without deleting them.
+    let live = fake_session(&app, 0, 0).await;
     let (status, accepted) = delete(&app, &id, "").await;
     assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
-    let job_id = accepted["job_id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let job = app.job(&job_id).await;
-        if job["phase"] == "waiting_for_running_backups" {
-            assert_eq!(job["status"], "running");
-            break;
-        }
-        assert_ne!(
-            job["status"], "succeeded",
-            "GC ran under a held lock: {job}"
-        );
-        assert!(Instant::now() < deadline, "{job}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let job = app.job(&job_id).await;
-    assert_eq!(job["status"], "running", "{job}");
-    assert_eq!(job["phase"], "waiting_for_running_backups", "{job}");
+    let started = Instant::now();
+    let job = app.wait_success(accepted["job_id"].as_str().unwrap()).await;
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let r = &job["result"];
+    assert!(r["packs_condemned"].as_u64().unwrap() >= 1, "{job}");
+    assert_eq!(r["packs_deleted"], 0, "{job}");
+    assert!(r["packs_kept_for_sessions"].as_u64().unwrap() >= 1, "{job}");
+    assert!(r["live_sessions"].as_i64().unwrap() >= 1, "{job}");
     assert_eq!(
         packs(&app),
         before,
-        "a pack was deleted while the lock was held"
+        "a pack was deleted under a live session"
     );
 
-    held.release().await;
-    let job = app.wait_success(&job_id).await;
-    assert!(
-        job["result"]["waited_secs"].as_f64().unwrap() >= 3.0,
-        "{job}"
+    // A backup started while a collection runs is not held up by it, and the
+    // collection does not delete what the backup writes.
+    let other = app.dir.path().join("o");
+    std::fs::create_dir_all(&other).unwrap();
+    write_noise(&other.join("big.bin"), 77, 24 * MIB);
+    app.create_source("o", &other).await;
+    let backup = app.backup("o", "full").await;
+    let backup_job = backup["job_id"].as_str().unwrap().to_string();
+    loop {
+        let j = app.job(&backup_job).await;
+        if j["status"] == "running" {
+            break;
+        }
+        assert_eq!(j["status"], "queued", "{j}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let gc = gc_job(&app).await;
+    let b = app.wait_success(&backup_job).await;
+    eprintln!(
+        "gc finished at {}, backup at {}; gc result {}",
+        gc["finished_at"], b["finished_at"], gc["result"]
     );
+    let target = app.dir.path().join("restored-o");
+    let r = app
+        .restore(backup["backup_id"].as_str().unwrap(), &target)
+        .await;
+    app.wait_success(r["job_id"].as_str().unwrap()).await;
+    assert_same_tree(&other, &target);
+
+    // A stale session (its process died) holds nothing back; once the live one ends,
+    // the next collection deletes the condemned packs.
+    let stale = fake_session(&app, 3600, 3600).await;
+    let gc = gc_job(&app).await;
+    assert_eq!(gc["result"]["packs_deleted"], 0, "{gc}");
     assert!(
-        job["result"]["packs_deleted"].as_u64().unwrap() >= 1,
-        "{job}"
+        gc["result"]["stale_sessions_removed"].as_u64().unwrap() >= 1,
+        "{gc}"
     );
-    assert!(packs(&app).0 + 2 * MIB as u64 <= before.0);
+    let mut db = app.db().await;
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM repo_sessions WHERE id = $1")
+        .bind(stale)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    sqlx::query("DELETE FROM repo_sessions WHERE id = $1")
+        .bind(live)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let gc = gc_job(&app).await;
+    assert!(gc["result"]["packs_deleted"].as_u64().unwrap() >= 1, "{gc}");
+    let restored = app.dir.path().join("restored-o2");
+    let r = app
+        .restore(backup["backup_id"].as_str().unwrap(), &restored)
+        .await;
+    app.wait_success(r["job_id"].as_str().unwrap()).await;
+    assert_same_tree(&other, &restored);
+    let after = packs(&app);
+    assert!(
+        after.0 + 2 * MIB as u64 <= before.0 + (25 * MIB) as u64,
+        "{after:?}"
+    );
 }

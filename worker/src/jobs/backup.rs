@@ -141,6 +141,11 @@ pub async fn run(ctx: &JobContext, payload: BackupPayload) -> anyhow::Result<Out
         has_files: files.is_some(),
         database: database_part.clone(),
     };
+    // Last checkpoint: a job whose repository session was lost (removed as stale) must
+    // not publish a manifest, as garbage collection may have deleted what it references.
+    if ctx.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(strata_shared::repo::writer::Stopped.into());
+    }
     let manifest_key = ctx
         .repo
         .put_manifest(&manifest)

@@ -7,7 +7,8 @@
 //!    job fail before anything is removed;
 //! 2. the manifests of every backup of the payload the catalog no longer has (deleting
 //!    an absent manifest is fine, so a retry repeats it safely);
-//! 3. garbage collection (`repo::gc`), which waits while backups run.
+//! 3. garbage collection (`repo::gc`), which runs alongside backups (it waits only for
+//!    another collection).
 
 use std::collections::HashSet;
 
@@ -20,7 +21,11 @@ use strata_shared::repo::manifest::manifest_key;
 use super::{JobContext, Outcome, Permanent};
 
 #[tracing::instrument(skip_all, fields(job_id = %ctx.job_id, count = payload.backup_ids.len()))]
-pub async fn run(ctx: &JobContext, payload: DeletePayload) -> anyhow::Result<Outcome> {
+pub async fn run(
+    ctx: &JobContext,
+    payload: DeletePayload,
+    gc_options: &gc::GcOptions,
+) -> anyhow::Result<Outcome> {
     let ids: Vec<String> = payload
         .backup_ids
         .iter()
@@ -41,7 +46,7 @@ pub async fn run(ctx: &JobContext, payload: DeletePayload) -> anyhow::Result<Out
         manifests = gone.len(),
         "backups deleted; collecting garbage"
     );
-    let report = gc::collect(&ctx.repo, &ctx.pool, &ctx.progress, &ctx.cancel).await?;
+    let report = gc::collect(&ctx.repo, &ctx.pool, gc_options, &ctx.progress, &ctx.cancel).await?;
     let mut result = serde_json::to_value(&report)?;
     result["deleted_backups"] = json!(gone);
     Ok(Outcome {

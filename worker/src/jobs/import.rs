@@ -119,6 +119,8 @@ async fn import(ctx: &JobContext, payload: &ImportPayload) -> anyhow::Result<Out
         has_files: true,
         database: None,
     };
+    // Last checkpoint: a lost repository session must not publish a manifest.
+    check_cancel(ctx)?;
     let manifest_key = ctx
         .repo
         .put_manifest(&manifest)

@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod delete;
+pub mod gc;
 pub mod import;
 pub mod restore;
 pub mod verify;
