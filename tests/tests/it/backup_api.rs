@@ -199,7 +199,8 @@ async fn a_running_backup_cancelled_stops_and_leaves_no_backup() {
     let app = TestApp::spawn(Options::default()).await;
     let src = app.dir.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
-    for i in 0..12 {
+    // Big enough that the backup still runs when the cancel (seen within ~0.1 s) lands.
+    for i in 0..24 {
         write_noise(&src.join(format!("big{i}.bin")), 100 + i, 32 * 1024 * 1024);
     }
     app.create_source("src", &src).await;
