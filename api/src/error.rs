@@ -193,3 +193,24 @@ pub fn reject_nul(value: &str, field: &str) -> Result<(), ApiError> {
     }
     Ok(())
 }
+
+/// A request body that must be one JSON object, parsed by hand so that each bad value
+/// can be a `400` naming its field: `malformed_json` when it is not JSON,
+/// `invalid_body` when it is not an object.
+pub(crate) fn json_object(body: &[u8]) -> ApiResult<serde_json::Map<String, serde_json::Value>> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
+    match value {
+        serde_json::Value::Object(map) => Ok(map),
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "the body must be a JSON object",
+        )),
+    }
+}

@@ -11,6 +11,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::db;
+use crate::db::backups::BackupRow;
 use crate::db::jobs::NewJob;
 use crate::model::{BackupId, DeletePayload, JobKind};
 use crate::retention::{decide, Item, Policy, State};
@@ -42,6 +43,16 @@ pub async fn pinned(
         }
     }
     Ok(out)
+}
+
+/// A catalog backup as the retention decision sees it.
+pub fn item(b: &BackupRow) -> Item {
+    Item {
+        id: b.id.clone(),
+        parent_id: b.parent_id.clone(),
+        state: State::from_status(&b.status),
+        created_at: b.created_at,
+    }
 }
 
 /// What a schedule's retention did after one of its backups.
@@ -77,15 +88,7 @@ pub async fn after_scheduled_backup(
     let backups = db::backups::of_sources(tx, &[source_id], true).await?;
     let ids: Vec<String> = backups.iter().map(|b| b.id.clone()).collect();
     let pinned: HashSet<String> = pinned(tx, &ids).await?.into_keys().collect();
-    let items: Vec<Item> = backups
-        .iter()
-        .map(|b| Item {
-            id: b.id.clone(),
-            parent_id: b.parent_id.clone(),
-            state: State::from_status(&b.status),
-            created_at: b.created_at,
-        })
-        .collect();
+    let items: Vec<Item> = backups.iter().map(item).collect();
     let d = decide(&items, &policy, now, &pinned);
     let mut job_id = None;
     if !d.delete.is_empty() {

@@ -38,6 +38,16 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// The wire names of the rules, as requests and stored policies spell them.
+    pub const FIELDS: [&'static str; 6] = [
+        "keep_last",
+        "daily",
+        "weekly",
+        "monthly",
+        "yearly",
+        "retention_days",
+    ];
+
     /// The policy used when neither the request nor the source names one.
     pub const DEFAULT: Policy = Policy {
         keep_last: None,

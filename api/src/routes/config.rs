@@ -12,6 +12,7 @@ use strata_shared::model::{
     parse_absolute_path, parse_source_name, DatabaseSpec, FilesSpec, SourceSpec,
 };
 use strata_shared::repo::writer::compile_excludes;
+use strata_shared::retention::Policy;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -24,15 +25,6 @@ use crate::state::AppState;
 pub const REDACTED: &str = "[REDACTED]";
 /// The export format's version; import accepts this one.
 pub const VERSION: i64 = 1;
-/// Retention policy fields (non-negative integers).
-const RETENTION_FIELDS: &[&str] = &[
-    "keep_last",
-    "daily",
-    "weekly",
-    "monthly",
-    "yearly",
-    "retention_days",
-];
 /// Installation settings an export carries; all of them are secrets.
 const SETTINGS: &[&str] = &["file_token_secret"];
 
@@ -374,10 +366,10 @@ fn parse_source(entry: &Value) -> Result<ParsedSource, String> {
         None | Some(Value::Null) => None,
         Some(Value::Object(policy)) => {
             for (k, v) in policy {
-                if !RETENTION_FIELDS.contains(&k.as_str()) {
+                if !Policy::FIELDS.contains(&k.as_str()) {
                     return Err(format!(
                         "retention.{k}: unknown rule; expected one of: {}",
-                        RETENTION_FIELDS.join(", ")
+                        Policy::FIELDS.join(", ")
                     ));
                 }
                 if !v.is_null() && v.as_u64().is_none() {

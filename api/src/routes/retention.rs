@@ -14,7 +14,7 @@ use strata_shared::db;
 use strata_shared::db::backups::BackupRow;
 use strata_shared::db::jobs::NewJob;
 use strata_shared::model::{BackupId, DeletePayload, JobKind};
-use strata_shared::retention::{decide, Item, Policy, State};
+use strata_shared::retention::{decide, Item, Policy};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -197,16 +197,6 @@ fn payload(ids: &[String]) -> ApiResult<Value> {
     Ok(serde_json::to_value(DeletePayload { backup_ids }).map_err(anyhow::Error::from)?)
 }
 
-/// The policy fields of a prune request.
-const POLICY_FIELDS: [&str; 6] = [
-    "keep_last",
-    "daily",
-    "weekly",
-    "monthly",
-    "yearly",
-    "retention_days",
-];
-
 /// A prune request (documentation: the body is parsed by hand, so a bad value is a
 /// `400` naming its field). Every field is optional, and so is the body itself; the
 /// policy fields, when any is given, replace each source's stored policy.
@@ -280,20 +270,7 @@ fn parse_prune(body: &[u8]) -> ApiResult<PruneRequest> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(PruneRequest::default());
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            actix_web::http::StatusCode::BAD_REQUEST,
-            "malformed_json",
-            format!("the body is not valid JSON: {e}"),
-        )
-    })?;
-    let Value::Object(map) = value else {
-        return Err(ApiError::new(
-            actix_web::http::StatusCode::BAD_REQUEST,
-            "invalid_body",
-            "the body must be a JSON object",
-        ));
-    };
+    let map = crate::error::json_object(body)?;
     let mut req = PruneRequest::default();
     let mut policy = Map::new();
     for (key, v) in map {
@@ -320,7 +297,7 @@ fn parse_prune(body: &[u8]) -> ApiResult<PruneRequest> {
                     ))
                 }
             },
-            k if POLICY_FIELDS.contains(&k) => {
+            k if Policy::FIELDS.contains(&k) => {
                 if v.is_null() {
                     continue;
                 }
@@ -339,15 +316,16 @@ fn parse_prune(body: &[u8]) -> ApiResult<PruneRequest> {
                     "unknown_field",
                     &key,
                     format!(
-                    "unknown field {key:?}; expected source, dry_run or one of {POLICY_FIELDS:?}"
-                ),
+                        "unknown field {key:?}; expected source, dry_run or one of {:?}",
+                        Policy::FIELDS
+                    ),
                 ))
             }
         }
     }
     req.policy = serde_json::from_value(Value::Object(policy)).map_err(anyhow::Error::from)?;
     if !req.policy.is_unset() && req.policy.keeps_nothing() {
-        let field = POLICY_FIELDS
+        let field = Policy::FIELDS
             .iter()
             .find(|f| policy_field(&req.policy, f).is_some())
             .copied()
@@ -442,12 +420,7 @@ pub async fn prune(state: web::Data<AppState>, body: web::Bytes) -> ApiResult<Ht
         let items: Vec<Item> = backups
             .iter()
             .filter(|b| b.source_id == source.id)
-            .map(|b| Item {
-                id: b.id.clone(),
-                parent_id: b.parent_id.clone(),
-                state: State::from_status(&b.status),
-                created_at: b.created_at,
-            })
+            .map(strata_shared::prune::item)
             .collect();
         let d = decide(&items, &policy, now, &pinned);
         deleted.extend(d.delete.iter().cloned());

@@ -19,16 +19,6 @@ use crate::openapi::schemas::{BackupTypeName, RetentionPolicy};
 use crate::openapi::ErrorBody;
 use crate::state::AppState;
 
-/// The policy fields of `retention`.
-const POLICY_FIELDS: [&str; 6] = [
-    "keep_last",
-    "daily",
-    "weekly",
-    "monthly",
-    "yearly",
-    "retention_days",
-];
-
 /// A schedule to create, or the fields to change (`PUT`: a field left out keeps its
 /// value). Parsed by hand, so a bad value is a `400` naming its field.
 #[derive(ToSchema)]
@@ -189,20 +179,7 @@ fn bad(code: &'static str, field: &str, message: impl Into<String>) -> ApiError 
 }
 
 fn parse_body(body: &[u8]) -> ApiResult<Input> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            actix_web::http::StatusCode::BAD_REQUEST,
-            "malformed_json",
-            format!("the body is not valid JSON: {e}"),
-        )
-    })?;
-    let Value::Object(map) = value else {
-        return Err(ApiError::new(
-            actix_web::http::StatusCode::BAD_REQUEST,
-            "invalid_body",
-            "the body must be a JSON object",
-        ));
-    };
+    let map = crate::error::json_object(body)?;
     let mut input = Input::default();
     let string = |v: Value, field: &str, code: &'static str| -> ApiResult<String> {
         match v {
@@ -284,11 +261,14 @@ fn parse_policy(v: Value) -> ApiResult<Option<Policy>> {
     let mut clean = Map::new();
     for (k, v) in map {
         let field = format!("retention.{k}");
-        if !POLICY_FIELDS.contains(&k.as_str()) {
+        if !Policy::FIELDS.contains(&k.as_str()) {
             return Err(bad(
                 "unknown_field",
                 &field,
-                format!("unknown retention rule {k:?}; expected one of {POLICY_FIELDS:?}"),
+                format!(
+                    "unknown retention rule {k:?}; expected one of {:?}",
+                    Policy::FIELDS
+                ),
             ));
         }
         if v.is_null() {

@@ -69,26 +69,32 @@ const VIEW: &str = "SELECT s.*, src.name AS source_name,
                          WHERE schedule_id = s.id ORDER BY fire_at DESC LIMIT 1) f ON true
      LEFT JOIN jobs j ON j.id = f.job_id";
 
+/// Binds a schedule's fields as `$2` to `$9` (`$1` is its id).
+fn bind_fields<'q>(
+    q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    f: &'q ScheduleFields,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    q.bind(f.source_id)
+        .bind(&f.backup_type)
+        .bind(&f.cron)
+        .bind(&f.timezone)
+        .bind(f.retention.as_ref().map(sqlx::types::Json))
+        .bind(f.catch_up)
+        .bind(f.enabled)
+        .bind(f.next_run_at)
+}
+
 pub async fn insert(
     conn: &mut PgConnection,
     id: Uuid,
     f: &ScheduleFields,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    let q = sqlx::query(
         "INSERT INTO schedules (id, source_id, backup_type, cron, timezone, retention, catch_up, enabled, next_run_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
-    .bind(id)
-    .bind(f.source_id)
-    .bind(&f.backup_type)
-    .bind(&f.cron)
-    .bind(&f.timezone)
-    .bind(f.retention.as_ref().map(sqlx::types::Json))
-    .bind(f.catch_up)
-    .bind(f.enabled)
-    .bind(f.next_run_at)
-    .execute(conn)
-    .await?;
+    .bind(id);
+    bind_fields(q, f).execute(conn).await?;
     Ok(())
 }
 
@@ -98,22 +104,13 @@ pub async fn update(
     id: Uuid,
     f: &ScheduleFields,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let q = sqlx::query(
         "UPDATE schedules SET source_id = $2, backup_type = $3, cron = $4, timezone = $5,
                 retention = $6, catch_up = $7, enabled = $8, next_run_at = $9, updated_at = now()
           WHERE id = $1",
     )
-    .bind(id)
-    .bind(f.source_id)
-    .bind(&f.backup_type)
-    .bind(&f.cron)
-    .bind(&f.timezone)
-    .bind(f.retention.as_ref().map(sqlx::types::Json))
-    .bind(f.catch_up)
-    .bind(f.enabled)
-    .bind(f.next_run_at)
-    .execute(conn)
-    .await?;
+    .bind(id);
+    let done = bind_fields(q, f).execute(conn).await?;
     Ok(done.rows_affected() == 1)
 }
 

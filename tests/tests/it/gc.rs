@@ -498,15 +498,7 @@ async fn a_backup_started_after_a_condemnation_does_not_deduplicate_against_it()
         .execute(&mut db)
         .await
         .unwrap();
-    let (status, accepted) = app
-        .request(
-            Method::DELETE,
-            &format!("/api/v1/backup/{}", first["backup_id"].as_str().unwrap()),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
-    let deleted = app.wait_success(accepted["job_id"].as_str().unwrap()).await;
+    let deleted = delete_ok(&app, first["backup_id"].as_str().unwrap()).await;
     let r = &deleted["result"];
     assert!(r["packs_condemned"].as_u64().unwrap() >= 1, "{r}");
     assert_eq!(r["packs_deleted"], 0, "{r}");
@@ -623,15 +615,7 @@ async fn a_writer_registered_before_a_condemnation_keeps_what_it_deduplicates_ag
     }
 
     // a is deleted meanwhile: its pack is condemned, not deleted.
-    let (status, accepted) = app
-        .request(
-            Method::DELETE,
-            &format!("/api/v1/backup/{}", first["backup_id"].as_str().unwrap()),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
-    let deleted = app.wait_success(accepted["job_id"].as_str().unwrap()).await;
+    let deleted = delete_ok(&app, first["backup_id"].as_str().unwrap()).await;
     let r = &deleted["result"];
     assert!(r["packs_condemned"].as_u64().unwrap() >= 1, "{r}");
     assert!(r["packs_kept_for_sessions"].as_u64().unwrap() >= 1, "{r}");
@@ -699,4 +683,14 @@ async fn a_writer_registered_before_a_condemnation_keeps_what_it_deduplicates_ag
         content == std::fs::read(b.join("x.bin")).unwrap(),
         "x does not read back"
     );
+}
+
+/// Deletes a backup through the API and waits for the delete job (and its collection)
+/// to succeed; returns the job.
+async fn delete_ok(app: &TestApp, backup_id: &str) -> Value {
+    let (status, accepted) = app
+        .request(Method::DELETE, &format!("/api/v1/backup/{backup_id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    app.wait_success(accepted["job_id"].as_str().unwrap()).await
 }
