@@ -1,7 +1,8 @@
 //! `strata-worker`: consumes jobs and runs backups, restores and verifications.
 //!
 //! `strata-worker` runs the worker; `strata-worker rotate-key` re-wraps an encrypted
-//! repository's data keys with a new master key (see docs/FORMAT.md).
+//! repository's data keys with a new master key (see docs/FORMAT.md);
+//! `strata-worker rebuild-catalog` rebuilds a lost PostgreSQL catalog from storage.
 
 mod databases;
 mod jobs;
@@ -54,8 +55,9 @@ async fn async_main() -> anyhow::Result<()> {
         [] | ["run"] => run(config).await,
         ["rotate-key"] => rotate_key(config, false).await,
         ["rotate-key", "--keep-old"] => rotate_key(config, true).await,
+        ["rebuild-catalog"] => rebuild_catalog(config).await,
         _ => Err(anyhow::anyhow!(
-            "usage: strata-worker [run] | strata-worker rotate-key [--keep-old]"
+            "usage: strata-worker [run] | strata-worker rotate-key [--keep-old] | strata-worker rebuild-catalog"
         )),
     };
     if let Err(e) = &result {
@@ -122,6 +124,26 @@ async fn run(config: Config) -> anyhow::Result<()> {
 /// Adds a key slot for `STRATA_NEW_ENCRYPTION_KEY`, opened with the current
 /// `STRATA_ENCRYPTION_KEY`, and (unless `keep_old`) removes the slots of every other key.
 /// No data is re-encrypted: the slots wrap the same data keys.
+/// Rebuilds a lost catalog (sources, backups, chunk index) from storage alone; prints
+/// the report as JSON. Run it with every worker stopped.
+async fn rebuild_catalog(config: Config) -> anyhow::Result<()> {
+    let master = master_key(&config)?;
+    db::ensure_database(&config.database_url).await?;
+    let pool = db::connect(&config.database_url, 4).await?;
+    db::migrate(&pool).await?;
+    let storage = storage::open(&config.storage_url, &config.s3)
+        .await
+        .context("opening storage")?;
+    let repo = Repository::open(storage, master.as_ref())
+        .await
+        .context("opening the repository (is STRATA_ENCRYPTION_KEY set for an encrypted one?)")?;
+    let report = strata_shared::repo::rebuild::rebuild(&repo, &pool).await?;
+    let json = serde_json::to_string_pretty(&report)?;
+    tracing::info!(report = %serde_json::to_string(&report)?, "rebuild-catalog done");
+    println!("{json}");
+    Ok(())
+}
+
 async fn rotate_key(config: Config, keep_old: bool) -> anyhow::Result<()> {
     let Some(current) = master_key(&config)? else {
         bail!("set STRATA_ENCRYPTION_KEY to the current master key");

@@ -66,6 +66,10 @@ pub struct Manifest {
     /// The database part, when the backup holds one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<DatabasePart>,
+    /// The source's spec when the backup was taken (never a password): what
+    /// `strata-worker rebuild-catalog` re-creates a lost source from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_spec: Option<crate::model::SourceSpec>,
 }
 
 fn yes() -> bool {
@@ -73,6 +77,26 @@ fn yes() -> bool {
 }
 
 impl Manifest {
+    /// The catalog entry of this backup, whose manifest is in storage under `key`.
+    pub fn completion(&self, key: String) -> anyhow::Result<crate::db::backups::Completion> {
+        let s = &self.stats;
+        Ok(crate::db::backups::Completion {
+            backup_type: self.backup_type.clone(),
+            parent_id: self.parent.clone(),
+            logical_size: s.logical_size as i64,
+            stored_size: s.stored_size as i64,
+            file_count: s.files as i64,
+            dir_count: s.dirs as i64,
+            manifest_key: key,
+            warnings: self
+                .warnings
+                .iter()
+                .map(serde_json::to_value)
+                .collect::<Result<_, _>>()?,
+            parts: self.parts(),
+        })
+    }
+
     /// `files` and / or `database`, as the catalog records them.
     pub fn parts(&self) -> Vec<String> {
         let mut parts = Vec::new();

@@ -9,6 +9,7 @@ pub mod gc;
 pub mod manifest;
 pub mod pack;
 pub mod reader;
+pub mod rebuild;
 pub mod session;
 pub mod tree;
 pub mod verify;

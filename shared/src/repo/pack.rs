@@ -27,6 +27,20 @@ pub struct PackEntry {
     pub raw_length: u32,
 }
 
+impl PackEntry {
+    /// The chunk index row of this entry of pack `pack_id`.
+    pub fn row(&self, pack_id: &str) -> crate::db::chunks::ChunkRow {
+        crate::db::chunks::ChunkRow {
+            id: self.id.0.to_vec(),
+            pack_id: pack_id.to_string(),
+            kind: i16::from(self.kind),
+            offset: self.offset as i64,
+            length: self.length as i32,
+            raw_length: self.raw_length as i32,
+        }
+    }
+}
+
 /// Builds one pack in memory (a pack is a few MiB, so this bounds memory).
 pub struct PackBuilder {
     buf: Vec<u8>,

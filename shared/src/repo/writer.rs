@@ -294,17 +294,7 @@ pub(crate) async fn put_pack(repo: &Repository, pack: PackBuilder) -> anyhow::Re
         .put(&key, bytes.clone())
         .await
         .with_context(|| format!("uploading pack {key}"))?;
-    let rows: Vec<db::chunks::ChunkRow> = entries
-        .iter()
-        .map(|e| db::chunks::ChunkRow {
-            id: e.id.0.to_vec(),
-            pack_id: id.clone(),
-            kind: e.kind as i16,
-            offset: e.offset as i64,
-            length: e.length as i32,
-            raw_length: e.raw_length as i32,
-        })
-        .collect();
+    let rows: Vec<db::chunks::ChunkRow> = entries.iter().map(|e| e.row(&id)).collect();
     Ok(StoredPack {
         id,
         size,

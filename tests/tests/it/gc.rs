@@ -648,6 +648,7 @@ async fn a_writer_registered_before_a_condemnation_keeps_what_it_deduplicates_ag
         warnings: Vec::new(),
         has_files: true,
         database: None,
+        source_spec: None,
     };
     repo.put_manifest(&manifest).await.unwrap();
     session.end().await;

@@ -6,6 +6,7 @@ mod databases;
 mod download;
 mod encryption;
 mod engine;
+mod faults;
 mod gc;
 mod jobs;
 mod openapi;

@@ -140,6 +140,7 @@ pub async fn run(ctx: &JobContext, payload: BackupPayload) -> anyhow::Result<Out
         warnings: output.warnings.clone(),
         has_files: files.is_some(),
         database: database_part.clone(),
+        source_spec: Some(spec.clone()),
     };
     // Last checkpoint: a job whose repository session was lost (removed as stale) must
     // not publish a manifest, as garbage collection may have deleted what it references.
@@ -151,7 +152,7 @@ pub async fn run(ctx: &JobContext, payload: BackupPayload) -> anyhow::Result<Out
         .put_manifest(&manifest)
         .await
         .context("writing the manifest")?;
-    let completion = super::completion(&manifest, manifest_key)?;
+    let completion = manifest.completion(manifest_key)?;
     let s = &output.stats;
     Ok(Outcome {
         result: serde_json::json!({

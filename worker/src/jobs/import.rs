@@ -118,6 +118,7 @@ async fn import(ctx: &JobContext, payload: &ImportPayload) -> anyhow::Result<Out
         warnings: output.warnings.clone(),
         has_files: true,
         database: None,
+        source_spec: Some(source.spec.0.clone()),
     };
     // Last checkpoint: a lost repository session must not publish a manifest.
     check_cancel(ctx)?;
@@ -129,7 +130,7 @@ async fn import(ctx: &JobContext, payload: &ImportPayload) -> anyhow::Result<Out
     drop(tree);
     delete_upload(ctx, &payload.upload_key).await;
 
-    let completion = super::completion(&manifest, manifest_key)?;
+    let completion = manifest.completion(manifest_key)?;
     let s = &output.stats;
     Ok(Outcome {
         result: serde_json::json!({

@@ -14,7 +14,6 @@ use strata_shared::db;
 use strata_shared::db::backups::{BackupRow, Completion};
 use strata_shared::db::sources::SourceRow;
 use strata_shared::model::BackupId;
-use strata_shared::repo::manifest::Manifest;
 use strata_shared::repo::writer::{CancelFlag, Progress};
 use strata_shared::repo::Repository;
 use uuid::Uuid;
@@ -63,27 +62,6 @@ pub async fn source_and_backup(
             )
         })?;
     Ok((source, backup))
-}
-
-/// The catalog entry of a backup whose manifest is in storage under `manifest_key`.
-pub fn completion(manifest: &Manifest, manifest_key: String) -> anyhow::Result<Completion> {
-    let s = &manifest.stats;
-    Ok(Completion {
-        backup_type: manifest.backup_type.clone(),
-        parent_id: manifest.parent.clone(),
-        logical_size: s.logical_size as i64,
-        stored_size: s.stored_size as i64,
-        file_count: s.files as i64,
-        dir_count: s.dirs as i64,
-        manifest_key,
-        warnings: manifest
-            .warnings
-            .iter()
-            .map(serde_json::to_value)
-            .collect::<Result<_, _>>()?,
-
-        parts: manifest.parts(),
-    })
 }
 
 /// A failure that retrying cannot fix (bad source path, missing backup…): the job fails
