@@ -139,3 +139,67 @@ async fn a_lost_catalog_is_rebuilt_from_storage_and_every_backup_restores() {
         "a full backup of unchanged data stored {b}"
     );
 }
+
+/// Fault 1 (restore): the worker is killed (SIGKILL) part-way through a restore over an
+/// existing directory. While nobody runs the job the target holds exactly its old
+/// content; after the lease expires another worker finishes the job and the target
+/// holds exactly the backup.
+#[tokio::test]
+async fn a_restore_killed_mid_way_leaves_the_target_whole_and_another_worker_finishes_it() {
+    let mut app = TestApp::spawn(Options {
+        workers: 1,
+        lease_secs: 3,
+        ..Options::default()
+    })
+    .await;
+    let src = app.dir.path().join("big");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..16 {
+        write_noise(
+            &src.join(format!("part-{i:02}.bin")),
+            300 + i,
+            32 * 1024 * 1024,
+        );
+    }
+    app.create_source("big", &src).await;
+    let backup_id = backup_ok(&app, "big", "full").await;
+    let wanted = snapshot(&src);
+
+    // The target already holds something else: it must never be seen half-replaced.
+    let target = app.dir.path().join("live");
+    std::fs::create_dir_all(target.join("old")).unwrap();
+    write_noise(&target.join("old/data.bin"), 9, 1_000_000);
+    write_noise(&target.join("keep.txt"), 10, 1_000);
+    let old = snapshot(&target);
+
+    let r = app.restore(&backup_id, &target).await;
+    let job_id = r["job_id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let job = app.job(&job_id).await;
+        if job["status"] == "running" && job["progress"]["bytes_done"].as_i64() > Some(0) {
+            break;
+        }
+        assert_ne!(
+            job["status"], "succeeded",
+            "the restore finished before it could be interrupted; make the data set bigger"
+        );
+        assert!(std::time::Instant::now() < deadline, "{job}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    app.kill_worker(0);
+    assert_tree_matches(&old, &target, "the target while the restore is interrupted");
+
+    app.spawn_worker();
+    let job = app.wait_success(&job_id).await;
+    assert!(job["attempts"].as_i64().unwrap() >= 2, "{job}");
+    assert_tree_matches(&wanted, &target, "the target after the restore");
+    // No staging or replaced directory (hidden, beside the target) is left behind.
+    let leftovers: Vec<String> = std::fs::read_dir(app.dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+}
