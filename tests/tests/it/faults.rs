@@ -203,3 +203,104 @@ async fn a_restore_killed_mid_way_leaves_the_target_whole_and_another_worker_fin
         .collect();
     assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
 }
+
+/// Fault 3: PostgreSQL drops every connection of the API and the workers
+/// (`pg_terminate_backend`) again and again while backups are accepted and run. The
+/// API answers again once reconnected, every accepted job ends `succeeded`, and every
+/// backup restores byte-identical.
+#[tokio::test]
+async fn postgres_connections_dropped_mid_job_and_everything_completes() {
+    let app = TestApp::spawn(Options {
+        workers: 2,
+        lease_secs: 3,
+        ..Options::default()
+    })
+    .await;
+    let mut sources = Vec::new();
+    for s in 0..3u64 {
+        let dir = app.dir.path().join(format!("s{s}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..4 {
+            write_noise(&dir.join(format!("f{i}.bin")), s * 10 + i, 24 * 1024 * 1024);
+        }
+        app.create_source(&format!("s{s}"), &dir).await;
+        sources.push(dir);
+    }
+    let admin_url = strata_tests::admin_database_url();
+    let killer = {
+        let db_name = app.db_name.clone();
+        tokio::spawn(async move {
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)
+                .await
+                .unwrap();
+            let mut killed = 0i64;
+            for _ in 0..12 {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                      WHERE datname = $1 AND pid <> pg_backend_pid()",
+                )
+                .bind(&db_name)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+                killed += n;
+                tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+            }
+            killed
+        })
+    };
+    // Requests during the storm may fail (500) while the pools reconnect; each is
+    // retried with the same Idempotency-Key, so a retry can never make a second job.
+    let mut jobs = Vec::new();
+    for s in 0..3 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let res = app
+                .client
+                .post(format!("{}/api/v1/backup/create", app.base))
+                .header("Idempotency-Key", format!("storm-{s}"))
+                .json(&json!({"source": format!("s{s}"), "type": "full"}))
+                .send()
+                .await;
+            if let Ok(res) = res {
+                let status = res.status();
+                let body: Value = res.json().await.unwrap_or(Value::Null);
+                if status == StatusCode::ACCEPTED {
+                    jobs.push((s, body));
+                    break;
+                }
+                assert!(
+                    status.is_server_error() || status == StatusCode::SERVICE_UNAVAILABLE,
+                    "{status} {body}"
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the API did not recover"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let killed = killer.await.unwrap();
+    assert!(killed >= 12, "only {killed} connections were terminated");
+    println!("connections terminated: {killed}");
+
+    for (s, accepted) in &jobs {
+        let job = app
+            .wait_job(
+                accepted["job_id"].as_str().unwrap(),
+                std::time::Duration::from_secs(180),
+            )
+            .await;
+        assert_eq!(job["status"], "succeeded", "{job}\n{}", app.logs());
+        let id = accepted["backup_id"].as_str().unwrap();
+        let target = app.dir.path().join(format!("restored-{id}"));
+        let r = app.restore(id, &target).await;
+        app.wait_success(r["job_id"].as_str().unwrap()).await;
+        strata_tests::tree::assert_same_tree(&sources[*s], &target);
+    }
+    // Exactly one job per accepted request: none lost, none duplicated.
+    let (_, list) = app.get("/api/v1/jobs?kind=backup").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 3, "{list}");
+}
