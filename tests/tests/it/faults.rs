@@ -304,3 +304,108 @@ async fn postgres_connections_dropped_mid_job_and_everything_completes() {
     let (_, list) = app.get("/api/v1/jobs?kind=backup").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 3, "{list}");
 }
+
+/// Pack files of the local repository.
+fn pack_files(app: &TestApp) -> std::collections::BTreeSet<std::path::PathBuf> {
+    fn walk(dir: &std::path::Path, out: &mut std::collections::BTreeSet<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                walk(&e.path(), out);
+            } else {
+                out.insert(e.path());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    walk(&app.dir.path().join("data/repo/packs"), &mut out);
+    out
+}
+
+/// Fault 6: one pack has a byte flipped, another is deleted. Verify names exactly the
+/// two affected backups and their files, restores of those fail naming the files and
+/// leave no target, and the unaffected backup still restores byte-identical.
+#[tokio::test]
+async fn a_corrupted_and_a_deleted_pack_are_reported_exactly_and_the_rest_restores() {
+    let app = TestApp::spawn(Options::default()).await;
+    let mut backups = Vec::new();
+    let mut seen = pack_files(&app);
+    for (name, seed) in [("alpha", 1u64), ("beta", 2), ("gamma", 3)] {
+        let dir = app.dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        // 20 MiB: the first pack (packs close at 16 MiB) holds only this file's data.
+        write_noise(&dir.join(format!("{name}.bin")), seed, 20 * 1024 * 1024);
+        std::fs::write(dir.join("note.txt"), format!("{name} note")).unwrap();
+        app.create_source(name, &dir).await;
+        let id = backup_ok(&app, name, "full").await;
+        let now = pack_files(&app);
+        let mut new: Vec<_> = now.difference(&seen).cloned().collect();
+        new.sort_by_key(|p| std::cmp::Reverse(std::fs::metadata(p).unwrap().len()));
+        assert!(!new.is_empty(), "{name} wrote no pack");
+        seen = now;
+        backups.push((name, id, dir, new));
+    }
+    // alpha: one byte flipped in its biggest pack; beta: its biggest pack deleted (both
+    // hold only the big file's data).
+    let damaged = &backups[0].3[0];
+    let mut bytes = std::fs::read(damaged).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x20;
+    std::fs::write(damaged, &bytes).unwrap();
+    std::fs::remove_file(&backups[1].3[0]).unwrap();
+
+    for (name, id, dir, _) in &backups {
+        let (status, v) = app
+            .post(&format!("/api/v1/backup/{id}/verify"), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+        let job = app
+            .wait_job(
+                v["job_id"].as_str().unwrap(),
+                std::time::Duration::from_secs(60),
+            )
+            .await;
+        let target = app.dir.path().join(format!("restored-{name}"));
+        let r = app.restore(id, &target).await;
+        let restore = app
+            .wait_job(
+                r["job_id"].as_str().unwrap(),
+                std::time::Duration::from_secs(60),
+            )
+            .await;
+        if *name == "gamma" {
+            assert_eq!(job["status"], "succeeded", "{job}");
+            assert_eq!(job["result"]["ok"], true, "{job}");
+            assert_eq!(restore["status"], "succeeded", "{restore}");
+            strata_tests::tree::assert_same_tree(dir, &target);
+            continue;
+        }
+        assert_eq!(job["status"], "failed", "{name}: {job}");
+        assert_eq!(job["error"]["code"], "backup_damaged", "{job}");
+        let problems = job["result"]["problems"].as_array().unwrap();
+        let code = if *name == "alpha" {
+            "pack_damaged"
+        } else {
+            "pack_missing"
+        };
+        assert_eq!(problems.len(), 1, "{job}");
+        assert_eq!(problems[0]["code"], code, "{job}");
+        let files: Vec<&str> = problems[0]["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap())
+            .collect();
+        let big = format!("{name}.bin");
+        assert!(files.contains(&big.as_str()), "{name}: {job}");
+        assert!(!files.contains(&"note.txt"), "{job}");
+        // The restore fails naming the file, and writes nothing at the target.
+        assert_eq!(restore["status"], "failed", "{restore}");
+        let msg = restore["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(&big), "{name}: {msg}");
+        assert!(
+            !target.exists(),
+            "{name}: a failed restore left {}",
+            target.display()
+        );
+    }
+}
