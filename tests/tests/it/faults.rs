@@ -409,3 +409,76 @@ async fn a_corrupted_and_a_deleted_pack_are_reported_exactly_and_the_rest_restor
         );
     }
 }
+
+/// A small tmpfs, unmounted when dropped (also when a test fails).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(path: std::path::PathBuf, size: &str) -> Self {
+        std::fs::create_dir_all(&path).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .expect("running mount");
+        assert!(status.success(), "mounting a tmpfs (the test needs root)");
+        Self(path)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Fault 5: the restore target's disk is too small. A restore that cannot fit fails
+/// at once (`target_disk_full`, one attempt); one that fills the disk part-way (a
+/// subset, so the size check cannot refuse it first) fails the same way. Either way
+/// the live target keeps its old content and no partial copy is left beside it.
+#[tokio::test]
+async fn a_full_target_disk_fails_the_restore_clearly_and_leaves_the_target_untouched() {
+    let app = TestApp::spawn(Options::default()).await;
+    let src = app.dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    write_noise(&src.join("big.bin"), 7, 20 * 1024 * 1024);
+    write_noise(&src.join("small.txt"), 8, 1_000);
+    app.create_source("src", &src).await;
+    let id = backup_ok(&app, "src", "full").await;
+
+    let disk = Tmpfs::mount(app.dir.path().join("small-disk"), "8m");
+    let target = disk.0.join("live");
+    std::fs::create_dir_all(&target).unwrap();
+    write_noise(&target.join("old.bin"), 9, 100_000);
+    let old = snapshot(&target);
+
+    for include in [json!(null), json!(["big.bin"])] {
+        let mut body = json!({"target": target});
+        if !include.is_null() {
+            body["include"] = include.clone();
+        }
+        let (status, r) = app
+            .post(&format!("/api/v1/backup/restore/{id}"), body)
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{r}");
+        let job = app
+            .wait_job(
+                r["job_id"].as_str().unwrap(),
+                std::time::Duration::from_secs(60),
+            )
+            .await;
+        assert_eq!(job["status"], "failed", "{include}: {job}");
+        assert_eq!(job["error"]["code"], "target_disk_full", "{include}: {job}");
+        assert_eq!(job["attempts"], 1, "retrying cannot help: {job}");
+        let msg = job["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(&target.display().to_string()), "{msg}");
+        assert_tree_matches(&old, &target, "the target after a failed restore");
+        let leftovers: Vec<_> = std::fs::read_dir(&disk.0)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .filter(|n| n != "live")
+            .collect();
+        assert!(leftovers.is_empty(), "{include}: left behind {leftovers:?}");
+    }
+}

@@ -94,6 +94,9 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> anyhow::Result<Ou
         remove_all(&dir).context("clearing an earlier attempt's staging directory")?;
         let chain = load_chain(&ctx.repo, manifest.clone()).await?;
         chain_ids = chain.iter().map(|m| m.backup_id.clone()).collect();
+        if payload.include.is_empty() {
+            check_free_space(target, manifest.stats.logical_size)?;
+        }
         // Replacing live data (deleted after the swap) needs the new tree on disk first;
         // a restore into a new directory destroys nothing, so it skips the flush.
         let replaces_live_data = std::fs::symlink_metadata(target).is_ok();
@@ -112,7 +115,7 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> anyhow::Result<Ou
             Ok(stats) => files_stats = Some(stats),
             Err(e) => {
                 clean_dir(&dir);
-                return Err(e);
+                return Err(disk_full(e, target));
             }
         }
         staging = Some(dir);
@@ -221,6 +224,62 @@ fn check_parent(target: &Path) -> anyhow::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Refuses a restore that cannot fit: the new tree is written beside the target before
+/// it replaces the old one, so its whole size must be free there.
+fn check_free_space(target: &Path, needed: u64) -> anyhow::Result<()> {
+    let Some(parent) = target.parent() else {
+        return Ok(());
+    };
+    let Some(free) = free_bytes(parent) else {
+        return Ok(());
+    };
+    if needed > free {
+        return Err(Permanent::error(
+            "target_disk_full",
+            format!(
+                "the restore needs {needed} bytes free beside {} (the new tree is written there \
+                 before it replaces the old one) but {} has {free}; nothing was changed",
+                target.display(),
+                parent.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Bytes an unprivileged writer may still use on the file system holding `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a valid C string and `st` a writable statvfs.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// A write that failed for lack of space (or quota) is a permanent, clearly named
+/// failure: trying again cannot help, and the target was not touched.
+fn disk_full(e: anyhow::Error, target: &Path) -> anyhow::Error {
+    let full = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            .is_some_and(|code| code == libc::ENOSPC || code == libc::EDQUOT)
+    });
+    if !full {
+        return e;
+    }
+    Permanent::error(
+        "target_disk_full",
+        format!(
+            "the disk beside {} filled up while the backup was restored there; the target \
+             was not changed and the partial copy was removed ({e:#})",
+            target.display()
+        ),
+    )
 }
 
 fn clean_dir(dir: &Path) {
