@@ -482,3 +482,106 @@ async fn a_full_target_disk_fails_the_restore_clearly_and_leaves_the_target_unto
         assert!(leftovers.is_empty(), "{include}: left behind {leftovers:?}");
     }
 }
+
+fn sigterm(pid: u32) {
+    // SAFETY: sending a signal to a child process this test started.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0, "kill -TERM {pid}");
+}
+
+/// Fault 9: SIGTERM to a worker in the middle of a backup, and to an API replica in the
+/// middle of a download. The worker stops taking jobs, hands its job back without
+/// spending an attempt and exits well within its grace period; another worker finishes
+/// the job. The API finishes the download it was serving (the archive is complete) and
+/// then exits; the other replica keeps answering.
+#[tokio::test]
+async fn sigterm_lets_in_flight_work_finish_or_hands_it_back_and_nothing_is_lost() {
+    let mut app = TestApp::spawn(Options {
+        workers: 1,
+        ..Options::default()
+    })
+    .await;
+    let second = app.start_api().await;
+    let src = app.dir.path().join("big");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..10 {
+        write_noise(
+            &src.join(format!("part-{i:02}.bin")),
+            500 + i,
+            32 * 1024 * 1024,
+        );
+    }
+    app.create_source("big", &src).await;
+    let accepted = app.backup("big", "full").await;
+    let job_id = accepted["job_id"].as_str().unwrap().to_string();
+    let backup_id = accepted["backup_id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let job = app.job(&job_id).await;
+        if job["status"] == "running" && job["progress"]["bytes_done"].as_i64() > Some(0) {
+            break;
+        }
+        assert_ne!(
+            job["status"], "succeeded",
+            "finished before the signal; make it bigger"
+        );
+        assert!(std::time::Instant::now() < deadline, "{job}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let signalled = std::time::Instant::now();
+    sigterm(app.process_pid(0).unwrap());
+    let status = app
+        .wait_worker_exit(0, std::time::Duration::from_secs(30))
+        .await
+        .expect("the worker did not exit within 30 s of SIGTERM");
+    assert!(status.success(), "{status}");
+    let stopped_in = signalled.elapsed();
+    let job = app.job(&job_id).await;
+    assert_eq!(job["status"], "queued", "handed back: {job}");
+    assert_eq!(
+        job["attempts"], 0,
+        "a released job keeps its attempts: {job}"
+    );
+    app.spawn_worker();
+    app.wait_success(&job_id).await;
+    println!("worker stopped {stopped_in:?} after SIGTERM");
+
+    // A download in flight when its API replica gets SIGTERM completes.
+    let res = app
+        .client
+        .get(format!("{}/api/v1/backup/{backup_id}/download", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut res = res;
+    let mut tar_bytes = Vec::new();
+    let first = res.chunk().await.unwrap().expect("a first block");
+    tar_bytes.extend_from_slice(&first);
+    sigterm(app.api_pid().unwrap());
+    while let Some(chunk) = res
+        .chunk()
+        .await
+        .expect("the download was cut by the shutdown")
+    {
+        tar_bytes.extend_from_slice(&chunk);
+    }
+    let mut archive = tar::Archive::new(std::io::Cursor::new(tar_bytes));
+    let mut files = 0;
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().into_owned();
+        if entry.header().entry_type().is_file() {
+            let mut content = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut content).unwrap();
+            let name = path.file_name().unwrap();
+            assert_eq!(content, std::fs::read(src.join(name)).unwrap(), "{path:?}");
+            files += 1;
+        }
+    }
+    assert_eq!(files, 10);
+    // The signalled API is gone; the other replica answers.
+    app.base = second;
+    let (status, _) = app.get("/api/v1/health").await;
+    assert_eq!(status, StatusCode::OK);
+}
