@@ -51,9 +51,9 @@ pub async fn run(
     let mut listener = None;
     let mut backoff = Duration::from_millis(200);
     while !*shutdown.borrow() {
-        let publisher = match Publisher::connect(&config.amqp_url, topo.clone(), "strata-api-relay")
-            .await
-        {
+        // Named with the queue, so an operator (or a test) can tell installations apart.
+        let name = format!("strata-api-relay {}", config.queue_name);
+        let publisher = match Publisher::connect(&config.amqp_url, topo.clone(), &name).await {
             Ok(p) => {
                 state.set(true, None);
                 backoff = Duration::from_millis(200);

@@ -113,6 +113,9 @@ pub fn authed_client(key: &str) -> reqwest::Client {
     );
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
+        // Below the API's 5 s keep-alive: an idle connection is dropped by the client
+        // before the server closes it, so no request races a closing connection.
+        .pool_idle_timeout(Duration::from_secs(2))
         .default_headers(headers)
         .build()
         .expect("HTTP client")
@@ -372,7 +375,10 @@ impl TestApp {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let res = req.send().await.expect("request");
+        let res = match req.send().await {
+            Ok(res) => res,
+            Err(e) => panic!("{path}: request failed: {e}\n{}", self.logs()),
+        };
         let status = res.status();
         let text = res.text().await.expect("body");
         let json = if text.is_empty() {

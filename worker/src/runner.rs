@@ -42,7 +42,11 @@ impl Runner {
         let mut running = JoinSet::new();
         let mut backoff = Duration::from_millis(200);
         'connect: while !*shutdown.borrow() {
-            let conn = match queue::connect(&self.config.amqp_url, &self.worker_id).await {
+            let name = format!(
+                "strata-worker {} {}",
+                self.worker_id, self.config.queue_name
+            );
+            let conn = match queue::connect(&self.config.amqp_url, &name).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "RabbitMQ unreachable; retrying");

@@ -585,3 +585,120 @@ async fn sigterm_lets_in_flight_work_finish_or_hands_it_back_and_nothing_is_lost
     let (status, _) = app.get("/api/v1/health").await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// Closes, through the broker's management (`rabbitmqctl close_connection`), every
+/// connection whose name carries `queue` (this test's API relay and workers); returns
+/// how many it closed.
+fn close_broker_connections(queue: &str) -> usize {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(["-q", "list_connections", "pid", "client_properties"])
+        .output()
+        .expect("running rabbitmqctl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut closed = 0;
+    // One line per connection: its Erlang pid, a tab, its client properties.
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some((pid, props)) = line.split_once('\t') else {
+            continue;
+        };
+        if !props.contains(queue) {
+            continue;
+        }
+        let done = std::process::Command::new("rabbitmqctl")
+            .args(["-q", "close_connection", pid, "closed by the fault suite"])
+            .output()
+            .expect("running rabbitmqctl");
+        if done.status.success() {
+            closed += 1;
+        } else {
+            eprintln!(
+                "closing {pid}: {}{}",
+                String::from_utf8_lossy(&done.stdout),
+                String::from_utf8_lossy(&done.stderr)
+            );
+        }
+    }
+    closed
+}
+
+/// Fault 2: the broker closes the API's and the workers' connections (its management
+/// tool, as an operator or a broker restart would) again and again while backups are
+/// accepted and run. The API keeps accepting (the outbox holds the messages), the
+/// workers reconnect, and every job succeeds exactly once.
+#[tokio::test]
+async fn broker_connections_closed_while_jobs_are_created_and_run_all_complete_once() {
+    let app = TestApp::spawn(Options {
+        workers: 2,
+        lease_secs: 5,
+        ..Options::default()
+    })
+    .await;
+    let mut dirs = Vec::new();
+    for s in 0..4u64 {
+        let dir = app.dir.path().join(format!("s{s}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        write_noise(&dir.join("data.bin"), 40 + s, 8 * 1024 * 1024);
+        app.create_source(&format!("s{s}"), &dir).await;
+        dirs.push(dir);
+    }
+    let mut closed = 0;
+    let mut jobs = Vec::new();
+    for round in 0..2 {
+        for s in 0..4 {
+            let accepted = app.backup(&format!("s{s}"), "full").await;
+            jobs.push((s, accepted));
+        }
+        // Once the relay or a worker is connected (again), the broker closes them all.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let n = close_broker_connections(&app.queue);
+            if n > 0 {
+                println!("round {round}: the broker closed {n} connections");
+                closed += n;
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: no connection to close\n{}",
+                app.logs()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        // The API still accepts while its relay reconnects.
+        if round == 0 {
+            for (s, accepted) in jobs.drain(..).collect::<Vec<_>>() {
+                app.wait_job(
+                    accepted["job_id"].as_str().unwrap(),
+                    std::time::Duration::from_secs(120),
+                )
+                .await;
+                jobs.push((s, accepted));
+            }
+        }
+    }
+    println!("broker connections closed: {closed}");
+    for (s, accepted) in &jobs {
+        let job = app
+            .wait_job(
+                accepted["job_id"].as_str().unwrap(),
+                std::time::Duration::from_secs(120),
+            )
+            .await;
+        assert_eq!(job["status"], "succeeded", "{job}\n{}", app.logs());
+        let _ = s;
+    }
+    let (_, list) = app.get("/api/v1/jobs?kind=backup&limit=100").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 8, "{list}");
+    // The last backup of each source restores identical.
+    for (s, accepted) in jobs.iter().skip(4) {
+        let id = accepted["backup_id"].as_str().unwrap();
+        let target = app.dir.path().join(format!("restored-{id}"));
+        let r = app.restore(id, &target).await;
+        app.wait_success(r["job_id"].as_str().unwrap()).await;
+        strata_tests::tree::assert_same_tree(&dirs[*s], &target);
+    }
+}

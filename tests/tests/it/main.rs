@@ -9,6 +9,7 @@ mod engine;
 mod faults;
 mod gc;
 mod jobs;
+mod load;
 mod openapi;
 mod retention;
 mod roundtrip;
