@@ -9,6 +9,16 @@ use serde_json::{json, Value};
 use strata_tests::tree::{assert_tree_matches, snapshot, write_noise, Node};
 use strata_tests::{Backend, Options, TestApp};
 
+/// How many times longer the storm cases run: `STRATA_TEST_SOAK` (default 1, the fast
+/// profile CI runs; e.g. 20 for a soak).
+fn soak() -> usize {
+    std::env::var("STRATA_TEST_SOAK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(1)
+}
+
 /// Runs a backup to success; returns its id.
 async fn backup_ok(app: &TestApp, source: &str, backup_type: &str) -> String {
     let accepted = app.backup(source, backup_type).await;
@@ -234,7 +244,7 @@ async fn postgres_connections_dropped_mid_job_and_everything_completes() {
                 .await
                 .unwrap();
             let mut killed = 0i64;
-            for _ in 0..12 {
+            for _ in 0..12 * soak() {
                 let n: i64 = sqlx::query_scalar(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
                       WHERE datname = $1 AND pid <> pg_backend_pid()",
@@ -647,7 +657,8 @@ async fn broker_connections_closed_while_jobs_are_created_and_run_all_complete_o
     }
     let mut closed = 0;
     let mut jobs = Vec::new();
-    for round in 0..2 {
+    let rounds = 2 * soak();
+    for round in 0..rounds {
         for s in 0..4 {
             let accepted = app.backup(&format!("s{s}"), "full").await;
             jobs.push((s, accepted));
@@ -668,8 +679,8 @@ async fn broker_connections_closed_while_jobs_are_created_and_run_all_complete_o
             );
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
-        // The first round's jobs run to their end before the second round's close.
-        if round == 0 {
+        // Each round's jobs run to their end before the next round asks for more.
+        if round + 1 < rounds {
             for (_, accepted) in &jobs {
                 app.wait_job(
                     accepted["job_id"].as_str().unwrap(),
@@ -694,10 +705,14 @@ async fn broker_connections_closed_while_jobs_are_created_and_run_all_complete_o
             app.logs()
         );
     }
-    let (_, list) = app.get("/api/v1/jobs?kind=backup&limit=100").await;
-    assert_eq!(list["items"].as_array().unwrap().len(), 8, "{list}");
+    let (_, list) = app.get("/api/v1/jobs?kind=backup&limit=200").await;
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        4 * rounds,
+        "{list}"
+    );
     // The last backup of each source restores identical.
-    for (s, accepted) in jobs.iter().skip(4) {
+    for (s, accepted) in jobs.iter().skip(jobs.len() - 4) {
         let id = accepted["backup_id"].as_str().unwrap();
         let target = app.dir.path().join(format!("restored-{id}"));
         let r = app.restore(id, &target).await;
