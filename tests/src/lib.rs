@@ -474,6 +474,27 @@ impl TestApp {
         }
     }
 
+    /// Polls a job until it runs and has made visible progress (to interrupt it part-way);
+    /// panics if it ends first: the data set of the test is then too small.
+    pub async fn wait_progress(&self, job_id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let job = self.job(job_id).await;
+            if job["status"] == "running" && job["progress"]["bytes_done"].as_i64() > Some(0) {
+                return job;
+            }
+            assert!(
+                !matches!(
+                    job["status"].as_str(),
+                    Some("succeeded" | "failed" | "cancelled")
+                ),
+                "the job ended before it could be interrupted; make the data set bigger: {job}"
+            );
+            assert!(Instant::now() < deadline, "{job}\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Polls a job until it succeeds; panics with the logs otherwise.
     pub async fn wait_success(&self, job_id: &str) -> Value {
         let job = self.wait_job(job_id, Duration::from_secs(180)).await;

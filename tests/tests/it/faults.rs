@@ -184,19 +184,7 @@ async fn a_restore_killed_mid_way_leaves_the_target_whole_and_another_worker_fin
 
     let r = app.restore(&backup_id, &target).await;
     let job_id = r["job_id"].as_str().unwrap().to_string();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let job = app.job(&job_id).await;
-        if job["status"] == "running" && job["progress"]["bytes_done"].as_i64() > Some(0) {
-            break;
-        }
-        assert_ne!(
-            job["status"], "succeeded",
-            "the restore finished before it could be interrupted; make the data set bigger"
-        );
-        assert!(std::time::Instant::now() < deadline, "{job}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    app.wait_progress(&job_id).await;
     app.kill_worker(0);
     assert_tree_matches(&old, &target, "the target while the restore is interrupted");
 
@@ -525,19 +513,7 @@ async fn sigterm_lets_in_flight_work_finish_or_hands_it_back_and_nothing_is_lost
     let accepted = app.backup("big", "full").await;
     let job_id = accepted["job_id"].as_str().unwrap().to_string();
     let backup_id = accepted["backup_id"].as_str().unwrap().to_string();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let job = app.job(&job_id).await;
-        if job["status"] == "running" && job["progress"]["bytes_done"].as_i64() > Some(0) {
-            break;
-        }
-        assert_ne!(
-            job["status"], "succeeded",
-            "finished before the signal; make it bigger"
-        );
-        assert!(std::time::Instant::now() < deadline, "{job}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    app.wait_progress(&job_id).await;
     let signalled = std::time::Instant::now();
     sigterm(app.process_pid(0).unwrap());
     let status = app

@@ -34,20 +34,7 @@ async fn a_job_survives_its_worker_being_killed_mid_backup() {
     let backup_id = accepted["backup_id"].as_str().unwrap().to_string();
 
     // Kill the worker once it is visibly part-way through.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let job = app.job(&job_id).await;
-        let done = job["progress"]["bytes_done"].as_i64().unwrap_or(0);
-        if job["status"] == "running" && done > 0 {
-            break;
-        }
-        assert_ne!(
-            job["status"], "succeeded",
-            "the backup finished before it could be interrupted; make the data set bigger"
-        );
-        assert!(Instant::now() < deadline, "{job}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.wait_progress(&job_id).await;
     app.kill_worker(0);
 
     // While nobody runs it, the backup is not listed as complete.
