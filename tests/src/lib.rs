@@ -169,6 +169,7 @@ impl TestApp {
                 access_key_id: Some(S3_ACCESS_KEY.into()),
                 secret_access_key: Some(S3_SECRET_KEY.into()),
                 force_path_style: true,
+                ..Default::default()
             };
             strata_shared::storage::s3::S3Storage::new(&bucket, "", &s3)
                 .await
