@@ -2,6 +2,7 @@
 //! PostgreSQL, RabbitMQ and storage, with a database, a queue and directories of their own
 //! per test, so tests run in parallel without interfering.
 
+pub mod faulty_proxy;
 pub mod tree;
 
 use std::path::{Path, PathBuf};
