@@ -10,18 +10,25 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 
 /// What the proxy does with the next connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Forward both ways untouched.
     Pass,
-    /// Accept, then close at once without a byte (like a store that is down).
+    /// Accept, then reset the connection at once without a byte.
     Refuse,
+    /// Stop listening: connections are refused by the system (`ECONNREFUSED`), as when
+    /// the store's host is up but its server is not. Nothing is counted.
+    Down,
     /// Read the request head and answer `503 Service Unavailable`.
     Error503,
     /// Forward, sleeping this many milliseconds before each piece passed along.
     Slow(u64),
+    /// Forward the request, then the response's head and this many bytes of its body, then
+    /// nothing more while holding the connection open: a download that stalls.
+    StallBody(usize),
     /// Every n-th connection (counted from the switch) gets the `503`, the others pass.
     FailEvery(u64),
     /// The next n connections pass, then every one is refused: a store that goes down in
@@ -37,6 +44,7 @@ pub struct Counts {
     pub refused: u64,
     pub answered_503: u64,
     pub slowed: u64,
+    pub stalled: u64,
 }
 
 #[derive(Default)]
@@ -46,6 +54,7 @@ struct Counters {
     refused: AtomicU64,
     answered_503: AtomicU64,
     slowed: AtomicU64,
+    stalled: AtomicU64,
 }
 
 /// The running proxy; it stops when dropped.
@@ -54,6 +63,8 @@ pub struct FaultyProxy {
     /// The mode, and the number of connections seen when it was set.
     mode: Arc<Mutex<(Mode, u64)>>,
     counters: Arc<Counters>,
+    /// Wakes the accept loop when the mode changes (to close or reopen the listener).
+    changed: Arc<Notify>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -71,13 +82,34 @@ impl FaultyProxy {
         let addr = listener.local_addr().expect("proxy address");
         let mode = Arc::new(Mutex::new((Mode::Pass, 0)));
         let counters = Arc::new(Counters::default());
+        let changed = Arc::new(Notify::new());
         let task = tokio::spawn({
             let mode = mode.clone();
             let counters = counters.clone();
+            let changed = changed.clone();
             async move {
+                let mut listener = Some(listener);
                 loop {
-                    let Ok((client, _)) = listener.accept().await else {
+                    let down = mode.lock().unwrap().0 == Mode::Down;
+                    let Some(open) = listener.as_ref().filter(|_| !down) else {
+                        if down {
+                            listener = None;
+                            changed.notified().await;
+                        } else {
+                            // The same port again (SO_REUSEADDR is set), retried while busy.
+                            match TcpListener::bind(addr).await {
+                                Ok(l) => listener = Some(l),
+                                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                            }
+                        }
                         continue;
+                    };
+                    let client = tokio::select! {
+                        _ = changed.notified() => continue,
+                        accepted = open.accept() => match accepted {
+                            Ok((client, _)) => client,
+                            Err(_) => continue,
+                        },
                     };
                     let (current, n) = {
                         let mode = mode.lock().unwrap();
@@ -96,6 +128,7 @@ impl FaultyProxy {
             addr,
             mode,
             counters,
+            changed,
             task,
         }
     }
@@ -109,6 +142,7 @@ impl FaultyProxy {
     pub fn set_mode(&self, mode: Mode) {
         let mut current = self.mode.lock().unwrap();
         *current = (mode, self.counters.seen.load(Ordering::SeqCst));
+        self.changed.notify_one();
     }
 
     /// Every connection accepted so far.
@@ -123,6 +157,7 @@ impl FaultyProxy {
             refused: c.refused.load(Ordering::SeqCst),
             answered_503: c.answered_503.load(Ordering::SeqCst),
             slowed: c.slowed.load(Ordering::SeqCst),
+            stalled: c.stalled.load(Ordering::SeqCst),
         }
     }
 }
@@ -141,7 +176,7 @@ async fn handle(
     counters: &Counters,
 ) -> std::io::Result<()> {
     match mode {
-        Mode::Refuse => refuse(client, counters),
+        Mode::Refuse | Mode::Down => refuse(client, counters),
         Mode::RefuseAfter(pass) if n > pass => refuse(client, counters),
         Mode::Error503 => answer_503(client, counters).await,
         Mode::FailEvery(every) if every > 0 && n.is_multiple_of(every) => {
@@ -149,11 +184,15 @@ async fn handle(
         }
         Mode::Slow(ms) => {
             counters.slowed.fetch_add(1, Ordering::SeqCst);
-            forward(client, upstream, Some(Duration::from_millis(ms))).await
+            forward(client, upstream, Some(Duration::from_millis(ms)), None).await
+        }
+        Mode::StallBody(body) => {
+            counters.stalled.fetch_add(1, Ordering::SeqCst);
+            forward(client, upstream, None, Some(body)).await
         }
         Mode::Pass | Mode::FailEvery(_) | Mode::RefuseAfter(_) => {
             counters.passed.fetch_add(1, Ordering::SeqCst);
-            forward(client, upstream, None).await
+            forward(client, upstream, None, None).await
         }
     }
 }
@@ -204,6 +243,7 @@ async fn forward(
     client: TcpStream,
     upstream: &str,
     delay: Option<Duration>,
+    stall_after_body: Option<usize>,
 ) -> std::io::Result<()> {
     let server = TcpStream::connect(upstream).await?;
     let (mut cr, mut cw) = client.into_split();
@@ -213,8 +253,18 @@ async fn forward(
         sw.shutdown().await
     };
     let down = async {
-        pipe(&mut sr, &mut cw, delay).await?;
-        cw.shutdown().await
+        match stall_after_body {
+            None => {
+                pipe(&mut sr, &mut cw, delay).await?;
+                cw.shutdown().await
+            }
+            Some(body) => {
+                stall(&mut sr, &mut cw, body).await?;
+                // Hold the client's connection open, silent, until it gives up.
+                tokio::time::sleep(Duration::from_secs(300)).await;
+                Ok(())
+            }
+        }
     };
     let (a, b) = tokio::join!(up, down);
     a.and(b)
@@ -235,5 +285,38 @@ where
             tokio::time::sleep(d).await;
         }
         to.write_all(&buf[..n]).await?;
+    }
+}
+
+/// Passes the response's head and `body` bytes of its body, then drops the rest.
+async fn stall<R, W>(from: &mut R, to: &mut W, body: usize) -> std::io::Result<()>
+where
+    R: AsyncReadExt + Unpin,
+    W: AsyncWriteExt + Unpin,
+{
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut seen = Vec::new();
+    let mut allowed: Option<usize> = None;
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        let limit = match allowed {
+            Some(limit) => limit,
+            None => {
+                seen.extend_from_slice(&buf[..n]);
+                match seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                    // Everything before this read, and this read up to the limit.
+                    Some(i) => (i + 4 + body).saturating_sub(seen.len() - n),
+                    None => n,
+                }
+            }
+        };
+        let pass = n.min(limit);
+        to.write_all(&buf[..pass]).await?;
+        if allowed.is_some() || seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            allowed = Some(limit - pass);
+        }
     }
 }

@@ -261,7 +261,8 @@ async fn a_store_slower_than_the_timeouts_fails_the_backup_in_bounded_time() {
     recovers(&app, &src).await;
 }
 
-/// The store is unreachable during a restore into a directory that holds other data:
+/// The store's server is down (connections refused) during a restore into a directory
+/// that holds other data:
 /// the job fails with an error naming the store, and the target is untouched, with
 /// nothing left beside it; once the store is back the restore succeeds.
 #[tokio::test]
@@ -277,7 +278,7 @@ async fn an_unreachable_store_fails_a_restore_and_leaves_the_target_untouched() 
     write_noise(&target.join("old/data.bin"), 401, 200_000);
     let old = snapshot(&target);
 
-    proxy.set_mode(Mode::Refuse);
+    proxy.set_mode(Mode::Down);
     let r = app.restore(&id, &target).await;
     let job = app
         .wait_job(r["job_id"].as_str().unwrap(), Duration::from_secs(120))
@@ -285,6 +286,13 @@ async fn an_unreachable_store_fails_a_restore_and_leaves_the_target_untouched() 
     assert_eq!(job["status"], "failed", "{job}\n{}", app.logs());
     eprintln!("restore: {:?}: {}", proxy.counts(), job["error"]["message"]);
     assert_storage_error(&job, &proxy, "unreachable");
+    assert!(
+        job["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Connection refused"),
+        "{job}"
+    );
     assert_tree_matches(&old, &target, "the target after the failed restore");
     let leftovers: Vec<String> = std::fs::read_dir(app.dir.path())
         .unwrap()
@@ -293,6 +301,48 @@ async fn an_unreachable_store_fails_a_restore_and_leaves_the_target_untouched() 
         .filter(|n| n.starts_with('.'))
         .collect();
     assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+
+    proxy.set_mode(Mode::Pass);
+    let r = app.restore(&id, &target).await;
+    app.wait_success(r["job_id"].as_str().unwrap()).await;
+    assert_same_tree(&src, &target);
+}
+
+/// A download stalls half-way (the store sends the head and a little of the body, then
+/// nothing while holding the connection): the restore fails within a bounded time, with
+/// an error saying the store stalled, and leaves no target; then it succeeds.
+#[tokio::test]
+async fn a_download_that_stalls_fails_the_restore_in_bounded_time() {
+    let (app, proxy) = spawn().await;
+    let src = app.dir.path().join("src");
+    write_source(&src, 500);
+    app.create_source("src", &src).await;
+    let id = backup_ok(&app, "src", "full").await;
+
+    let target = app.dir.path().join("restored");
+    proxy.set_mode(Mode::StallBody(1024));
+    let started = Instant::now();
+    let r = app.restore(&id, &target).await;
+    let job = app
+        .wait_job(r["job_id"].as_str().unwrap(), Duration::from_secs(120))
+        .await;
+    let took = started.elapsed();
+    assert_eq!(job["status"], "failed", "{job}\n{}", app.logs());
+    eprintln!(
+        "stalled download: failed after {took:?}: {:?}: {}",
+        proxy.counts(),
+        job["error"]["message"]
+    );
+    assert_storage_error(
+        &job,
+        &proxy,
+        &format!("stalled for more than {ATTEMPT_SECS}s"),
+    );
+    assert!(
+        took < Duration::from_secs(ATTEMPT_SECS + 20),
+        "took {took:?}"
+    );
+    assert!(!target.exists(), "a failed restore leaves no target");
 
     proxy.set_mode(Mode::Pass);
     let r = app.restore(&id, &target).await;
