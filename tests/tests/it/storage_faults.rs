@@ -279,12 +279,22 @@ async fn an_unreachable_store_fails_a_restore_and_leaves_the_target_untouched() 
     let old = snapshot(&target);
 
     proxy.set_mode(Mode::Down);
+    let started = Instant::now();
     let r = app.restore(&id, &target).await;
     let job = app
         .wait_job(r["job_id"].as_str().unwrap(), Duration::from_secs(120))
         .await;
+    let took = started.elapsed();
     assert_eq!(job["status"], "failed", "{job}\n{}", app.logs());
-    eprintln!("restore: {:?}: {}", proxy.counts(), job["error"]["message"]);
+    eprintln!(
+        "restore: failed after {took:?}: {:?}: {}",
+        proxy.counts(),
+        job["error"]["message"]
+    );
+    assert!(
+        took < Duration::from_secs(OPERATION_SECS + 15),
+        "took {took:?}"
+    );
     assert_storage_error(&job, &proxy, "unreachable");
     assert!(
         job["error"]["message"]
