@@ -275,6 +275,7 @@ impl Config {
                 access_key_id: var("STRATA_S3_ACCESS_KEY_ID"),
                 secret_access_key: var("STRATA_S3_SECRET_ACCESS_KEY"),
                 force_path_style: parse_var("STRATA_S3_FORCE_PATH_STYLE", false)?,
+                limits: crate::storage::S3Limits::from_env()?,
             },
             encryption_key: std::env::var("STRATA_ENCRYPTION_KEY")
                 .ok()

@@ -2,6 +2,7 @@
 //! PostgreSQL, RabbitMQ and storage, with a database, a queue and directories of their own
 //! per test, so tests run in parallel without interfering.
 
+pub mod faulty_proxy;
 pub mod tree;
 
 use std::path::{Path, PathBuf};
@@ -172,6 +173,7 @@ impl TestApp {
                 access_key_id: Some(S3_ACCESS_KEY.into()),
                 secret_access_key: Some(S3_SECRET_KEY.into()),
                 force_path_style: true,
+                ..Default::default()
             };
             strata_shared::storage::s3::S3Storage::new(&bucket, "", &s3)
                 .await

@@ -19,6 +19,7 @@ use strata_shared::queue::{self, Topology};
 use strata_shared::repo::session::Session;
 use strata_shared::repo::writer::{Progress, Stopped};
 use strata_shared::repo::Repository;
+use strata_shared::storage::StorageError;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use uuid::Uuid;
@@ -422,7 +423,11 @@ impl Runner {
             }
             Err(e) => {
                 let permanent = e.downcast_ref::<Permanent>();
-                let code = permanent.map(|p| p.code).unwrap_or("job_failed");
+                let code = match permanent {
+                    Some(p) => p.code,
+                    None if StorageError::is_unavailable(&e) => "storage_unavailable",
+                    None => "job_failed",
+                };
                 let message = format!("{e:#}");
                 let error = serde_json::json!({ "code": code, "message": message });
                 let retry = permanent.is_none() && job.attempts < job.max_attempts;

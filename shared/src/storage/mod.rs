@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -21,8 +22,25 @@ pub enum StorageError {
     NotFound(String),
     #[error("invalid storage URL: {0}")]
     InvalidUrl(String),
+    /// The store could not be reached, did not answer in time, or answered a server error,
+    /// after every retry: a fault of the store, not of the request or the repository.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
+}
+
+impl StorageError {
+    /// Whether `e` (anywhere in its chain) is a [`StorageError::Unavailable`].
+    pub fn is_unavailable(e: &anyhow::Error) -> bool {
+        e.chain()
+            .any(|cause| match cause.downcast_ref::<StorageError>() {
+                Some(StorageError::Unavailable(_)) => true,
+                // Transparent: the wrapped error's own head is not part of the outer chain.
+                Some(StorageError::Other(inner)) => Self::is_unavailable(inner),
+                _ => false,
+            })
+    }
 }
 
 pub type StorageResult<T> = Result<T, StorageError>;
@@ -85,6 +103,59 @@ pub struct S3Options {
     /// SECRET: never printed by Debug.
     pub secret_access_key: Option<String>,
     pub force_path_style: bool,
+    /// Retries and timeouts of every S3 request.
+    pub limits: S3Limits,
+}
+
+/// How hard and how long an S3 request is tried before it fails (`STRATA_S3_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct S3Limits {
+    /// `STRATA_S3_MAX_ATTEMPTS`: tries per request, the first included (exponential
+    /// back-off with jitter between them).
+    pub max_attempts: u32,
+    /// `STRATA_S3_CONNECT_TIMEOUT_SECS`: to open a TCP (and TLS) connection.
+    pub connect_timeout: Duration,
+    /// `STRATA_S3_ATTEMPT_TIMEOUT_SECS`: one try, from sending the request to the end of
+    /// the response's head; also the longest a response body may stall between two reads.
+    pub attempt_timeout: Duration,
+    /// `STRATA_S3_OPERATION_TIMEOUT_SECS`: one request with all its tries and back-off.
+    pub operation_timeout: Duration,
+}
+
+impl Default for S3Limits {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            connect_timeout: Duration::from_secs(10),
+            // Long enough to send a multi-MiB pack over a slow uplink.
+            attempt_timeout: Duration::from_secs(120),
+            operation_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+impl S3Limits {
+    /// Reads the `STRATA_S3_*` retry and timeout variables.
+    pub fn from_env() -> anyhow::Result<Self> {
+        use crate::config::parse_var;
+        let d = Self::default();
+        let secs = |name: &str, default: Duration| -> anyhow::Result<Duration> {
+            let n: u64 = parse_var(name, default.as_secs())?;
+            anyhow::ensure!(n >= 1, "{name}: must be at least 1 second");
+            Ok(Duration::from_secs(n))
+        };
+        let max_attempts: u32 = parse_var("STRATA_S3_MAX_ATTEMPTS", d.max_attempts)?;
+        anyhow::ensure!(
+            max_attempts >= 1,
+            "STRATA_S3_MAX_ATTEMPTS: must be at least 1"
+        );
+        Ok(Self {
+            max_attempts,
+            connect_timeout: secs("STRATA_S3_CONNECT_TIMEOUT_SECS", d.connect_timeout)?,
+            attempt_timeout: secs("STRATA_S3_ATTEMPT_TIMEOUT_SECS", d.attempt_timeout)?,
+            operation_timeout: secs("STRATA_S3_OPERATION_TIMEOUT_SECS", d.operation_timeout)?,
+        })
+    }
 }
 
 impl fmt::Debug for S3Options {
@@ -98,6 +169,7 @@ impl fmt::Debug for S3Options {
                 &self.secret_access_key.as_ref().map(|_| "[REDACTED]"),
             )
             .field("force_path_style", &self.force_path_style)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -291,6 +363,19 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn unavailable_is_found_under_context() {
+        use anyhow::Context;
+        let down: StorageResult<()> = Err(StorageError::Unavailable("down".into()));
+        let e = down.context("uploading a pack").unwrap_err();
+        assert!(StorageError::is_unavailable(&e), "{e:#}");
+        let wrapped =
+            StorageError::Other(anyhow::Error::new(StorageError::Unavailable("down".into())));
+        assert!(StorageError::is_unavailable(&anyhow::Error::new(wrapped)));
+        let other = anyhow::Error::new(StorageError::NotFound("config".into()));
+        assert!(!StorageError::is_unavailable(&other));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::fmt;
 use anyhow::Context;
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::{
     Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
@@ -16,11 +17,11 @@ use aws_sdk_s3::Client;
 use bytes::Bytes;
 
 use super::{
-    validate_key, validate_prefix, ObjectMeta, S3Options, Storage, StorageError, StorageResult,
+    validate_key, validate_prefix, ObjectMeta, S3Limits, S3Options, Storage, StorageError,
+    StorageResult,
 };
 
 const DEFAULT_REGION: &str = "us-east-1";
-const MAX_ATTEMPTS: u32 = 5;
 
 #[derive(Clone)]
 pub struct S3Storage {
@@ -28,6 +29,9 @@ pub struct S3Storage {
     bucket: String,
     /// Key prefix without leading or trailing '/'; empty for the bucket root.
     prefix: String,
+    /// The endpoint for error messages (`http://host:port`, or "AWS S3"), with no secret.
+    endpoint: String,
+    limits: S3Limits,
 }
 
 impl fmt::Debug for S3Storage {
@@ -48,25 +52,42 @@ fn sdk_error<E>(e: SdkError<E>) -> anyhow::Error
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    if let SdkError::ServiceError(service) = &e {
+    anyhow::anyhow!(sdk_message(&e))
+}
+
+fn sdk_message<E>(e: &SdkError<E>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    if let SdkError::ServiceError(service) = e {
         let err = service.err();
         let status = service.raw().status().as_u16();
         let code = err.code().unwrap_or("unknown error");
         return match err.message() {
-            Some(message) if !message.is_empty() => {
-                anyhow::anyhow!("{code}: {message} (HTTP {status})")
-            }
-            _ => anyhow::anyhow!("{code} (HTTP {status})"),
+            Some(message) if !message.is_empty() => format!("{code}: {message} (HTTP {status})"),
+            _ => format!("{code} (HTTP {status})"),
         };
     }
     let mut message = e.to_string();
-    let mut source = std::error::Error::source(&e);
+    let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
         message.push_str(": ");
         message.push_str(&cause.to_string());
         source = cause.source();
     }
-    anyhow::anyhow!(message)
+    message
+}
+
+/// The reason phrase of the statuses a failing store answers.
+fn status_reason(status: u16) -> &'static str {
+    match status {
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "",
+    }
 }
 
 fn http_status<E>(e: &SdkError<E>) -> Option<u16> {
@@ -79,9 +100,19 @@ impl S3Storage {
         let region = RegionProviderChain::first_try(opts.region.clone().map(Region::new))
             .or_default_provider()
             .or_else(Region::new(DEFAULT_REGION));
+        let limits = opts.limits;
+        // Retries back off exponentially with jitter; the timeouts bound a hung or very
+        // slow store, so a job fails instead of waiting forever.
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(region)
-            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+            .retry_config(RetryConfig::standard().with_max_attempts(limits.max_attempts))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(limits.connect_timeout)
+                    .operation_attempt_timeout(limits.attempt_timeout)
+                    .operation_timeout(limits.operation_timeout)
+                    .build(),
+            );
         match (&opts.access_key_id, &opts.secret_access_key) {
             (Some(id), Some(secret)) => {
                 loader = loader.credentials_provider(Credentials::new(
@@ -112,10 +143,19 @@ impl S3Storage {
                 .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
         }
         let client = Client::from_conf(builder.build());
-        Ok(Self::with_client(client, bucket, prefix))
+        let mut storage = Self::with_client(client, bucket, prefix);
+        storage.limits = limits;
+        storage.endpoint = match &opts.endpoint {
+            Some(url) => format!(
+                "S3 endpoint {}",
+                crate::config::redact_url(url).trim_end_matches('/')
+            ),
+            None => "AWS S3".to_string(),
+        };
+        Ok(storage)
     }
 
-    /// Wraps an already configured client.
+    /// Wraps an already configured client (error messages assume the default limits).
     pub fn with_client(client: Client, bucket: &str, prefix: &str) -> Self {
         let prefix = prefix
             .split('/')
@@ -126,6 +166,8 @@ impl S3Storage {
             client,
             bucket: bucket.to_string(),
             prefix,
+            endpoint: "S3".to_string(),
+            limits: S3Limits::default(),
         }
     }
 
@@ -148,6 +190,82 @@ impl S3Storage {
             key.to_string()
         } else {
             format!("{}/{}", self.prefix, key)
+        }
+    }
+
+    /// The error of a request that failed after every retry. Unreachable, timed out, cut
+    /// off or answering a server error (5xx, throttling) is [`StorageError::Unavailable`],
+    /// named with the endpoint and the retries spent; any other answer (access denied, no
+    /// such bucket…) is the store's own message.
+    fn fail<E>(&self, e: SdkError<E>, what: impl fmt::Display) -> StorageError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let endpoint = &self.endpoint;
+        let tries = self.limits.max_attempts;
+        let tried = if tries == 1 {
+            "1 attempt, no retry".to_string()
+        } else {
+            format!("up to {tries} attempts with back-off")
+        };
+        let detail = sdk_message(&e);
+        let detail = detail.strip_prefix("dispatch failure: ").unwrap_or(&detail);
+        match &e {
+            SdkError::ServiceError(service) => {
+                let status = service.raw().status().as_u16();
+                if status >= 500 || status == 429 {
+                    let err = service.err();
+                    let said = match (err.code(), err.message()) {
+                        (Some(code), Some(m)) if !m.is_empty() => format!(": {code}: {m}"),
+                        (Some(code), _) => format!(": {code}"),
+                        _ => String::new(),
+                    };
+                    StorageError::Unavailable(format!(
+                        "{what}: {endpoint} answered HTTP {status} {}{said} ({tried})",
+                        status_reason(status)
+                    ))
+                } else {
+                    anyhow::anyhow!("{detail}").context(what.to_string()).into()
+                }
+            }
+            SdkError::TimeoutError(_) => StorageError::Unavailable(format!(
+                "{what}: {endpoint} did not answer in time: {detail} (up to {tries} attempts \
+                 of at most {}s each, with back-off, {}s in all)",
+                self.limits.attempt_timeout.as_secs(),
+                self.limits.operation_timeout.as_secs()
+            )),
+            SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => StorageError::Unavailable(
+                format!("{what}: {endpoint} unreachable: {detail} ({tried})"),
+            ),
+            _ => anyhow::anyhow!("{detail}").context(what.to_string()).into(),
+        }
+    }
+
+    /// The next piece of a response body, or an error when the connection fails or stalls
+    /// longer than an attempt may last (the SDK's timeouts end with the response's head).
+    async fn next_chunk(&self, body: &mut ByteStream, loc: &str) -> StorageResult<Option<Bytes>> {
+        let limit = self.limits.attempt_timeout;
+        match tokio::time::timeout(limit, body.next()).await {
+            Err(_) => Err(StorageError::Unavailable(format!(
+                "reading {loc}: {} stalled for more than {}s",
+                self.endpoint,
+                limit.as_secs()
+            ))),
+            Ok(None) => Ok(None),
+            Ok(Some(Ok(chunk))) => Ok(Some(chunk)),
+            Ok(Some(Err(e))) => {
+                let mut detail = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    detail.push_str(": ");
+                    detail.push_str(&cause.to_string());
+                    source = cause.source();
+                }
+                Err(StorageError::Unavailable(format!(
+                    "reading {loc}: {} cut off: {detail}",
+                    self.endpoint
+                )))
+            }
         }
     }
 
@@ -190,7 +308,7 @@ impl S3Storage {
                     })
                     .map_err(Into::into);
                 }
-                Err(sdk_error(e).context(context()).into())
+                Err(self.fail(e, context()))
             }
         }
     }
@@ -236,17 +354,16 @@ impl S3Storage {
                     Some(r) => format!("reading {r} of {loc}"),
                     None => format!("getting {loc}"),
                 };
-                return Err(sdk_error(e).context(what).into());
+                return Err(self.fail(e, what));
             }
         };
         let content_range = resp.content_range().map(str::to_string);
-        let data = resp
-            .body
-            .collect()
-            .await
-            .with_context(|| format!("reading the body of {loc}"))?
-            .into_bytes();
-        Ok((data, content_range))
+        let mut body = resp.body;
+        let mut data = bytes::BytesMut::new();
+        while let Some(chunk) = self.next_chunk(&mut body, &loc).await? {
+            data.extend_from_slice(&chunk);
+        }
+        Ok((data.freeze(), content_range))
     }
 }
 
@@ -263,8 +380,7 @@ impl Storage for S3Storage {
             .body(ByteStream::from(data))
             .send()
             .await
-            .map_err(sdk_error)
-            .with_context(|| format!("putting {}", self.location(&full)))?;
+            .map_err(|e| self.fail(e, format!("putting {}", self.location(&full))))?;
         Ok(())
     }
 
@@ -334,9 +450,7 @@ impl Storage for S3Storage {
             {
                 Ok(None)
             }
-            Err(e) => Err(sdk_error(e)
-                .context(format!("reading metadata of {}", self.location(&full)))
-                .into()),
+            Err(e) => Err(self.fail(e, format!("reading metadata of {}", self.location(&full)))),
         }
     }
 
@@ -358,9 +472,8 @@ impl Storage for S3Storage {
             .send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page
-                .map_err(sdk_error)
-                .with_context(|| format!("listing {}", self.location(&full_prefix)))?;
+            let page =
+                page.map_err(|e| self.fail(e, format!("listing {}", self.location(&full_prefix))))?;
             for obj in page.contents() {
                 let Some(key) = obj.key().and_then(|k| k.strip_prefix(&root)) else {
                     continue;
@@ -393,9 +506,7 @@ impl Storage for S3Storage {
         {
             Ok(_) => Ok(()),
             Err(e) if http_status(&e) == Some(404) => Ok(()),
-            Err(e) => Err(sdk_error(e)
-                .context(format!("deleting {}", self.location(&full)))
-                .into()),
+            Err(e) => Err(self.fail(e, format!("deleting {}", self.location(&full)))),
         }
     }
 
@@ -414,8 +525,7 @@ impl Storage for S3Storage {
             .max_keys(1)
             .send()
             .await
-            .map_err(sdk_error)
-            .with_context(|| format!("checking access to {}", self.describe()))?;
+            .map_err(|e| self.fail(e, format!("checking access to {}", self.describe())))?;
         Ok(())
     }
 
@@ -439,8 +549,7 @@ impl Storage for S3Storage {
             .body(body)
             .send()
             .await
-            .map_err(sdk_error)
-            .with_context(|| format!("putting {}", self.location(&full)))?;
+            .map_err(|e| self.fail(e, format!("putting {}", self.location(&full))))?;
         Ok(())
     }
 
@@ -463,7 +572,7 @@ impl Storage for S3Storage {
                 {
                     return Err(StorageError::NotFound(key.to_string()));
                 }
-                return Err(sdk_error(e).context(format!("getting {loc}")).into());
+                return Err(self.fail(e, format!("getting {loc}")));
             }
         };
         let mut out = tokio::fs::OpenOptions::new()
@@ -474,8 +583,7 @@ impl Storage for S3Storage {
             .with_context(|| format!("creating {}", path.display()))?;
         let mut body = resp.body;
         let mut n: u64 = 0;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.with_context(|| format!("reading {loc}"))?;
+        while let Some(chunk) = self.next_chunk(&mut body, &loc).await? {
             out.write_all(&chunk)
                 .await
                 .with_context(|| format!("writing {}", path.display()))?;

@@ -15,4 +15,5 @@ mod retention;
 mod roundtrip;
 mod schedules;
 mod storage;
+mod storage_faults;
 mod upload;

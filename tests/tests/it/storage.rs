@@ -397,6 +397,7 @@ async fn s3_storage_conformance() {
         access_key_id: Some("test".into()),
         secret_access_key: Some(TEST_SECRET.into()),
         force_path_style: true,
+        ..Default::default()
     };
     let bucket = format!("strata-test-{}", uuid::Uuid::new_v4().simple());
     let bucket = &bucket[..bucket.len().min(63)];
