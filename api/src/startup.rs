@@ -26,6 +26,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let storage = storage::open(&config.storage_url, &config.s3)
         .await
         .context("opening storage")?;
+    let storage = storage::throttle::wrap(storage, config.transfer_limits);
     // A bad key fails here, at start, rather than at the first download.
     let master_key = config
         .encryption_key

@@ -101,6 +101,9 @@ pub struct Config {
     pub metrics_bind: Option<String>,
     /// When set, the API writes the metrics listener's bound address to this file.
     pub metrics_addr_file: Option<PathBuf>,
+    /// `STRATA_LIMIT_UPLOAD_KIB` / `STRATA_LIMIT_DOWNLOAD_KIB`: bandwidth limits on the
+    /// object store, per process.
+    pub transfer_limits: crate::storage::throttle::Limits,
     /// `json` or `text`.
     pub log_format: String,
     pub auth: AuthConfig,
@@ -300,6 +303,7 @@ impl Config {
                 Some(v) => Some(v),
             },
             metrics_addr_file: var("STRATA_METRICS_ADDR_FILE").map(PathBuf::from),
+            transfer_limits: crate::storage::throttle::Limits::from_env()?,
             log_format,
             auth: AuthConfig::from_env()?,
             upload: UploadLimits::from_env()?,

@@ -87,6 +87,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let storage = storage::open(&config.storage_url, &config.s3)
         .await
         .context("opening storage")?;
+    let storage = storage::throttle::wrap(storage, config.transfer_limits);
     // A worker that cannot open the repository (wrong key, missing key) refuses to
     // start, so it never claims a job it cannot run.
     let repo = Repository::open_or_init(storage, &pool, master.as_ref()).await?;

@@ -12,6 +12,7 @@ use bytes::Bytes;
 
 pub mod local;
 pub mod s3;
+pub mod throttle;
 
 pub use local::LocalStorage;
 pub use s3::S3Storage;

@@ -196,12 +196,17 @@ async fn a_queued_job_cancelled_never_starts() {
 
 #[tokio::test]
 async fn a_running_backup_cancelled_stops_and_leaves_no_backup() {
-    let app = TestApp::spawn(Options::default()).await;
+    // Uploads limited to 16 MiB/s: the 96 MiB backup still runs when the cancel (seen
+    // within ~0.1 s) lands, on any machine.
+    let app = TestApp::spawn(Options {
+        env: vec![("STRATA_LIMIT_UPLOAD_KIB".into(), "16384".into())],
+        ..Options::default()
+    })
+    .await;
     let src = app.dir.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
-    // Big enough that the backup still runs when the cancel (seen within ~0.1 s) lands.
-    for i in 0..24 {
-        write_noise(&src.join(format!("big{i}.bin")), 100 + i, 32 * 1024 * 1024);
+    for i in 0..6 {
+        write_noise(&src.join(format!("big{i}.bin")), 100 + i, 16 * 1024 * 1024);
     }
     app.create_source("src", &src).await;
     let b = app.backup("src", "full").await;

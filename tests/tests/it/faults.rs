@@ -156,19 +156,22 @@ async fn a_lost_catalog_is_rebuilt_from_storage_and_every_backup_restores() {
 /// holds exactly the backup.
 #[tokio::test]
 async fn a_restore_killed_mid_way_leaves_the_target_whole_and_another_worker_finishes_it() {
+    // Downloads limited to 16 MiB/s: the 96 MiB restore runs for seconds on any
+    // machine, long enough to be interrupted part-way.
     let mut app = TestApp::spawn(Options {
         workers: 1,
         lease_secs: 3,
+        env: vec![("STRATA_LIMIT_DOWNLOAD_KIB".into(), "16384".into())],
         ..Options::default()
     })
     .await;
     let src = app.dir.path().join("big");
     std::fs::create_dir_all(&src).unwrap();
-    for i in 0..16 {
+    for i in 0..6 {
         write_noise(
             &src.join(format!("part-{i:02}.bin")),
             300 + i,
-            32 * 1024 * 1024,
+            16 * 1024 * 1024,
         );
     }
     app.create_source("big", &src).await;
@@ -494,19 +497,21 @@ fn sigterm(pid: u32) {
 /// then exits; the other replica keeps answering.
 #[tokio::test]
 async fn sigterm_lets_in_flight_work_finish_or_hands_it_back_and_nothing_is_lost() {
+    // Uploads limited to 16 MiB/s: the backup runs for seconds, long enough to signal.
     let mut app = TestApp::spawn(Options {
         workers: 1,
+        env: vec![("STRATA_LIMIT_UPLOAD_KIB".into(), "16384".into())],
         ..Options::default()
     })
     .await;
     let second = app.start_api().await;
     let src = app.dir.path().join("big");
     std::fs::create_dir_all(&src).unwrap();
-    for i in 0..10 {
+    for i in 0..6 {
         write_noise(
             &src.join(format!("part-{i:02}.bin")),
             500 + i,
-            32 * 1024 * 1024,
+            16 * 1024 * 1024,
         );
     }
     app.create_source("big", &src).await;
@@ -565,7 +570,7 @@ async fn sigterm_lets_in_flight_work_finish_or_hands_it_back_and_nothing_is_lost
             files += 1;
         }
     }
-    assert_eq!(files, 10);
+    assert_eq!(files, 6);
     // The signalled API is gone; the other replica answers.
     app.base = second;
     let (status, _) = app.get("/api/v1/health").await;

@@ -13,19 +13,22 @@ use strata_tests::{amqp_url, Options, TestApp};
 
 #[tokio::test]
 async fn a_job_survives_its_worker_being_killed_mid_backup() {
+    // Uploads limited to 16 MiB/s: the 96 MiB backup runs for seconds on any machine,
+    // long enough to be interrupted part-way.
     let mut app = TestApp::spawn(Options {
         workers: 1,
         lease_secs: 3,
+        env: vec![("STRATA_LIMIT_UPLOAD_KIB".into(), "16384".into())],
         ..Default::default()
     })
     .await;
     let src = app.dir.path().join("big");
     std::fs::create_dir_all(&src).unwrap();
-    for i in 0..12 {
+    for i in 0..6 {
         write_noise(
             &src.join(format!("part-{i:02}.bin")),
             100 + i,
-            24 * 1024 * 1024,
+            16 * 1024 * 1024,
         );
     }
     app.create_source("big", &src).await;
