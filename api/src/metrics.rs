@@ -1,6 +1,6 @@
 //! The Prometheus listener (`STRATA_METRICS_BIND`, its own port, no credentials):
-//! `GET /metrics`. Schedule figures are read from PostgreSQL at each scrape, so every
-//! replica reports the same truth and an alert on "no successful backup in 26 h" works
+//! `GET /metrics`. Schedule, job, queue and per-source figures are read from PostgreSQL
+//! at each scrape, so every replica reports the same truth and an alert on "no successful backup in 26 h" works
 //! whichever replica Prometheus reaches.
 
 use std::net::TcpListener;
@@ -20,6 +20,17 @@ use strata_shared::db;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ScheduleLabels {
     schedule_id: String,
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabels {
+    kind: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
     source: String,
 }
 
@@ -75,6 +86,7 @@ async fn metrics(pool: web::Data<PgPool>) -> HttpResponse {
 async fn render(pool: &PgPool) -> anyhow::Result<String> {
     let mut conn = pool.acquire().await?;
     let rows = db::schedules::metrics(&mut conn).await?;
+    let jobs = db::jobs::metrics(&mut conn).await?;
     drop(conn);
 
     let mut registry = Registry::with_prefix("strata");
@@ -133,7 +145,54 @@ async fn render(pool: &PgPool) -> anyhow::Result<String> {
                 .set(n);
         }
     }
+    register_jobs(&mut registry, &jobs);
     let mut out = String::new();
     encode(&mut out, &registry)?;
     Ok(out)
+}
+
+/// Jobs by kind and status, the queue, and each source's last successful backup.
+fn register_jobs(registry: &mut Registry, m: &db::jobs::JobMetrics) {
+    let jobs = Family::<JobLabels, Gauge>::default();
+    let depth = Gauge::<i64>::default();
+    let oldest = F64Gauge::default();
+    let last_backup = Family::<SourceLabels, F64Gauge>::default();
+    registry.register(
+        "jobs",
+        "Jobs in the catalog by kind and status (queued, running, succeeded, failed, cancelled)",
+        jobs.clone(),
+    );
+    registry.register(
+        "queue_depth",
+        "Jobs queued, not yet claimed by a worker",
+        depth.clone(),
+    );
+    registry.register(
+        "queue_oldest_age_seconds",
+        "How long the oldest queued job has waited (0 when none waits)",
+        oldest.clone(),
+    );
+    registry.register(
+        "source_last_success_timestamp_seconds",
+        "When the source's newest complete backup finished (Unix time)",
+        last_backup.clone(),
+    );
+    for (kind, status, n) in &m.by_kind_status {
+        jobs.get_or_create(&JobLabels {
+            kind: kind.clone(),
+            status: status.clone(),
+        })
+        .set(*n);
+        if status == "queued" {
+            depth.inc_by(*n);
+        }
+    }
+    oldest.set(m.oldest_queued_secs.unwrap_or(0.0).max(0.0));
+    for (source, at) in &m.last_backup_by_source {
+        last_backup
+            .get_or_create(&SourceLabels {
+                source: source.clone(),
+            })
+            .set(at.timestamp_millis() as f64 / 1000.0);
+    }
 }

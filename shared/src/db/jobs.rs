@@ -386,3 +386,39 @@ pub async fn active_writers(conn: &mut PgConnection) -> Result<Vec<JobRow>, sqlx
         .fetch_all(conn)
         .await
 }
+
+/// Job figures for the metrics endpoint, read at each scrape.
+#[derive(Debug, Clone, Default)]
+pub struct JobMetrics {
+    /// (kind, status, count) of every job in the catalog.
+    pub by_kind_status: Vec<(String, String, i64)>,
+    /// Seconds the oldest queued job has waited; `None` when none waits.
+    pub oldest_queued_secs: Option<f64>,
+    /// (source name, when its newest complete backup finished).
+    pub last_backup_by_source: Vec<(String, DateTime<Utc>)>,
+}
+
+pub async fn metrics(conn: &mut PgConnection) -> Result<JobMetrics, sqlx::Error> {
+    let by_kind_status = sqlx::query_as(
+        "SELECT kind, status, count(*) FROM jobs GROUP BY kind, status ORDER BY kind, status",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let oldest_queued_secs = sqlx::query_scalar(
+        "SELECT EXTRACT(EPOCH FROM now() - min(created_at))::float8 FROM jobs WHERE status = 'queued'",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let last_backup_by_source = sqlx::query_as(
+        "SELECT s.name, max(b.completed_at) FROM backups b JOIN sources s ON s.id = b.source_id
+          WHERE b.status = 'complete' AND b.completed_at IS NOT NULL
+          GROUP BY s.name ORDER BY s.name",
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(JobMetrics {
+        by_kind_status,
+        oldest_queued_secs,
+        last_backup_by_source,
+    })
+}

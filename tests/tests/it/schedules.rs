@@ -429,6 +429,23 @@ async fn three_api_replicas_fire_every_second_exactly_once() {
         )),
         "{metrics}"
     );
+    // Jobs, the queue and the source's last success, from the same scrape.
+    assert!(
+        metrics.contains(&format!(
+            "strata_jobs{{kind=\"backup\",status=\"succeeded\"}} {}",
+            queued.len()
+        )),
+        "{metrics}"
+    );
+    assert!(metrics.contains("strata_queue_depth 0"), "{metrics}");
+    assert!(
+        metrics.contains("strata_queue_oldest_age_seconds 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("strata_source_last_success_timestamp_seconds{source=\"busy\"}"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
