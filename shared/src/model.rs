@@ -139,6 +139,27 @@ impl BackupId {
         Ok(Self(value.to_string()))
     }
 
+    /// Path segments of `/api/v1/backup/…` routes: a backup with one of these names
+    /// could not be reached at `/api/v1/backup/{id}`.
+    pub const RESERVED: [&'static str; 6] =
+        ["create", "list", "prune", "restore", "schedule", "upload"];
+
+    /// A name a client chooses for a new backup: [`BackupId::parse`], and not one of
+    /// [`BackupId::RESERVED`].
+    pub fn parse_new(value: &str, field: &str) -> Result<Self, FieldError> {
+        let id = Self::parse(value, field)?;
+        if Self::RESERVED.contains(&value) {
+            return Err(FieldError::new(
+                "invalid_backup_name",
+                field,
+                format!(
+                    "{value:?} is a path of the API (/api/v1/backup/{value}); choose another name"
+                ),
+            ));
+        }
+        Ok(id)
+    }
+
     /// A fresh key: the source's name, a UTC timestamp and a random suffix.
     pub fn generate(source_name: &str, now: chrono::DateTime<chrono::Utc>) -> Self {
         let mut stem: String = source_name

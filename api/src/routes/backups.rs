@@ -167,7 +167,7 @@ pub async fn create(
     }
     let backup_id = match &create.name {
         Some(name) if !name.is_empty() => {
-            BackupId::parse(name.strip_suffix(".zip").unwrap_or(name), "name")?
+            BackupId::parse_new(name.strip_suffix(".zip").unwrap_or(name), "name")?
         }
         _ => BackupId::generate(&source.name, Utc::now()),
     };

@@ -259,7 +259,7 @@ fn backup_name(raw: &str, field: &str) -> ApiResult<BackupId> {
         .strip_suffix(".zip")
         .or_else(|| raw.strip_suffix(".tar"))
         .unwrap_or(raw);
-    Ok(BackupId::parse(stem, field)?)
+    Ok(BackupId::parse_new(stem, field)?)
 }
 
 /// An archive refusal on the wire: `413` for size, `400` otherwise, field `file`.

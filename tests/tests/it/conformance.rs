@@ -433,6 +433,9 @@ async fn seed_003_004_pocketbase_style_backups_api() {
     for (name, code) in [
         ("Bad Name", "invalid_backup_name"),
         (&*"a".repeat(151), "invalid_backup_name"),
+        // A route's own path segment (GET /api/v1/backup/schedule lists schedules).
+        ("schedule", "invalid_backup_name"),
+        ("list.zip", "invalid_backup_name"),
         ("my_backup_2024", "backup_name_taken"),
     ] {
         let (status, err) = app
