@@ -1,7 +1,8 @@
 //! `strata-api`: validates requests, records jobs, relays the outbox to RabbitMQ.
 //!
 //! `strata-api` serves; `strata-api generate-key` prints a fresh API key in the format
-//! `STRATA_BOOTSTRAP_ADMIN_KEY` expects.
+//! `STRATA_BOOTSTRAP_ADMIN_KEY` expects; `strata-api migrate` applies the database
+//! migrations and exits.
 
 use strata_api::startup;
 use strata_shared::config::Config;
@@ -12,6 +13,22 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("generate-key") {
         println!("{}", strata_shared::auth::keys::generate().token);
+        return;
+    }
+    if args.first().map(String::as_str) == Some("migrate") {
+        // Applies the database migrations and exits (a Kubernetes Job before a rollout;
+        // every process also migrates at start, under a lock, so this is optional).
+        let result = match Config::from_env() {
+            Ok(config) => {
+                telemetry::init("strata-api", &config.log_format);
+                startup::migrate(&config).await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            eprintln!("strata-api migrate: {e:#}");
+            std::process::exit(1);
+        }
         return;
     }
     let result = match Config::from_env() {

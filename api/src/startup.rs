@@ -18,6 +18,19 @@ use crate::state::AppState;
 /// Largest JSON body the API accepts.
 const JSON_LIMIT: usize = 1024 * 1024;
 
+/// Creates the database if needed and applies every migration (`strata-api migrate`).
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    db::ensure_database(&config.database_url).await?;
+    let pool = db::connect(&config.database_url, 2).await?;
+    db::migrate(&pool).await?;
+    tracing::info!(
+        migrations = db::MIGRATOR.iter().count(),
+        "database migrated"
+    );
+    pool.close().await;
+    Ok(())
+}
+
 /// Connects, migrates, binds, and serves until SIGINT / SIGTERM; in-flight requests finish.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     db::ensure_database(&config.database_url).await?;
