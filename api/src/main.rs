@@ -20,8 +20,10 @@ async fn main() {
         // every process also migrates at start, under a lock, so this is optional).
         let result = match Config::from_env() {
             Ok(config) => {
-                telemetry::init("strata-api", &config.log_format);
-                startup::migrate(&config).await
+                let telemetry = telemetry::init("strata-api", &config.log_format);
+                let r = startup::migrate(&config).await;
+                telemetry.shutdown();
+                r
             }
             Err(e) => Err(e),
         };
@@ -33,11 +35,13 @@ async fn main() {
     }
     let result = match Config::from_env() {
         Ok(config) => {
-            telemetry::init("strata-api", &config.log_format);
+            let telemetry = telemetry::init("strata-api", &config.log_format);
             let r = startup::run(config).await;
             if let Err(e) = &r {
                 tracing::error!(error = %format!("{e:#}"), "strata-api stopped");
             }
+            // Spans still buffered leave before the process does.
+            telemetry.shutdown();
             r
         }
         Err(e) => Err(e),

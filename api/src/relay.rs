@@ -7,12 +7,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use lapin::types::FieldTable;
+use std::collections::HashMap;
+
+use lapin::types::{AMQPValue, FieldTable};
 use sqlx::postgres::PgListener;
 use strata_shared::config::Config;
 use strata_shared::db;
 use strata_shared::queue::{Publisher, Topology};
+use strata_shared::telemetry;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 /// The relay's connection state, for the health endpoint.
 #[derive(Default)]
@@ -141,8 +145,25 @@ async fn relay_batch(pool: &sqlx::PgPool, publisher: &Publisher) -> anyhow::Resu
     let mut sent = Vec::with_capacity(rows.len());
     for row in &rows {
         let payload = serde_json::to_vec(&row.payload.0)?;
+        // The publish is a span of the job's trace (the row carries the job's context),
+        // and its own context travels on in the message headers to the worker.
+        let span = tracing::info_span!(
+            "outbox.publish",
+            otel.kind = "producer",
+            job_id = %row.job_id,
+            messaging.system = "rabbitmq",
+            messaging.destination.name = %publisher.queue(),
+        );
+        let context: HashMap<String, String> =
+            serde_json::from_value(row.headers.0.clone()).unwrap_or_default();
+        telemetry::set_parent_from(&span, &context);
+        let mut headers = FieldTable::default();
+        for (k, v) in telemetry::headers_of(&span) {
+            headers.insert(k.as_str().into(), AMQPValue::LongString(v.as_str().into()));
+        }
         publisher
-            .publish(&row.job_id.to_string(), &payload, FieldTable::default())
+            .publish(&row.job_id.to_string(), &payload, headers)
+            .instrument(span)
             .await?;
         sent.push(row.id);
     }

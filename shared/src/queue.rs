@@ -129,6 +129,11 @@ impl Publisher {
         })
     }
 
+    /// The queue this publisher sends to.
+    pub fn queue(&self) -> &str {
+        &self.topo.queue
+    }
+
     pub fn is_connected(&self) -> bool {
         self.channel.status().connected()
     }
@@ -164,6 +169,22 @@ impl Publisher {
         }
         Ok(())
     }
+}
+
+/// The string headers of a delivery (the W3C trace context among them).
+pub fn string_headers(props: &BasicProperties) -> std::collections::HashMap<String, String> {
+    let mut out = std::collections::HashMap::new();
+    if let Some(headers) = props.headers() {
+        for (k, v) in headers.inner() {
+            let value = match v {
+                AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+                AMQPValue::ShortString(s) => s.to_string(),
+                _ => continue,
+            };
+            out.insert(k.to_string(), value);
+        }
+    }
+    out
 }
 
 /// Starts consuming the job queue with at most `prefetch` unacknowledged messages.

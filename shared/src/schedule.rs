@@ -22,6 +22,7 @@ use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
 use serde::Serialize;
 use sqlx::{Acquire, PgConnection, PgPool};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::db;
@@ -299,7 +300,14 @@ async fn fire(
     // A savepoint: a job created meanwhile through the API (unique index on active jobs
     // per source) or a vanished source fails this fire only.
     let mut sp = tx.begin().await?;
-    match create_job(&mut sp, s, now, opts).await {
+    // Each fire's job starts a trace of its own, rooted in this span.
+    let span = tracing::info_span!(
+        parent: None,
+        "schedule.fire",
+        schedule_id = %s.id,
+        fire_at = %at
+    );
+    match create_job(&mut sp, s, now, opts).instrument(span).await {
         Ok(job_id) => {
             sp.commit().await?;
             db::schedules::update_fire(tx, s.id, at, "queued", Some(job_id), None).await?;

@@ -3,6 +3,7 @@
 //! per test, so tests run in parallel without interfering.
 
 pub mod faulty_proxy;
+pub mod otlp;
 pub mod tree;
 
 use std::path::{Path, PathBuf};

@@ -44,7 +44,7 @@ fn main() {
 
 async fn async_main() -> anyhow::Result<()> {
     let config = Config::from_env()?;
-    telemetry::init("strata-worker", &config.log_format);
+    let telemetry = telemetry::init("strata-worker", &config.log_format);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args
         .iter()
@@ -63,6 +63,8 @@ async fn async_main() -> anyhow::Result<()> {
     if let Err(e) = &result {
         tracing::error!(error = %format!("{e:#}"), "strata-worker stopped");
     }
+    // Spans still buffered leave before the process does.
+    telemetry.shutdown();
     result
 }
 

@@ -20,8 +20,10 @@ use strata_shared::repo::session::Session;
 use strata_shared::repo::writer::{Progress, Stopped};
 use strata_shared::repo::Repository;
 use strata_shared::storage::StorageError;
+use strata_shared::telemetry;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::jobs::{self, JobContext, Outcome, Permanent};
@@ -125,6 +127,31 @@ impl Runner {
             }
         };
         let job_id = message.job_id;
+        // The job's span continues the trace the message carries (the request that made
+        // the job, through the outbox's publish).
+        let span = tracing::info_span!(
+            "job",
+            otel.kind = "consumer",
+            otel.status_code = tracing::field::Empty,
+            %job_id,
+            kind = tracing::field::Empty,
+            attempt = tracing::field::Empty,
+            status = tracing::field::Empty,
+            error_code = tracing::field::Empty,
+            worker_id = %self.worker_id,
+        );
+        telemetry::set_parent_from(&span, &queue::string_headers(&delivery.properties));
+        self.handle_job(delivery, job_id, shutdown)
+            .instrument(span)
+            .await;
+    }
+
+    async fn handle_job(
+        &self,
+        delivery: lapin::message::Delivery,
+        job_id: Uuid,
+        shutdown: watch::Receiver<bool>,
+    ) {
         let claimed = async {
             let mut conn = self.pool.acquire().await?;
             let claimed =
@@ -135,6 +162,7 @@ impl Runner {
             };
             Ok::<_, anyhow::Error>((claimed, exists))
         }
+        .instrument(tracing::info_span!("claim"))
         .await;
         let job = match claimed {
             Ok((Some(job), _)) => job,
@@ -160,13 +188,15 @@ impl Runner {
         if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
             tracing::warn!(%job_id, error = %e, "ack failed; a redelivery will be ignored");
         }
+        let span = tracing::Span::current();
+        span.record("kind", job.kind.as_str());
+        span.record("attempt", job.attempts);
         self.execute(job, shutdown).await;
     }
 
-    #[tracing::instrument(skip_all, fields(job_id = %job.id, kind = %job.kind, attempt = job.attempts))]
     async fn execute(&self, job: JobRow, mut shutdown: watch::Receiver<bool>) {
         tracing::info!("job started");
-        let progress = Arc::new(Progress::default());
+        let progress = Arc::new(Progress::traced(tracing::Span::current()));
         let cancel = Arc::new(AtomicBool::new(false));
         let lease_lost = Arc::new(AtomicBool::new(false));
         let user_cancel = AtomicBool::new(false);
@@ -232,7 +262,9 @@ impl Runner {
                 }
             }
         };
+        progress.end_phase();
         if lease_lost.load(Ordering::Relaxed) {
+            tracing::Span::current().record("status", "lease_lost");
             return;
         }
         let last = snapshot(&progress);
@@ -395,6 +427,7 @@ impl Runner {
                     }
                 }
                 tx.commit().await?;
+                tracing::Span::current().record("status", "succeeded");
                 tracing::info!(warnings = outcome.warnings.len(), "job succeeded");
             }
             Err(e) if e.is::<Cancelled>() => {
@@ -404,6 +437,7 @@ impl Runner {
                 self.end_unfinished(&mut tx, job, JobStatus::Cancelled, None, &error)
                     .await?;
                 tx.commit().await?;
+                tracing::Span::current().record("status", "cancelled");
                 tracing::info!("job cancelled");
             }
             Err(e) if e.is::<Stopped>() => {
@@ -419,6 +453,7 @@ impl Runner {
                     db::outbox::insert(&mut tx, job.id, 0.0).await?;
                 }
                 tx.commit().await?;
+                tracing::Span::current().record("status", "released");
                 tracing::info!("job released for another worker");
             }
             Err(e) => {
@@ -437,12 +472,19 @@ impl Runner {
                         db::outbox::insert(&mut tx, job.id, delay).await?;
                     }
                     tx.commit().await?;
+                    let span = tracing::Span::current();
+                    span.record("status", "retrying");
+                    span.record("error_code", code);
                     tracing::warn!(error = %message, retry_in_secs = delay, "job failed; will retry");
                 } else {
                     let details = permanent.and_then(|p| p.details.as_ref());
                     self.end_unfinished(&mut tx, job, JobStatus::Failed, details, &error)
                         .await?;
                     tx.commit().await?;
+                    let span = tracing::Span::current();
+                    span.record("status", "failed");
+                    span.record("error_code", code);
+                    span.record("otel.status_code", "ERROR");
                     tracing::error!(error = %message, "job failed");
                 }
             }

@@ -53,10 +53,14 @@ pub struct NewJob<'a> {
     pub max_attempts: i32,
 }
 
+/// Records a queued job. It joins the trace of the current span (the HTTP request, the
+/// schedule's fire, or the job that made it): its trace id and W3C headers are stored.
 pub async fn insert(conn: &mut PgConnection, job: &NewJob<'_>) -> Result<(), sqlx::Error> {
+    let (trace_id, trace_context) = crate::telemetry::current_trace();
     sqlx::query(
-        "INSERT INTO jobs (id, kind, status, source_id, backup_id, payload, max_attempts, phase)
-         VALUES ($1, $2, 'queued', $3, $4, $5, $6, 'queued')",
+        "INSERT INTO jobs (id, kind, status, source_id, backup_id, payload, max_attempts, phase,
+                           trace_id, trace_context)
+         VALUES ($1, $2, 'queued', $3, $4, $5, $6, 'queued', $7, $8)",
     )
     .bind(job.id)
     .bind(job.kind.as_str())
@@ -64,6 +68,8 @@ pub async fn insert(conn: &mut PgConnection, job: &NewJob<'_>) -> Result<(), sql
     .bind(job.backup_id)
     .bind(sqlx::types::Json(&job.payload))
     .bind(job.max_attempts)
+    .bind(trace_id)
+    .bind(sqlx::types::Json(trace_context))
     .execute(conn)
     .await?;
     Ok(())

@@ -17,7 +17,8 @@ pub struct OutboxRow {
 }
 
 /// Adds the job message (`{"job_id": …}`) for `job_id`, deliverable after `delay_secs`;
-/// the relay is notified when the surrounding transaction commits.
+/// the relay is notified when the surrounding transaction commits. The row's headers
+/// are the job's trace context, so every attempt joins the job's trace.
 pub async fn insert(
     conn: &mut PgConnection,
     job_id: Uuid,
@@ -25,8 +26,10 @@ pub async fn insert(
 ) -> Result<(), sqlx::Error> {
     let payload = crate::model::JobMessage { job_id };
     sqlx::query(
-        "INSERT INTO outbox (job_id, payload, available_at)
-         VALUES ($1, $2, now() + make_interval(secs => $3))",
+        "INSERT INTO outbox (job_id, payload, headers, available_at)
+         VALUES ($1, $2,
+                 COALESCE((SELECT trace_context FROM jobs WHERE id = $1), '{}'),
+                 now() + make_interval(secs => $3))",
     )
     .bind(job_id)
     .bind(sqlx::types::Json(&payload))

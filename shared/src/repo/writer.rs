@@ -27,7 +27,9 @@ use super::Repository;
 use crate::db;
 use crate::model::FieldError;
 
-/// Live counters a job reports while it runs.
+/// Live counters a job reports while it runs. A progress made with
+/// [`Progress::traced`] also opens a span per phase under the job's span, so a trace
+/// shows how long scanning, uploading, the manifest or a restore's swap took.
 #[derive(Debug, Default)]
 pub struct Progress {
     pub bytes_done: AtomicU64,
@@ -35,14 +37,58 @@ pub struct Progress {
     pub files_done: AtomicU64,
     pub files_total: AtomicU64,
     pub phase: Mutex<&'static str>,
+    phase_spans: Mutex<PhaseSpans>,
+}
+
+#[derive(Debug, Default)]
+struct PhaseSpans {
+    parent: Option<tracing::Span>,
+    current: Option<tracing::Span>,
 }
 
 impl Progress {
-    pub fn set_phase(&self, phase: &'static str) {
-        *self.phase.lock().unwrap_or_else(|e| e.into_inner()) = phase;
+    /// A progress whose phases are spans under `parent`.
+    pub fn traced(parent: tracing::Span) -> Self {
+        Self {
+            phase_spans: Mutex::new(PhaseSpans {
+                parent: Some(parent),
+                current: None,
+            }),
+            ..Self::default()
+        }
     }
+
+    pub fn set_phase(&self, phase: &'static str) {
+        let previous = std::mem::replace(
+            &mut *self.phase.lock().unwrap_or_else(|e| e.into_inner()),
+            phase,
+        );
+        let mut guard = self.phase_spans.lock().unwrap_or_else(|e| e.into_inner());
+        let PhaseSpans { parent, current } = &mut *guard;
+        if let Some(parent) = parent {
+            if previous != phase || current.is_none() {
+                // Dropping the previous phase's span ends it.
+                *current = None;
+                *current = Some(tracing::info_span!(
+                    parent: &*parent,
+                    "phase",
+                    otel.name = phase,
+                    phase
+                ));
+            }
+        }
+    }
+
     pub fn phase(&self) -> &'static str {
         *self.phase.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ends the current phase's span (the job is over).
+    pub fn end_phase(&self) {
+        self.phase_spans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .current = None;
     }
 }
 

@@ -16,4 +16,5 @@ mod roundtrip;
 mod schedules;
 mod storage;
 mod storage_faults;
+mod traces;
 mod upload;

@@ -1,0 +1,182 @@
+//! One trace per job: the API's request span, the outbox's publish and the worker's
+//! claim and phase spans share the trace whose id the job reports. The real API and
+//! worker export their spans over OTLP/HTTP (JSON) to a receiver in this test, which
+//! keeps them in memory.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use strata_tests::otlp::{Receiver, Span};
+use strata_tests::tree::assert_same_tree;
+use strata_tests::{Options, TestApp};
+
+/// Waits until the trace holds every span name in `names`; returns the trace.
+async fn wait_for_spans(rx: &Receiver, trace_id: &str, names: &[&str], app: &TestApp) -> Vec<Span> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let trace = rx.trace(trace_id);
+        let have: HashSet<&str> = trace.iter().map(|s| s.name.as_str()).collect();
+        if names.iter().all(|n| have.contains(n)) {
+            return trace;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "trace {trace_id} lacks some of {names:?}; it has {have:?}\n{}",
+            app.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn one<'a>(trace: &'a [Span], name: &str) -> &'a Span {
+    let found: Vec<&Span> = trace.iter().filter(|s| s.name == name).collect();
+    assert_eq!(found.len(), 1, "one span named {name}: {trace:#?}");
+    found[0]
+}
+
+#[tokio::test]
+async fn one_trace_runs_from_the_request_through_the_queue_to_every_phase_of_the_job() {
+    let rx = Receiver::start().await;
+    let app = TestApp::spawn(Options {
+        workers: 1,
+        env: vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), rx.endpoint.clone()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL".into(), "http/json".into()),
+            ("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()),
+            ("STRATA_LOG_FORMAT".into(), "json".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let src = app.dir.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("a.txt"), b"alpha").unwrap();
+    std::fs::write(src.join("sub/b.bin"), vec![7u8; 300_000]).unwrap();
+    app.create_source("traced", &src).await;
+
+    // The client sends its own trace context: the job joins the client's trace.
+    let client_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let client_span = "00f067aa0ba902b7";
+    let res = app
+        .client
+        .post(format!("{}/api/v1/backup/create", app.base))
+        .header("traceparent", format!("00-{client_trace}-{client_span}-01"))
+        .json(&json!({"source": "traced", "type": "full"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let accepted: Value = res.json().await.unwrap();
+    let job_id = accepted["job_id"].as_str().unwrap().to_string();
+    let backup_id = accepted["backup_id"].as_str().unwrap().to_string();
+    let job = app.wait_success(&job_id).await;
+    assert_eq!(job["trace_id"], client_trace, "{job}");
+    let (status, polled) = app
+        .get(&format!("/api/v1/backup/restore/{job_id}/status"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(polled["trace_id"], client_trace, "{polled}");
+
+    let trace = wait_for_spans(
+        &rx,
+        client_trace,
+        &[
+            "POST /api/v1/backup/create",
+            "outbox.publish",
+            "job",
+            "claim",
+            "scanning",
+            "uploading",
+            "manifest",
+        ],
+        &app,
+    )
+    .await;
+    let by_id: HashMap<&str, &Span> = trace.iter().map(|s| (s.span_id.as_str(), s)).collect();
+    let request = one(&trace, "POST /api/v1/backup/create");
+    let publish = one(&trace, "outbox.publish");
+    let job_span = one(&trace, "job");
+    assert_eq!(request.service, "strata-api");
+    assert_eq!(publish.service, "strata-api");
+    assert_eq!(job_span.service, "strata-worker");
+    // The request continues the client's span; the publish is the request's child
+    // (through the outbox row); the worker's job is the publish's child (through the
+    // message headers); the claim and the phases are the job's children.
+    assert_eq!(request.parent_span_id, client_span);
+    assert_eq!(publish.parent_span_id, request.span_id);
+    assert_eq!(job_span.parent_span_id, publish.span_id);
+    assert_eq!(publish.attributes["job_id"], job_id.as_str());
+    assert_eq!(job_span.attributes["job_id"], job_id.as_str());
+    assert_eq!(job_span.attributes["status"], "succeeded");
+    assert_eq!(job_span.attributes["kind"], "backup");
+    assert_eq!(request.attributes["http.response.status_code"], 202);
+    for name in ["claim", "scanning", "uploading", "manifest"] {
+        let s = one(&trace, name);
+        assert_eq!(s.service, "strata-worker", "{s:?}");
+        assert_eq!(s.parent_span_id, job_span.span_id, "{name} under the job");
+    }
+    // Every span of the trace hangs from the tree (nothing orphaned).
+    for s in &trace {
+        assert!(
+            s.span_id == request.span_id || by_id.contains_key(s.parent_span_id.as_str()),
+            "span {} has a parent outside the trace: {s:?}",
+            s.name
+        );
+    }
+
+    // A request without a trace context starts a trace of its own: the restore's.
+    let target = app.dir.path().join("restored");
+    let r = app.restore(&backup_id, &target).await;
+    let restore_id = r["job_id"].as_str().unwrap().to_string();
+    let restore = app.wait_success(&restore_id).await;
+    assert_same_tree(&src, &target);
+    let restore_trace = restore["trace_id"].as_str().unwrap().to_string();
+    assert_eq!(restore_trace.len(), 32, "{restore}");
+    assert_ne!(restore_trace, client_trace);
+    assert_ne!(restore_trace, "0".repeat(32));
+    let trace = wait_for_spans(
+        &rx,
+        &restore_trace,
+        &["outbox.publish", "job", "claim", "restoring"],
+        &app,
+    )
+    .await;
+    let request = trace
+        .iter()
+        .find(|s| s.service == "strata-api" && s.name.starts_with("POST /api/v1/backup/restore/"))
+        .unwrap_or_else(|| panic!("the restore request's span: {trace:#?}"));
+    assert_eq!(request.parent_span_id, "", "a root span");
+    let job_span = one(&trace, "job");
+    assert_eq!(one(&trace, "restoring").parent_span_id, job_span.span_id);
+    assert_eq!(
+        one(&trace, "outbox.publish").parent_span_id,
+        request.span_id
+    );
+
+    // The JSON logs carry the ids: the worker's "job succeeded" line names the job and
+    // its trace, and the API's request line names the trace too.
+    let logs = app.full_logs();
+    let lines: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect();
+    assert!(!lines.is_empty(), "JSON log lines: {logs}");
+    let done = lines
+        .iter()
+        .find(|l| l["message"] == "job succeeded" && l["job_id"] == job_id.as_str())
+        .unwrap_or_else(|| panic!("the job's success line: {logs}"));
+    assert_eq!(done["trace_id"], client_trace, "{done}");
+    assert_eq!(done["kind"], "backup", "{done}");
+    assert!(
+        done["span_id"].as_str().is_some_and(|s| s.len() == 16),
+        "{done}"
+    );
+    assert!(
+        lines.iter().any(|l| l["message"] == "request"
+            && l["trace_id"] == client_trace
+            && l["status"] == 202),
+        "the request's log line carries the trace id: {logs}"
+    );
+}
