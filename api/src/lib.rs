@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod http_metrics;
 pub mod idempotency;
 pub mod metrics;
 pub mod middleware;

@@ -1,14 +1,15 @@
 //! The Prometheus listener (`STRATA_METRICS_BIND`, its own port, no credentials):
 //! `GET /metrics`. Schedule, job, queue and per-source figures are read from PostgreSQL
 //! at each scrape, so every replica reports the same truth and an alert on "no successful backup in 26 h" works
-//! whichever replica Prometheus reaches.
+//! whichever replica Prometheus reaches. The process's own metrics follow (HTTP requests
+//! it served, its requests to storage: `strata_shared::metrics`).
 
 use std::net::TcpListener;
 use std::sync::atomic::AtomicU64;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
-use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -73,7 +74,7 @@ pub fn bind(config: &Config, pool: PgPool) -> anyhow::Result<Option<actix_web::d
 async fn metrics(pool: web::Data<PgPool>) -> HttpResponse {
     match render(&pool).await {
         Ok(body) => HttpResponse::Ok()
-            .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+            .content_type(strata_shared::metrics::CONTENT_TYPE)
             .body(body),
         Err(e) => {
             tracing::warn!(error = %format!("{e:#}"), "rendering metrics failed");
@@ -146,8 +147,11 @@ async fn render(pool: &PgPool) -> anyhow::Result<String> {
         }
     }
     register_jobs(&mut registry, &jobs);
+    // One exposition: both registries, then a single `# EOF`.
     let mut out = String::new();
-    encode(&mut out, &registry)?;
+    encode_registry(&mut out, &registry)?;
+    strata_shared::metrics::encode_into(&mut out)?;
+    encode_eof(&mut out)?;
     Ok(out)
 }
 

@@ -101,6 +101,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .wrap(actix_web::middleware::from_fn(
                 crate::middleware::trace_requests,
             ))
+            // Outermost: the time of the whole request, denied ones included.
+            .wrap(actix_web::middleware::from_fn(crate::http_metrics::record))
             .configure(routes::configure)
             .default_service(web::to(routes::not_found))
     })

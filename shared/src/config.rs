@@ -96,10 +96,11 @@ pub struct Config {
     /// `STRATA_SCHEDULE_MISFIRE_GRACE_SECS` (default 60): a fire seen later than this
     /// was missed (downtime): it runs once or is skipped, per the schedule's `catch_up`.
     pub schedule_misfire_grace: Duration,
-    /// `STRATA_METRICS_BIND` (default `127.0.0.1:9464`; `off` disables): the API's
-    /// Prometheus listener.
+    /// `STRATA_METRICS_BIND` (`off` disables): the Prometheus listener. The default is
+    /// the API's, [`API_METRICS_BIND`]; the worker applies its own,
+    /// [`WORKER_METRICS_BIND`], with [`Config::metrics_bind_or`].
     pub metrics_bind: Option<String>,
-    /// When set, the API writes the metrics listener's bound address to this file.
+    /// When set, the process writes its metrics listener's bound address to this file.
     pub metrics_addr_file: Option<PathBuf>,
     /// `STRATA_LIMIT_UPLOAD_KIB` / `STRATA_LIMIT_DOWNLOAD_KIB`: bandwidth limits on the
     /// object store, per process.
@@ -228,7 +229,21 @@ where
     }
 }
 
+/// The API's metrics listener when `STRATA_METRICS_BIND` is unset.
+pub const API_METRICS_BIND: &str = "127.0.0.1:9464";
+/// The worker's metrics listener when `STRATA_METRICS_BIND` is unset.
+pub const WORKER_METRICS_BIND: &str = "127.0.0.1:9465";
+
 impl Config {
+    /// `STRATA_METRICS_BIND`, or `default` when it is unset; `None` when it is `off`.
+    pub fn metrics_bind_or(default: &str) -> Option<String> {
+        match var("STRATA_METRICS_BIND") {
+            None => Some(default.to_string()),
+            Some(v) if v.trim() == "off" => None,
+            Some(v) => Some(v.trim().to_string()),
+        }
+    }
+
     /// Reads the configuration from the process environment.
     pub fn from_env() -> anyhow::Result<Self> {
         let data_dir = PathBuf::from(var("STRATA_DATA_DIR").unwrap_or_else(|| "./data".into()));
@@ -297,11 +312,7 @@ impl Config {
                 "STRATA_SCHEDULE_MISFIRE_GRACE_SECS",
                 60,
             )?),
-            metrics_bind: match var("STRATA_METRICS_BIND") {
-                None => Some("127.0.0.1:9464".into()),
-                Some(v) if v == "off" => None,
-                Some(v) => Some(v),
-            },
+            metrics_bind: Self::metrics_bind_or(API_METRICS_BIND),
             metrics_addr_file: var("STRATA_METRICS_ADDR_FILE").map(PathBuf::from),
             transfer_limits: crate::storage::throttle::Limits::from_env()?,
             log_format,

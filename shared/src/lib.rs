@@ -4,6 +4,7 @@ pub mod archive;
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod metrics;
 pub mod model;
 pub mod prune;
 pub mod queue;

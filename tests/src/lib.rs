@@ -295,12 +295,50 @@ impl TestApp {
 
     /// Starts one more worker with extra environment; returns its index.
     pub fn spawn_worker_with(&mut self, extra: &[(&str, &str)]) -> usize {
+        let index = self.workers.len();
+        let metrics = self.worker_metrics_file(index).display().to_string();
+        let mut all: Vec<(&str, &str)> = vec![("STRATA_METRICS_ADDR_FILE", metrics.as_str())];
+        all.extend_from_slice(extra);
         let child = self
-            .command("strata-worker", extra)
+            .command("strata-worker", &all)
             .spawn()
             .expect("starting strata-worker");
         self.workers.push(Some(child));
-        self.workers.len() - 1
+        index
+    }
+
+    /// Where worker `index` writes its metrics listener's address (not `*.metrics`,
+    /// which [`TestApp::metrics`] takes for an API's).
+    fn worker_metrics_file(&self, index: usize) -> PathBuf {
+        self.dir.path().join(format!("worker-{index}.metrics-addr"))
+    }
+
+    /// The Prometheus text of worker `index`'s metrics listener (its index from
+    /// [`TestApp::spawn_worker`]; the workers of [`TestApp::spawn`] are 0, 1, …); waits up
+    /// to 30 s for the worker to listen.
+    pub async fn worker_metrics(&self, index: usize) -> String {
+        let file = self.worker_metrics_file(index);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(addr) = std::fs::read_to_string(&file) {
+                if !addr.is_empty() {
+                    if let Ok(res) = reqwest::get(format!("http://{addr}/metrics")).await {
+                        assert!(
+                            res.status().is_success(),
+                            "worker metrics: {}",
+                            res.status()
+                        );
+                        return res.text().await.expect("metrics body");
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker {index} does not answer on its metrics listener:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Waits (up to `timeout`) for a worker to exit by itself; returns its exit status.

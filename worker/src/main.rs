@@ -6,6 +6,7 @@
 
 mod databases;
 mod jobs;
+mod metrics;
 mod runner;
 
 use std::sync::Arc;
@@ -77,7 +78,8 @@ fn master_key(config: &Config) -> anyhow::Result<Option<MasterKey>> {
         .map_err(anyhow::Error::from)
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(mut config: Config) -> anyhow::Result<()> {
+    config.metrics_bind = Config::metrics_bind_or(strata_shared::config::WORKER_METRICS_BIND);
     let master = master_key(&config)?;
     db::ensure_database(&config.database_url).await?;
     let pool = db::connect(
@@ -93,6 +95,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // A worker that cannot open the repository (wrong key, missing key) refuses to
     // start, so it never claims a job it cannot run.
     let repo = Repository::open_or_init(storage, &pool, master.as_ref()).await?;
+    let metrics = metrics::start(&config)?;
+    let metrics_handle = metrics.as_ref().map(|m| m.handle());
+    let metrics_task = metrics.map(tokio::spawn);
     let worker_id = runner::worker_id();
     tracing::info!(
         %worker_id,
@@ -120,6 +125,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let _ = consuming.await;
     let _ = sweeper.await;
+    if let Some(handle) = metrics_handle {
+        handle.stop(true).await;
+    }
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
     tracing::info!("worker stopped");
     Ok(())
 }

@@ -403,7 +403,8 @@ impl Runner {
     ) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
         db::jobs::set_progress(&mut tx, job.id, &self.worker_id, progress).await?;
-        match result {
+        // The final status and result, once committed (None: the job runs again).
+        let ended = match result {
             Ok(outcome) => {
                 let done = db::jobs::finish(
                     &mut tx,
@@ -429,6 +430,7 @@ impl Runner {
                 tx.commit().await?;
                 tracing::Span::current().record("status", "succeeded");
                 tracing::info!(warnings = outcome.warnings.len(), "job succeeded");
+                Some((JobStatus::Succeeded, Some(outcome.result)))
             }
             Err(e) if e.is::<Cancelled>() => {
                 // A client asked the job to stop; it stopped at a checkpoint, having
@@ -439,6 +441,7 @@ impl Runner {
                 tx.commit().await?;
                 tracing::Span::current().record("status", "cancelled");
                 tracing::info!("job cancelled");
+                Some((JobStatus::Cancelled, None))
             }
             Err(e) if e.is::<Stopped>() => {
                 // Shutdown: hand the job back without spending an attempt.
@@ -455,6 +458,7 @@ impl Runner {
                 tx.commit().await?;
                 tracing::Span::current().record("status", "released");
                 tracing::info!("job released for another worker");
+                None
             }
             Err(e) => {
                 let permanent = e.downcast_ref::<Permanent>();
@@ -476,6 +480,7 @@ impl Runner {
                     span.record("status", "retrying");
                     span.record("error_code", code);
                     tracing::warn!(error = %message, retry_in_secs = delay, "job failed; will retry");
+                    None
                 } else {
                     let details = permanent.and_then(|p| p.details.as_ref());
                     self.end_unfinished(&mut tx, job, JobStatus::Failed, details, &error)
@@ -486,8 +491,18 @@ impl Runner {
                     span.record("error_code", code);
                     span.record("otel.status_code", "ERROR");
                     tracing::error!(error = %message, "job failed");
+                    Some((JobStatus::Failed, None))
                 }
             }
+        };
+        if let Some((status, result)) = ended {
+            let elapsed = chrono::Utc::now() - job.started_at.unwrap_or(job.created_at);
+            strata_shared::metrics::job_finished(
+                &job.kind,
+                status.as_str(),
+                elapsed.to_std().unwrap_or_default(),
+                result.as_ref(),
+            );
         }
         Ok(())
     }

@@ -28,6 +28,14 @@ pub struct SnapshotStats {
     /// Paths that existed in the parent and no longer do.
     #[serde(default)]
     pub deleted: u64,
+    /// Bytes read from the source: the files read and the database dump (unchanged
+    /// files skipped by an incremental are not read). 0 in older manifests.
+    #[serde(default)]
+    pub read_bytes: u64,
+    /// Of `read_bytes`, those whose chunk the repository had already (not stored
+    /// again). 0 in older manifests.
+    #[serde(default)]
+    pub reused_bytes: u64,
 }
 
 /// Something the user should know about one path: skipped, unreadable, changed while read.

@@ -694,11 +694,14 @@ impl Scanner {
     fn add_chunk(&mut self, kind: BlobKind, data: Vec<u8>) -> anyhow::Result<ChunkId> {
         self.check_cancel()?;
         let id = self.codec.id(&data);
-        if kind == BlobKind::Data {
-            self.progress
-                .bytes_done
-                .fetch_add(data.len() as u64, Ordering::Relaxed);
-        }
+        // Entry-list segments are made here, not read from the source.
+        let read = if kind == BlobKind::Data {
+            data.len() as u64
+        } else {
+            0
+        };
+        self.progress.bytes_done.fetch_add(read, Ordering::Relaxed);
+        self.stats.read_bytes += read;
         if self.known.insert(id) {
             self.stats.new_chunks += 1;
             self.tx
@@ -706,6 +709,7 @@ impl Scanner {
                 .map_err(|_| PipelineClosed)?;
         } else {
             self.stats.reused_chunks += 1;
+            self.stats.reused_bytes += read;
         }
         Ok(id)
     }

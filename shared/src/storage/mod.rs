@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub mod local;
+pub mod metered;
 pub mod s3;
 pub mod throttle;
 
@@ -178,8 +179,13 @@ impl fmt::Debug for S3Options {
 const ACCEPTED_SCHEMES: &str = "accepted: file:///absolute/path or s3://bucket[/prefix]";
 
 /// Opens storage from a URL: `file:///abs/path` (a [`LocalStorage`]; the directory is created if
-/// missing) or `s3://bucket/optional/prefix` (an [`S3Storage`]).
+/// missing) or `s3://bucket/optional/prefix` (an [`S3Storage`]). Its requests are counted
+/// in the process's metrics ([`metered`]).
 pub async fn open(url: &str, s3: &S3Options) -> StorageResult<DynStorage> {
+    open_unmetered(url, s3).await.map(metered::wrap)
+}
+
+async fn open_unmetered(url: &str, s3: &S3Options) -> StorageResult<DynStorage> {
     let url = url.trim();
     let (scheme, _) = url.split_once("://").ok_or_else(|| {
         StorageError::InvalidUrl(format!("{url:?} has no scheme; {ACCEPTED_SCHEMES}"))

@@ -10,6 +10,7 @@ mod faults;
 mod gc;
 mod jobs;
 mod load;
+mod metrics;
 mod openapi;
 mod retention;
 mod roundtrip;

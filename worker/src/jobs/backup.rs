@@ -157,6 +157,7 @@ pub async fn run(ctx: &JobContext, payload: BackupPayload) -> anyhow::Result<Out
     Ok(Outcome {
         result: serde_json::json!({
             "backup_id": backup.id,
+            "source": source.name,
             "type": manifest.backup_type,
             "requested_type": manifest.requested_type,
             "parent": parent_id,
@@ -168,7 +169,9 @@ pub async fn run(ctx: &JobContext, payload: BackupPayload) -> anyhow::Result<Out
             "dirs": s.dirs,
             "symlinks": s.symlinks,
             "logical_size": s.logical_size,
+            "read_bytes": s.read_bytes,
             "stored_size": s.stored_size,
+            "reused_bytes": s.reused_bytes,
             "new_chunks": s.new_chunks,
             "reused_chunks": s.reused_chunks,
             "parts": manifest.parts(),

@@ -135,6 +135,7 @@ async fn import(ctx: &JobContext, payload: &ImportPayload) -> anyhow::Result<Out
     Ok(Outcome {
         result: serde_json::json!({
             "backup_id": backup.id,
+            "source": source.name,
             "type": manifest.backup_type,
             "format": payload.format,
             "archive": summary,
@@ -142,7 +143,9 @@ async fn import(ctx: &JobContext, payload: &ImportPayload) -> anyhow::Result<Out
             "dirs": s.dirs,
             "symlinks": s.symlinks,
             "logical_size": s.logical_size,
+            "read_bytes": s.read_bytes,
             "stored_size": s.stored_size,
+            "reused_bytes": s.reused_bytes,
             "new_chunks": s.new_chunks,
             "reused_chunks": s.reused_chunks,
         }),
