@@ -17,21 +17,11 @@ use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 use strata_shared::config::Config;
 use strata_shared::db;
+use strata_shared::metrics::{JobLabels, SourceLabels};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ScheduleLabels {
     schedule_id: String,
-    source: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct JobLabels {
-    kind: String,
-    status: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct SourceLabels {
     source: String,
 }
 

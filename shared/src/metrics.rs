@@ -31,15 +31,17 @@ const HTTP_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
 ];
 
+/// Labels of job figures (also the API's `strata_jobs` gauge).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct JobLabels {
-    kind: String,
-    status: String,
+pub struct JobLabels {
+    pub kind: String,
+    pub status: String,
 }
 
+/// Labels of per-source figures (also the API's last-success gauge).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct SourceLabels {
-    source: String,
+pub struct SourceLabels {
+    pub source: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use strata_tests::otlp::{Receiver, Span};
-use strata_tests::tree::assert_same_tree;
+use strata_tests::tree::{assert_same_tree, write_noise};
 use strata_tests::{Options, TestApp};
 
 /// Waits until the trace holds every span name in `names`; returns the trace.
@@ -36,17 +36,21 @@ fn one<'a>(trace: &'a [Span], name: &str) -> &'a Span {
     found[0]
 }
 
+fn otel_env(rx: &Receiver) -> Vec<(String, String)> {
+    vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), rx.endpoint.clone()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL".into(), "http/json".into()),
+        ("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()),
+        ("STRATA_LOG_FORMAT".into(), "json".into()),
+    ]
+}
+
 #[tokio::test]
 async fn one_trace_runs_from_the_request_through_the_queue_to_every_phase_of_the_job() {
     let rx = Receiver::start().await;
     let app = TestApp::spawn(Options {
         workers: 1,
-        env: vec![
-            ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), rx.endpoint.clone()),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL".into(), "http/json".into()),
-            ("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()),
-            ("STRATA_LOG_FORMAT".into(), "json".into()),
-        ],
+        env: otel_env(&rx),
         ..Default::default()
     })
     .await;
@@ -178,5 +182,98 @@ async fn one_trace_runs_from_the_request_through_the_queue_to_every_phase_of_the
             && l["trace_id"] == client_trace
             && l["status"] == 202),
         "the request's log line carries the trace id: {logs}"
+    );
+}
+
+/// A job handed back by a stopping worker and finished by another stays in its trace:
+/// a second `outbox.publish → job` branch under the same request, and the first
+/// worker's spans reach the collector before it exits.
+#[tokio::test]
+async fn a_job_handed_back_at_shutdown_stays_in_its_trace() {
+    let rx = Receiver::start().await;
+    let mut env = otel_env(&rx);
+    // Uploads limited to 16 MiB/s: the backup runs for seconds, long enough to signal.
+    env.push(("STRATA_LIMIT_UPLOAD_KIB".into(), "16384".into()));
+    let mut app = TestApp::spawn(Options {
+        workers: 1,
+        env,
+        ..Default::default()
+    })
+    .await;
+    let src = app.dir.path().join("big");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..4 {
+        write_noise(
+            &src.join(format!("part-{i}.bin")),
+            700 + i,
+            16 * 1024 * 1024,
+        );
+    }
+    app.create_source("big", &src).await;
+    let accepted = app.backup("big", "full").await;
+    let job_id = accepted["job_id"].as_str().unwrap().to_string();
+    app.wait_progress(&job_id).await;
+    let pid = app.process_pid(0).unwrap();
+    // SAFETY: sending a signal to a child process this test started.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) }, 0);
+    let status = app
+        .wait_worker_exit(0, Duration::from_secs(30))
+        .await
+        .expect("the worker exits after SIGTERM");
+    assert!(status.success(), "{status}");
+    app.spawn_worker();
+    let job = app.wait_success(&job_id).await;
+    let trace_id = job["trace_id"].as_str().unwrap().to_string();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let trace = loop {
+        let trace = rx.trace(&trace_id);
+        let jobs = trace.iter().filter(|s| s.name == "job").count();
+        if jobs >= 2 && trace.iter().any(|s| s.name == "manifest") {
+            break trace;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "two job spans in {trace:#?}\n{}",
+            app.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let request = one(&trace, "POST /api/v1/backup/create");
+    let publishes: Vec<&Span> = trace
+        .iter()
+        .filter(|s| s.name == "outbox.publish")
+        .collect();
+    let jobs: Vec<&Span> = trace.iter().filter(|s| s.name == "job").collect();
+    assert_eq!(publishes.len(), 2, "{trace:#?}");
+    assert_eq!(jobs.len(), 2, "{trace:#?}");
+    for p in &publishes {
+        assert_eq!(
+            p.parent_span_id, request.span_id,
+            "each publish under the request"
+        );
+    }
+    let mut statuses: Vec<&str> = jobs
+        .iter()
+        .map(|j| {
+            assert!(
+                publishes.iter().any(|p| p.span_id == j.parent_span_id),
+                "each job span under a publish: {j:?}"
+            );
+            j.attributes["status"].as_str().unwrap_or_default()
+        })
+        .collect();
+    statuses.sort();
+    assert_eq!(statuses, ["released", "succeeded"], "{jobs:#?}");
+    // The released attempt had started uploading; the finished one wrote the manifest.
+    let released = jobs
+        .iter()
+        .find(|j| j.attributes["status"] == "released")
+        .unwrap();
+    assert!(
+        trace
+            .iter()
+            .any(|s| s.name == "uploading" && s.parent_span_id == released.span_id),
+        "{trace:#?}"
     );
 }
