@@ -50,9 +50,7 @@ impl Telemetry {
     /// Exports what is buffered and stops the exporter (bounded to a few seconds, so an
     /// unreachable collector cannot hold up a shutdown).
     pub fn shutdown(&self) {
-        if self.exporting {
-            let _ = self.provider.force_flush();
-        }
+        // The batch processor exports what it holds as part of its shutdown.
         let _ = self.provider.shutdown_with_timeout(Duration::from_secs(5));
     }
 }

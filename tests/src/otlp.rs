@@ -44,6 +44,20 @@ impl Receiver {
         Self { endpoint, spans }
     }
 
+    /// A collector that accepts connections and never answers: exports hang until the
+    /// exporter's timeout. Returns its base URL.
+    pub async fn black_hole() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding");
+        let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        endpoint
+    }
+
     /// Every span received so far.
     pub fn spans(&self) -> Vec<Span> {
         self.spans.lock().unwrap().clone()

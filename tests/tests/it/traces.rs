@@ -277,3 +277,45 @@ async fn a_job_handed_back_at_shutdown_stays_in_its_trace() {
         "{trace:#?}"
     );
 }
+
+/// A collector that never answers costs nothing visible: jobs run as usual and a
+/// worker told to stop exits promptly (the final flush gives up after 5 s).
+#[tokio::test]
+async fn an_unresponsive_collector_neither_slows_jobs_nor_holds_up_shutdown() {
+    let endpoint = Receiver::black_hole().await;
+    let mut app = TestApp::spawn(Options {
+        workers: 1,
+        env: vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint),
+            ("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let src = app.dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    write_noise(&src.join("data.bin"), 9, 2 * 1024 * 1024);
+    app.create_source("quiet", &src).await;
+    let mut last = String::new();
+    for _ in 0..3 {
+        let accepted = app.backup("quiet", "incremental").await;
+        let job = app.wait_success(accepted["job_id"].as_str().unwrap()).await;
+        assert_eq!(job["trace_id"].as_str().map(str::len), Some(32), "{job}");
+        last = accepted["backup_id"].as_str().unwrap().to_string();
+    }
+    let target = app.dir.path().join("restored");
+    let r = app.restore(&last, &target).await;
+    app.wait_success(r["job_id"].as_str().unwrap()).await;
+    assert_same_tree(&src, &target);
+
+    let pid = app.process_pid(0).unwrap();
+    let signalled = Instant::now();
+    // SAFETY: sending a signal to a child process this test started.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) }, 0);
+    let status = app
+        .wait_worker_exit(0, Duration::from_secs(30))
+        .await
+        .expect("the worker exits after SIGTERM");
+    assert!(status.success(), "{status}");
+    println!("worker exited {:?} after SIGTERM", signalled.elapsed());
+}
