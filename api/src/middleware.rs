@@ -34,6 +34,7 @@ pub async fn trace_requests(
         %method,
         %path,
         trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
     );
     let mut carrier = HashMap::new();
     for name in ["traceparent", "tracestate"] {
@@ -42,9 +43,7 @@ pub async fn trace_requests(
         }
     }
     telemetry::set_parent_from(&span, &carrier);
-    if let Some(id) = telemetry::trace_id_of(&span) {
-        span.record("trace_id", id.as_str());
-    }
+    telemetry::record_ids(&span);
     let res = next.call(req).instrument(span.clone()).await?;
     let status = res.status().as_u16();
     span.record("http.response.status_code", i64::from(status));

@@ -153,10 +153,13 @@ async fn relay_batch(pool: &sqlx::PgPool, publisher: &Publisher) -> anyhow::Resu
             job_id = %row.job_id,
             messaging.system = "rabbitmq",
             messaging.destination.name = %publisher.queue(),
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
         );
         let context: HashMap<String, String> =
             serde_json::from_value(row.headers.0.clone()).unwrap_or_default();
         telemetry::set_parent_from(&span, &context);
+        telemetry::record_ids(&span);
         let mut headers = FieldTable::default();
         for (k, v) in telemetry::headers_of(&span) {
             headers.insert(k.as_str().into(), AMQPValue::LongString(v.as_str().into()));

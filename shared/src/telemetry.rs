@@ -26,11 +26,14 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 use serde_json::{Map, Value};
+use tracing::span;
+use tracing::subscriber::Interest;
 use tracing::{Event, Subscriber};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt as tfmt, EnvFilter, Layer};
@@ -93,29 +96,84 @@ fn tracer_provider(service: &'static str) -> (SdkTracerProvider, bool, Option<St
     }
 }
 
+/// What a layer sees: what `RUST_LOG` asks for (default `info`, quieter for chatty
+/// libraries), and in any case Strata's own spans at `info` and above. So a quieter
+/// `RUST_LOG=warn` still makes the spans that carry a job's trace: its `trace_id`,
+/// the exported trace, and the ids on the log lines that are written.
+fn filter() -> LogOrStrataSpans {
+    LogOrStrataSpans(
+        EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,lapin=warn,aws=warn")),
+    )
+}
+
+/// `RUST_LOG`'s filter, plus Strata's spans at `info` and above. (A hand-written
+/// union: `FilterExt::or` over an `EnvFilter` dropped events inside spans.)
+struct LogOrStrataSpans(EnvFilter);
+
+fn strata_span(meta: &tracing::Metadata<'_>) -> bool {
+    meta.is_span() && *meta.level() <= tracing::Level::INFO && meta.target().starts_with("strata_")
+}
+
+impl<S: Subscriber> Filter<S> for LogOrStrataSpans
+where
+    EnvFilter: Filter<S>,
+{
+    fn enabled(&self, meta: &tracing::Metadata<'_>, cx: &Context<'_, S>) -> bool {
+        strata_span(meta) || Filter::enabled(&self.0, meta, cx)
+    }
+    fn callsite_enabled(&self, meta: &'static tracing::Metadata<'static>) -> Interest {
+        if strata_span(meta) {
+            Interest::always()
+        } else {
+            Filter::callsite_enabled(&self.0, meta)
+        }
+    }
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Filter::<S>::max_level_hint(&self.0).map(|l| l.max(LevelFilter::INFO))
+    }
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, cx: Context<'_, S>) {
+        Filter::on_new_span(&self.0, attrs, id, cx)
+    }
+    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, cx: Context<'_, S>) {
+        Filter::on_record(&self.0, id, values, cx)
+    }
+    fn on_enter(&self, id: &span::Id, cx: Context<'_, S>) {
+        Filter::on_enter(&self.0, id, cx)
+    }
+    fn on_exit(&self, id: &span::Id, cx: Context<'_, S>) {
+        Filter::on_exit(&self.0, id, cx)
+    }
+    fn on_close(&self, id: span::Id, cx: Context<'_, S>) {
+        Filter::on_close(&self.0, id, cx)
+    }
+}
+
 /// Installs the global subscriber and tracer provider: `RUST_LOG` filters (default
 /// `info`), `format` is `json` or `text`.
 pub fn init(service: &'static str, format: &str) -> Telemetry {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,lapin=warn,aws=warn"));
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let (provider, exporting, exporter_error) = tracer_provider(service);
     opentelemetry::global::set_tracer_provider(provider.clone());
     let otel = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer(service))
         .with_location(false)
-        .with_threads(false);
+        .with_threads(false)
+        .with_filter(filter());
     let writer = if format == "json" {
         tfmt::layer()
             .fmt_fields(JsonFields::new())
             .event_format(JsonLines)
             .with_writer(std::io::stderr)
+            .with_filter(filter())
             .boxed()
     } else {
-        tfmt::layer().with_writer(std::io::stderr).boxed()
+        tfmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(filter())
+            .boxed()
     };
     let installed = tracing_subscriber::registry()
-        .with(filter)
         .with(otel)
         .with(writer)
         .try_init()
@@ -164,6 +222,17 @@ pub fn trace_id_of(span: &tracing::Span) -> Option<String> {
     sc.is_valid().then(|| sc.trace_id().to_string())
 }
 
+/// Records `trace_id` and `span_id` on `span`, which must declare both fields (as
+/// `tracing::field::Empty`), once its parent is set.
+pub fn record_ids(span: &tracing::Span) {
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    if sc.is_valid() {
+        span.record("trace_id", sc.trace_id().to_string().as_str());
+        span.record("span_id", sc.span_id().to_string().as_str());
+    }
+}
+
 /// The trace of the current span, as a job records it: its id and its W3C headers.
 pub fn current_trace() -> (Option<String>, HashMap<String, String>) {
     let span = tracing::Span::current();
@@ -171,8 +240,11 @@ pub fn current_trace() -> (Option<String>, HashMap<String, String>) {
 }
 
 /// JSON lines: `timestamp`, `level`, `target`, `message`, the event's fields, the
-/// fields of every enclosing span (the innermost wins), `span` (the innermost span's
-/// name), and `trace_id` / `span_id` when the event is inside a span.
+/// fields of every enclosing span (the innermost wins) and `span` (the innermost span's
+/// name). The spans that start a process's part of a trace (a request, a job, a
+/// publish) record their `trace_id` and `span_id` as fields (see [`record_ids`]), so
+/// every line written inside them carries both. (Asking the OpenTelemetry layer from
+/// inside an event would re-enter the subscriber.)
 struct JsonLines;
 
 impl<S, N> FormatEvent<S, N> for JsonLines
@@ -209,22 +281,11 @@ where
                     }
                 }
                 drop(ext);
-                leaf = Some((span.id(), span.name()));
+                leaf = Some(span.name());
             }
         }
-        if let Some((id, name)) = leaf {
+        if let Some(name) = leaf {
             line.insert("span".into(), Value::String(name.to_string()));
-            // The extensions are released above: the OpenTelemetry layer locks them.
-            let cx = tracing::dispatcher::get_default(|d| {
-                tracing_opentelemetry::get_otel_context(&id, d)
-            });
-            if let Some(cx) = cx {
-                let sc = cx.span().span_context().clone();
-                if sc.is_valid() {
-                    line.insert("trace_id".into(), Value::String(sc.trace_id().to_string()));
-                    line.insert("span_id".into(), Value::String(sc.span_id().to_string()));
-                }
-            }
         }
         let mut visitor = JsonVisitor(&mut line);
         event.record(&mut visitor);
@@ -263,6 +324,61 @@ impl tracing::field::Visit for JsonVisitor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filtered_layers_still_carry_context() {
+        let buf = Buf::default();
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(
+                tracing_opentelemetry::layer()
+                    .with_tracer(provider.tracer("test"))
+                    .with_filter(filter()),
+            )
+            .with(
+                tfmt::layer()
+                    .fmt_fields(JsonFields::new())
+                    .event_format(JsonLines)
+                    .with_writer(buf.clone())
+                    .with_filter(filter())
+                    .boxed(),
+            );
+        tracing::subscriber::with_default(subscriber, || {
+            let parent = tracing::info_span!(
+                "request",
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty
+            );
+            record_ids(&parent);
+            let headers = headers_of(&parent);
+            assert!(headers.contains_key("traceparent"), "{headers:?}");
+            let _g = parent.enter();
+            let (id, h) = current_trace();
+            assert!(id.is_some(), "{h:?}");
+            tracing::info!(status = 202, "request");
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("\"message\":\"request\""), "{text}");
+        assert!(text.contains("trace_id"), "{text}");
+    }
+
+    #[derive(Clone, Default)]
+    struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buf {
+        type Writer = Buf;
+        fn make_writer(&'a self) -> Buf {
+            self.clone()
+        }
+    }
 
     #[test]
     fn headers_round_trip_between_spans() {

@@ -139,8 +139,11 @@ impl Runner {
             status = tracing::field::Empty,
             error_code = tracing::field::Empty,
             worker_id = %self.worker_id,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
         );
         telemetry::set_parent_from(&span, &queue::string_headers(&delivery.properties));
+        telemetry::record_ids(&span);
         self.handle_job(delivery, job_id, shutdown)
             .instrument(span)
             .await;

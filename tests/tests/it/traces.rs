@@ -319,3 +319,45 @@ async fn an_unresponsive_collector_neither_slows_jobs_nor_holds_up_shutdown() {
     assert!(status.success(), "{status}");
     println!("worker exited {:?} after SIGTERM", signalled.elapsed());
 }
+
+/// Quieter logs keep the traces: with `RUST_LOG=warn` a job still has its trace id and
+/// its spans are still exported.
+#[tokio::test]
+async fn quiet_logs_keep_trace_ids_and_spans() {
+    let rx = Receiver::start().await;
+    let mut env = otel_env(&rx);
+    env.push(("RUST_LOG".into(), "warn".into()));
+    let app = TestApp::spawn(Options {
+        workers: 1,
+        env,
+        ..Default::default()
+    })
+    .await;
+    let src = app.dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), b"quiet").unwrap();
+    app.create_source("quiet", &src).await;
+    let accepted = app.backup("quiet", "full").await;
+    let job = app.wait_success(accepted["job_id"].as_str().unwrap()).await;
+    let trace_id = job["trace_id"].as_str().expect("a trace id").to_string();
+    assert_eq!(trace_id.len(), 32, "{job}");
+    wait_for_spans(
+        &rx,
+        &trace_id,
+        &[
+            "POST /api/v1/backup/create",
+            "outbox.publish",
+            "job",
+            "claim",
+            "manifest",
+        ],
+        &app,
+    )
+    .await;
+    // Only warnings and errors are logged.
+    let logs = app.full_logs();
+    assert!(
+        !logs.contains("\"level\":\"INFO\""),
+        "no info lines with RUST_LOG=warn: {logs}"
+    );
+}
