@@ -26,14 +26,12 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 use serde_json::{Map, Value};
-use tracing::span;
-use tracing::subscriber::Interest;
 use tracing::{Event, Subscriber};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
-use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt as tfmt, EnvFilter, Layer};
@@ -96,56 +94,26 @@ fn tracer_provider(service: &'static str) -> (SdkTracerProvider, bool, Option<St
     }
 }
 
-/// What a layer sees: what `RUST_LOG` asks for (default `info`, quieter for chatty
-/// libraries), and in any case Strata's own spans at `info` and above. So a quieter
-/// `RUST_LOG=warn` still makes the spans that carry a job's trace: its `trace_id`,
-/// the exported trace, and the ids on the log lines that are written.
-fn filter() -> LogOrStrataSpans {
-    LogOrStrataSpans(
-        EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,lapin=warn,aws=warn")),
-    )
-}
-
-/// `RUST_LOG`'s filter, plus Strata's spans at `info` and above. (A hand-written
-/// union: `FilterExt::or` over an `EnvFilter` dropped events inside spans.)
-struct LogOrStrataSpans(EnvFilter);
-
-fn strata_span(meta: &tracing::Metadata<'_>) -> bool {
-    meta.is_span() && *meta.level() <= tracing::Level::INFO && meta.target().starts_with("strata_")
-}
-
-impl<S: Subscriber> Filter<S> for LogOrStrataSpans
-where
-    EnvFilter: Filter<S>,
-{
-    fn enabled(&self, meta: &tracing::Metadata<'_>, cx: &Context<'_, S>) -> bool {
-        strata_span(meta) || Filter::enabled(&self.0, meta, cx)
-    }
-    fn callsite_enabled(&self, meta: &'static tracing::Metadata<'static>) -> Interest {
-        if strata_span(meta) {
-            Interest::always()
-        } else {
-            Filter::callsite_enabled(&self.0, meta)
-        }
-    }
-    fn max_level_hint(&self) -> Option<LevelFilter> {
-        Filter::<S>::max_level_hint(&self.0).map(|l| l.max(LevelFilter::INFO))
-    }
-    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, cx: Context<'_, S>) {
-        Filter::on_new_span(&self.0, attrs, id, cx)
-    }
-    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, cx: Context<'_, S>) {
-        Filter::on_record(&self.0, id, values, cx)
-    }
-    fn on_enter(&self, id: &span::Id, cx: Context<'_, S>) {
-        Filter::on_enter(&self.0, id, cx)
-    }
-    fn on_exit(&self, id: &span::Id, cx: Context<'_, S>) {
-        Filter::on_exit(&self.0, id, cx)
-    }
-    fn on_close(&self, id: span::Id, cx: Context<'_, S>) {
-        Filter::on_close(&self.0, id, cx)
+/// The filter of logs and spans: `RUST_LOG` (default `info`, quieter for chatty
+/// libraries). Strata's spans carry a job's trace, so Strata's own crates stay at
+/// `info` at least when `RUST_LOG` asks for less (`RUST_LOG=warn` quiets the
+/// libraries; Strata's spans, trace ids and its own lines remain).
+fn filter() -> EnvFilter {
+    let spec = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "info,sqlx=warn,lapin=warn,aws=warn".to_string());
+    let parsed = EnvFilter::try_new(&spec)
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,lapin=warn,aws=warn"));
+    let below_info = parsed
+        .max_level_hint()
+        .is_some_and(|max| max < LevelFilter::INFO);
+    if below_info {
+        EnvFilter::new(format!(
+            "{spec},strata_api=info,strata_worker=info,strata_shared=info"
+        ))
+    } else {
+        parsed
     }
 }
 
@@ -158,22 +126,18 @@ pub fn init(service: &'static str, format: &str) -> Telemetry {
     let otel = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer(service))
         .with_location(false)
-        .with_threads(false)
-        .with_filter(filter());
+        .with_threads(false);
     let writer = if format == "json" {
         tfmt::layer()
             .fmt_fields(JsonFields::new())
             .event_format(JsonLines)
             .with_writer(std::io::stderr)
-            .with_filter(filter())
             .boxed()
     } else {
-        tfmt::layer()
-            .with_writer(std::io::stderr)
-            .with_filter(filter())
-            .boxed()
+        tfmt::layer().with_writer(std::io::stderr).boxed()
     };
     let installed = tracing_subscriber::registry()
+        .with(filter())
         .with(otel)
         .with(writer)
         .try_init()
@@ -326,21 +290,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn filtered_layers_still_carry_context() {
+    fn json_lines_carry_the_trace_of_their_span() {
         let buf = Buf::default();
         let provider = SdkTracerProvider::builder().build();
         let subscriber = tracing_subscriber::registry()
-            .with(
-                tracing_opentelemetry::layer()
-                    .with_tracer(provider.tracer("test"))
-                    .with_filter(filter()),
-            )
+            .with(filter())
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
             .with(
                 tfmt::layer()
                     .fmt_fields(JsonFields::new())
                     .event_format(JsonLines)
                     .with_writer(buf.clone())
-                    .with_filter(filter())
                     .boxed(),
             );
         tracing::subscriber::with_default(subscriber, || {

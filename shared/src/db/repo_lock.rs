@@ -53,7 +53,12 @@ pub async fn try_collection(pool: &PgPool) -> Result<Option<RepoLock>, sqlx::Err
 }
 
 /// Takes the lock of one pack until the end of the current transaction of `conn`.
+/// A wait longer than a minute fails the transaction (`lock_timeout`) rather than
+/// blocking its job forever behind a holder that will never let go.
 pub async fn pack_xact(conn: &mut PgConnection, pack_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SET LOCAL lock_timeout = '60s'")
+        .execute(&mut *conn)
+        .await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
         .bind(PACK_CLASS)
         .bind(pack_id)

@@ -261,31 +261,44 @@ pub async fn write_snapshot(
     let packing = async {
         let uploads = Arc::new(Semaphore::new(3));
         let mut in_flight = JoinSet::new();
-        let mut pack = PackBuilder::new();
         let mut stored = 0u64;
-        while let Some(blob) = enc_rx.recv().await {
-            pack.add(blob.id, blob.kind, &blob.encoded, blob.raw_length);
-            if pack.len() >= PACK_TARGET {
-                let full = std::mem::take(&mut pack);
-                let permit = uploads.clone().acquire_owned().await?;
-                let (repo, pool) = (repo.clone(), pool.clone());
-                in_flight.spawn(async move {
-                    let size = upload_pack(&repo, &pool, full).await;
-                    drop(permit);
-                    size
-                });
+        let filled = async {
+            let mut pack = PackBuilder::new();
+            while let Some(blob) = enc_rx.recv().await {
+                pack.add(blob.id, blob.kind, &blob.encoded, blob.raw_length);
+                if pack.len() >= PACK_TARGET {
+                    let full = std::mem::take(&mut pack);
+                    let permit = uploads.clone().acquire_owned().await?;
+                    let (repo, pool) = (repo.clone(), pool.clone());
+                    in_flight.spawn(async move {
+                        let size = upload_pack(&repo, &pool, full).await;
+                        drop(permit);
+                        size
+                    });
+                }
+                while let Some(done) = in_flight.try_join_next() {
+                    stored += done??;
+                }
             }
-            while let Some(done) = in_flight.try_join_next() {
-                stored += done??;
+            if !pack.is_empty() {
+                stored += upload_pack(repo, pool, pack).await?;
             }
+            Ok::<(), anyhow::Error>(())
         }
-        if !pack.is_empty() {
-            stored += upload_pack(repo, pool, pack).await?;
-        }
+        .await;
+        // Every upload still in flight ends on its own (its transaction commits or rolls
+        // back), error or not: an upload aborted in the middle of its transaction could
+        // leave a pooled connection holding the pack's lock, on which the job's next
+        // attempt, writing the same packs, would wait.
+        let mut result = filled;
         while let Some(done) = in_flight.join_next().await {
-            stored += done??;
+            match done {
+                Ok(Ok(size)) => stored += size,
+                Ok(Err(e)) => result = result.and(Err(e)),
+                Err(e) => result = result.and(Err(e.into())),
+            }
         }
-        Ok::<u64, anyhow::Error>(stored)
+        result.map(|()| stored)
     };
     let packed = packing.await;
     if packed.is_err() {
