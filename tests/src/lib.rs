@@ -123,6 +123,13 @@ pub fn authed_client(key: &str) -> reqwest::Client {
         .expect("HTTP client")
 }
 
+/// Sends SIGTERM to a process the test started (a graceful stop).
+pub fn sigterm(pid: u32) {
+    // SAFETY: sending a signal to a child process this test started.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0, "kill -TERM {pid}");
+}
+
 /// Creates a fresh database and returns its URL.
 pub async fn create_database(name: &str) -> String {
     let admin = PgConnectOptions::from_str(&admin_database_url()).expect("admin URL");

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use strata_tests::tree::{assert_tree_matches, snapshot, write_noise, Node};
-use strata_tests::{Backend, Options, TestApp};
+use strata_tests::{sigterm, Backend, Options, TestApp};
 
 /// How many times longer the storm cases run: `STRATA_TEST_SOAK` (default 1, the fast
 /// profile CI runs; e.g. 20 for a soak).
@@ -482,12 +482,6 @@ async fn a_full_target_disk_fails_the_restore_clearly_and_leaves_the_target_unto
             .collect();
         assert!(leftovers.is_empty(), "{include}: left behind {leftovers:?}");
     }
-}
-
-fn sigterm(pid: u32) {
-    // SAFETY: sending a signal to a child process this test started.
-    let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-    assert_eq!(rc, 0, "kill -TERM {pid}");
 }
 
 /// Fault 9: SIGTERM to a worker in the middle of a backup, and to an API replica in the

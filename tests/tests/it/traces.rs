@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use strata_tests::otlp::{Receiver, Span};
 use strata_tests::tree::{assert_same_tree, write_noise};
-use strata_tests::{Options, TestApp};
+use strata_tests::{sigterm, Options, TestApp};
 
 /// Waits until the trace satisfies `done`; returns it.
 async fn wait_for_trace(
@@ -229,8 +229,7 @@ async fn a_job_handed_back_at_shutdown_stays_in_its_trace() {
     let job_id = accepted["job_id"].as_str().unwrap().to_string();
     app.wait_progress(&job_id).await;
     let pid = app.process_pid(0).unwrap();
-    // SAFETY: sending a signal to a child process this test started.
-    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) }, 0);
+    sigterm(pid);
     let status = app
         .wait_worker_exit(0, Duration::from_secs(30))
         .await
@@ -315,8 +314,7 @@ async fn an_unresponsive_collector_neither_slows_jobs_nor_holds_up_shutdown() {
 
     let pid = app.process_pid(0).unwrap();
     let signalled = Instant::now();
-    // SAFETY: sending a signal to a child process this test started.
-    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) }, 0);
+    sigterm(pid);
     let status = app
         .wait_worker_exit(0, Duration::from_secs(30))
         .await
