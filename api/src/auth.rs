@@ -1,16 +1,19 @@
-//! Authentication and authorization, in one place: every request passes through
-//! [`authorize`], which finds the route's access in the route table, identifies the
-//! caller (API key, JWT or file token), checks the role, and writes the audit log.
+//! Authentication and authorization, in one place. Every route of the route table is
+//! registered behind [`authorize`] with its own [`RouteSpec`]: the check runs on the
+//! resource the router actually picked (whatever the spelling of the path), identifies
+//! the caller (API key, JWT or file token), checks the role, and writes the audit log.
+//! A request that matches no route reaches no handler: the default service answers 404.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::HeaderValue;
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage};
+use chrono::{DateTime, Utc};
 use strata_shared::auth::file_token::FileTokenSigner;
 use strata_shared::auth::jwt::{self, JwtConfig};
 use strata_shared::auth::limiter::FailureLimiter;
@@ -18,7 +21,8 @@ use strata_shared::auth::{keys, Role};
 use strata_shared::db;
 
 use crate::error::ApiError;
-use crate::routes::{access_for, Access};
+use crate::middleware::RequestId;
+use crate::routes::{Access, RouteSpec};
 use crate::state::AppState;
 
 /// Who is calling.
@@ -27,11 +31,11 @@ pub struct Principal {
     /// `key:<id>`, `jwt:<subject>` or `file-token:<subject>`.
     pub actor: String,
     pub role: Role,
+    /// When the credential stops working (a key's or a JWT's expiry), if it does.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// A file token issued for one backup may download only that one.
+    pub backup: Option<String>,
 }
-
-/// The request's id, for logs and the audit log.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
 
 /// Everything authentication needs at run time.
 pub struct AuthState {
@@ -39,6 +43,8 @@ pub struct AuthState {
     pub file_tokens: FileTokenSigner,
     pub file_token_ttl: Duration,
     pub limiter: FailureLimiter,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 fn unauthorized() -> ApiError {
@@ -95,18 +101,46 @@ fn credential(req: &ServiceRequest, allow_file_token: bool) -> Result<Option<Cre
     }
 }
 
+/// The live API key `id`, or `None` when it is unknown, revoked or expired.
+async fn live_key(
+    conn: &mut sqlx::PgConnection,
+    id: &str,
+) -> Result<Option<db::keys::KeyRow>, ApiError> {
+    let Some(row) = db::keys::get(conn, id).await? else {
+        return Ok(None);
+    };
+    let live = row.revoked_at.is_none() && row.expires_at.is_none_or(|e| e > Utc::now());
+    Ok(live.then_some(row))
+}
+
 async fn identify(state: &AppState, cred: Credential) -> Result<Principal, ApiError> {
     let auth = &state.auth;
-    let now = chrono::Utc::now().timestamp();
+    let now = Utc::now().timestamp();
     match cred {
         Credential::FileToken(t) => {
             let claims = auth
                 .file_tokens
                 .verify(&t, now)
                 .map_err(|_| unauthorized())?;
+            // A file token is worth no more than the credential that asked for it: a
+            // key's token dies with the key (revoked or expired); a JWT's expires with
+            // the JWT (its expiry was capped when it was issued).
+            let mut role = claims.role;
+            if let Some(key_id) = claims.subject.strip_prefix("key:") {
+                let mut conn = state.pool.acquire().await?;
+                let key = live_key(&mut conn, key_id)
+                    .await?
+                    .ok_or_else(unauthorized)?;
+                let now_role = Role::parse(&key.role).map_err(|e| ApiError::internal(e.into()))?;
+                role = role.min(now_role);
+            } else if !claims.subject.starts_with("jwt:") {
+                return Err(unauthorized());
+            }
             Ok(Principal {
                 actor: format!("file-token:{}", claims.subject),
-                role: claims.role,
+                role,
+                expires_at: Some(claims.expires_at),
+                backup: claims.backup,
             })
         }
         Credential::Bearer(t) if jwt::looks_like_jwt(&t) => {
@@ -117,6 +151,8 @@ async fn identify(state: &AppState, cred: Credential) -> Result<Principal, ApiEr
             Ok(Principal {
                 actor: format!("jwt:{}", claims.subject),
                 role: claims.role,
+                expires_at: Some(claims.expires_at),
+                backup: None,
             })
         }
         Credential::Bearer(t) => {
@@ -125,8 +161,7 @@ async fn identify(state: &AppState, cred: Credential) -> Result<Principal, ApiEr
             let row = db::keys::get(&mut conn, &parsed.id)
                 .await?
                 .ok_or_else(unauthorized)?;
-            let live =
-                row.revoked_at.is_none() && row.expires_at.is_none_or(|e| e > chrono::Utc::now());
+            let live = row.revoked_at.is_none() && row.expires_at.is_none_or(|e| e > Utc::now());
             // Hash check first and always, so a revoked key costs the same time.
             if !keys::verify(&parsed, &row.hash) || !live {
                 return Err(unauthorized());
@@ -136,15 +171,66 @@ async fn identify(state: &AppState, cred: Credential) -> Result<Principal, ApiEr
             Ok(Principal {
                 actor: format!("key:{}", row.id),
                 role,
+                expires_at: row.expires_at,
+                backup: None,
             })
         }
     }
 }
 
-fn client_of(req: &ServiceRequest) -> String {
-    req.peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
+/// The client's address: the peer's, or, when the peer is a trusted proxy, the address
+/// its `X-Forwarded-For` names (read from the right, skipping trusted proxies, so a
+/// client cannot choose its own address by sending the header itself).
+pub fn client_address(
+    peer: Option<IpAddr>,
+    forwarded_for: &[&str],
+    trusted: &[ipnet::IpNet],
+) -> String {
+    let Some(mut client) = peer else {
+        return "unknown".into();
+    };
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&client) {
+        return client.to_string();
+    }
+    let hops = forwarded_for
+        .iter()
+        .flat_map(|h| h.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in hops.iter().rev() {
+        match parse_hop(hop) {
+            Some(ip) => {
+                client = ip;
+                if !is_trusted(&ip) {
+                    break;
+                }
+            }
+            // A hop that is not an address ends what can be believed.
+            None => break,
+        }
+    }
+    client.to_string()
+}
+
+/// One `X-Forwarded-For` entry: an address, possibly `[v6]:port` or `v4:port`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse() {
+        return Some(ip);
+    }
+    if let Ok(sock) = hop.parse::<std::net::SocketAddr>() {
+        return Some(sock.ip());
+    }
+    None
+}
+
+fn client_of(req: &ServiceRequest, trusted: &[ipnet::IpNet]) -> String {
+    let forwarded: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    client_address(req.peer_addr().map(|a| a.ip()), &forwarded, trusted)
 }
 
 /// What the audit log records about one request, whatever its outcome.
@@ -188,77 +274,84 @@ impl AuditContext {
     }
 }
 
-fn set_request_id(headers: &mut actix_web::http::header::HeaderMap, id: &str) {
-    headers.insert(
-        actix_web::http::header::HeaderName::from_static("x-request-id"),
-        HeaderValue::from_str(id).expect("a uuid is a header value"),
-    );
-}
-
-/// The middleware.
+/// The authorization of one route, run on the resource the router matched: nothing
+/// reaches the handler unless the check for this exact route said yes. Every request
+/// that is refused here or reaches the handler of a non-public route is audited, with
+/// the route's pattern as its action.
 pub async fn authorize<B: MessageBody + 'static>(
+    spec: &'static RouteSpec,
     req: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<actix_web::body::EitherBody<B>>, actix_web::Error> {
-    let request_id = uuid::Uuid::now_v7().to_string();
-    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let span = tracing::Span::current();
+    span.record("http.route", spec.path);
+    span.record("otel.name", format!("{} {}", spec.method, spec.path));
+    let need = match spec.access {
+        Access::Public => return Ok(next.call(req).await?.map_into_left_body()),
+        Access::Role(need) | Access::Download(need) => need,
+    };
     let state = req
         .app_data::<web::Data<AppState>>()
         .expect("AppState is registered")
         .clone()
         .into_inner();
-    let method = req.method().to_string();
-    let pattern = req.match_pattern();
-    let access = pattern.as_deref().and_then(|p| access_for(&method, p));
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
     let ctx = AuditContext {
-        request_id: request_id.clone(),
-        action: format!(
-            "{method} {}",
-            pattern.as_deref().unwrap_or("(unknown route)")
-        ),
-        method,
+        request_id,
+        method: spec.method.to_string(),
+        action: format!("{} {}", spec.method, spec.path),
         target: req.path().to_string(),
-        client: client_of(&req),
+        client: client_of(&req, &state.auth.trusted_proxies),
     };
-
-    let principal = match access {
-        // No such route: the default service answers 404.
-        None => None,
-        Some(Access::Public) => None,
-        Some(Access::Role(need)) | Some(Access::Download(need)) => {
-            let allow_file_token = matches!(access, Some(Access::Download(_)));
-            match check(&state, &req, &ctx.client, need, allow_file_token).await {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    let status = e.status.as_u16();
-                    let outcome = if status == 500 { "failed" } else { "denied" };
-                    ctx.record(&state, None, outcome, status).await;
-                    let mut res = actix_web::HttpResponse::from_error(e);
-                    set_request_id(res.headers_mut(), &request_id);
-                    return Ok(req.into_response(res).map_into_right_body());
-                }
-            }
+    let allow_file_token = matches!(spec.access, Access::Download(_));
+    let checked = match check(&state, &req, &ctx.client, need, allow_file_token).await {
+        Ok(p) => in_scope(&req, p),
+        Err(e) => Err(e),
+    };
+    let principal = match checked {
+        Ok(p) => p,
+        Err(e) => {
+            let status = e.status.as_u16();
+            let outcome = if status == 500 { "failed" } else { "denied" };
+            ctx.record(&state, None, outcome, status).await;
+            let res = actix_web::HttpResponse::from_error(e);
+            return Ok(req.into_response(res).map_into_right_body());
         }
     };
-    if let Some(p) = &principal {
-        req.extensions_mut().insert(p.clone());
-    }
-    let mut res = next.call(req).await?;
-    set_request_id(res.headers_mut(), &request_id);
-    if access.is_some() && ctx.method != "GET" && ctx.method != "HEAD" {
-        let status = res.status().as_u16();
-        let outcome = match status {
-            200..=399 => "allowed",
-            400..=499 => "denied",
-            _ => "failed",
-        };
-        ctx.record(&state, principal.as_ref(), outcome, status)
-            .await;
-    }
+    req.extensions_mut().insert(principal.clone());
+    let res = next.call(req).await?;
+    let status = res.status().as_u16();
+    let outcome = match status {
+        200..=399 => "allowed",
+        400..=499 => "denied",
+        _ => "failed",
+    };
+    ctx.record(&state, Some(&principal), outcome, status).await;
     Ok(res.map_into_left_body())
 }
 
-/// Identifies the caller and checks the role; 401 / 403 / 429 as the wire error.
+/// A file token issued for one backup opens that backup's routes only.
+fn in_scope(req: &ServiceRequest, p: Principal) -> Result<Principal, ApiError> {
+    let Some(scope) = &p.backup else {
+        return Ok(p);
+    };
+    match req.match_info().get("backup_id") {
+        Some(id) if id == scope => Ok(p),
+        _ => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "token_scope",
+            "this file token was issued for another backup",
+        )),
+    }
+}
+
+/// Identifies the caller and checks the role; 401 / 403 / 429 as the wire error. A valid
+/// credential is never refused because of failures from the same client: the limiter
+/// counts and refuses failed attempts only.
 async fn check(
     state: &Arc<AppState>,
     req: &ServiceRequest,
@@ -266,33 +359,33 @@ async fn check(
     need: Role,
     allow_file_token: bool,
 ) -> Result<Principal, ApiError> {
-    if let Err(wait) = state.auth.limiter.check(client, Instant::now()) {
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_failures",
-            "too many failed authentications from this client; try again later",
-        );
-        e.retry_after = Some(wait.as_secs().max(1));
-        return Err(e);
-    }
+    let limiter = &state.auth.limiter;
+    let failed = |record: bool| {
+        if let Err(wait) = limiter.check(client, Instant::now()) {
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_failures",
+                "too many failed authentications from this client; try again later",
+            );
+            e.retry_after = Some(wait.as_secs().max(1));
+            return e;
+        }
+        if record {
+            limiter.record_failure(client, Instant::now());
+        }
+        unauthorized()
+    };
     let cred = match credential(req, allow_file_token) {
         Ok(Some(c)) => c,
-        Ok(None) => return Err(unauthorized()),
-        Err(()) => {
-            state.auth.limiter.record_failure(client, Instant::now());
-            return Err(unauthorized());
-        }
+        Ok(None) => return Err(failed(false)),
+        Err(()) => return Err(failed(true)),
     };
     let principal = match identify(state, cred).await {
         Ok(p) => p,
-        Err(e) => {
-            if e.status == StatusCode::UNAUTHORIZED {
-                state.auth.limiter.record_failure(client, Instant::now());
-            }
-            return Err(e);
-        }
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => return Err(failed(true)),
+        Err(e) => return Err(e),
     };
-    state.auth.limiter.record_success(client);
+    limiter.record_success(client);
     if principal.role < need {
         return Err(forbidden(need));
     }
@@ -338,6 +431,7 @@ pub async fn setup(
         file_tokens: FileTokenSigner::new(secret),
         file_token_ttl: a.file_token_ttl,
         limiter: FailureLimiter::new(a.max_failures, a.failure_window, a.lockout),
+        trusted_proxies: a.trusted_proxies.clone(),
     })
 }
 
@@ -361,20 +455,42 @@ pub async fn bootstrap_admin(
                 keys::format_hint()
             )
         })?;
-        if db::keys::get(&mut tx, &parsed.id).await?.is_none() {
-            db::keys::insert(
-                &mut tx,
-                &db::keys::NewKey {
-                    id: &parsed.id,
-                    name: "bootstrap",
-                    role: Role::Admin.as_str(),
-                    hash: &keys::hash_secret(&parsed.id, &parsed.secret),
-                    created_by: Some("STRATA_BOOTSTRAP_ADMIN_KEY"),
-                    expires_at: None,
-                },
-            )
-            .await?;
-            tracing::info!(key_id = %parsed.id, "bootstrap admin key registered");
+        match db::keys::get(&mut tx, &parsed.id).await? {
+            None => {
+                db::keys::insert(
+                    &mut tx,
+                    &db::keys::NewKey {
+                        id: &parsed.id,
+                        name: "bootstrap",
+                        role: Role::Admin.as_str(),
+                        hash: &keys::hash_secret(&parsed.id, &parsed.secret),
+                        created_by: Some("STRATA_BOOTSTRAP_ADMIN_KEY"),
+                        expires_at: None,
+                    },
+                )
+                .await?;
+                tracing::info!(key_id = %parsed.id, "bootstrap admin key registered");
+            }
+            // The key was registered before: it is never re-enabled behind an admin's
+            // back, but an operator locked out must learn why and how to get back in.
+            Some(row) => {
+                let problem = if !keys::verify(&parsed, &row.hash) {
+                    Some("does not match the key registered under its id".to_string())
+                } else if let Some(at) = row.revoked_at {
+                    Some(format!("was revoked at {at}"))
+                } else {
+                    row.expires_at
+                        .filter(|e| *e <= chrono::Utc::now())
+                        .map(|e| format!("expired at {e}"))
+                };
+                if let Some(problem) = problem {
+                    tracing::error!(
+                        key_id = %parsed.id,
+                        "STRATA_BOOTSTRAP_ADMIN_KEY {problem}: it grants no access. To get an admin key \
+                         back, run `strata-api create-key --role admin` where the database is reachable"
+                    );
+                }
+            }
         }
     } else if db::keys::count(&mut tx).await? == 0 {
         let generated = keys::generate();
@@ -399,4 +515,148 @@ pub async fn bootstrap_admin(
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// `strata-api create-key --role ROLE [--name NAME] [--expires-at RFC3339]`: registers a
+/// new API key straight in the database (for the first admin, or after a lock-out) and
+/// prints it once on stdout. Audited as `CLI create-key`.
+pub async fn create_key_command(
+    config: &strata_shared::config::Config,
+    args: &[String],
+) -> anyhow::Result<String> {
+    use anyhow::{bail, Context};
+    let mut role = None;
+    let mut name = "created by strata-api create-key".to_string();
+    let mut expires_at = None;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) => (f, Some(v.to_string())),
+            None => (arg.as_str(), None),
+        };
+        let mut value = || -> anyhow::Result<String> {
+            match inline.clone() {
+                Some(v) => Ok(v),
+                None => it
+                    .next()
+                    .cloned()
+                    .with_context(|| format!("{flag} needs a value")),
+            }
+        };
+        match flag {
+            "--role" => {
+                role = Some(
+                    Role::parse(&value()?).map_err(|e| anyhow::anyhow!("--role: {}", e.message))?,
+                )
+            }
+            "--name" => name = value()?,
+            "--expires-at" => {
+                let v = value()?;
+                let at = chrono::DateTime::parse_from_rfc3339(&v)
+                    .with_context(|| format!("--expires-at: {v:?} is not an RFC 3339 time"))?
+                    .with_timezone(&chrono::Utc);
+                if at <= chrono::Utc::now() {
+                    bail!("--expires-at: must be in the future");
+                }
+                expires_at = Some(at);
+            }
+            other => bail!("unknown argument {other:?}; usage: {CREATE_KEY_USAGE}"),
+        }
+    }
+    let role = role.with_context(|| format!("--role is required; usage: {CREATE_KEY_USAGE}"))?;
+    if name.trim().is_empty() || name.len() > 100 || name.contains('\0') {
+        bail!("--name: must be 1 to 100 characters");
+    }
+    db::ensure_database(&config.database_url).await?;
+    let pool = db::connect(&config.database_url, 2).await?;
+    db::migrate(&pool).await?;
+    let generated = keys::generate();
+    let mut tx = pool.begin().await?;
+    db::keys::insert(
+        &mut tx,
+        &db::keys::NewKey {
+            id: &generated.id,
+            name: name.trim(),
+            role: role.as_str(),
+            hash: &generated.hash,
+            created_by: Some("strata-api create-key"),
+            expires_at,
+        },
+    )
+    .await?;
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    db::audit::insert(
+        &mut tx,
+        &db::audit::NewAudit {
+            request_id: &uuid::Uuid::now_v7().to_string(),
+            actor: Some(&format!("cli:{user}")),
+            role: None,
+            method: "CLI",
+            action: "CLI create-key",
+            target: Some(&format!("key:{}", generated.id)),
+            outcome: "allowed",
+            status: 201,
+            client: Some("local"),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::warn!(key_id = %generated.id, role = %role, "an API key was created with strata-api create-key");
+    pool.close().await;
+    Ok(generated.token)
+}
+
+/// How `strata-api create-key` is called.
+pub const CREATE_KEY_USAGE: &str =
+    "strata-api create-key --role viewer|backup_operator|admin [--name NAME] [--expires-at RFC3339]";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(list: &str) -> Vec<ipnet::IpNet> {
+        strata_shared::config::parse_cidrs("test", list).unwrap()
+    }
+
+    #[test]
+    fn the_client_is_the_peer_unless_the_peer_is_a_trusted_proxy() {
+        let peer = Some("10.0.0.5".parse().unwrap());
+        // No trusted proxy: the header is the client's own word, ignored.
+        assert_eq!(client_address(peer, &["1.2.3.4"], &[]), "10.0.0.5");
+        let trusted = nets("10.0.0.0/8");
+        assert_eq!(client_address(peer, &["1.2.3.4"], &trusted), "1.2.3.4");
+        // Read from the right: what the client wrote itself (left) is not believed.
+        assert_eq!(
+            client_address(peer, &["6.6.6.6, 1.2.3.4"], &trusted),
+            "1.2.3.4"
+        );
+        // Chains of trusted proxies are skipped; several headers count as one list.
+        assert_eq!(
+            client_address(peer, &["1.2.3.4", "10.0.0.9"], &trusted),
+            "1.2.3.4"
+        );
+        assert_eq!(
+            client_address(peer, &["[2001:db8::1]:4711, 10.1.1.1"], &trusted),
+            "2001:db8::1"
+        );
+        // Garbage ends what can be believed; no header means the proxy itself.
+        assert_eq!(
+            client_address(peer, &["1.2.3.4, nonsense"], &trusted),
+            "10.0.0.5"
+        );
+        assert_eq!(client_address(peer, &[], &trusted), "10.0.0.5");
+        assert_eq!(client_address(None, &["1.2.3.4"], &trusted), "unknown");
+    }
+
+    #[test]
+    fn trusted_proxies_parse_cidrs_and_addresses_and_name_a_bad_entry() {
+        assert_eq!(nets(" 10.0.0.0/8 , ::1,192.168.1.1 ").len(), 3);
+        let err = strata_shared::config::parse_cidrs("STRATA_TRUSTED_PROXIES", "10.0.0.0/8,nope")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("STRATA_TRUSTED_PROXIES") && err.contains("nope"),
+            "{err}"
+        );
+    }
 }

@@ -15,11 +15,14 @@ pub async fn record(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = std::time::Instant::now();
     let method = method_label(req.method());
-    let route = req.match_pattern();
+    // Before routing only the raw path is known, and it may spell a route differently
+    // (`/api/v1/%6Beys`) from the router's decoded one: ask the request once routed.
+    // (Holding a clone of the request across routing is not allowed: the router needs
+    // it unshared.)
     let res = next.call(req).await;
-    let status = match &res {
-        Ok(res) => res.status(),
-        Err(e) => e.as_response_error().status_code(),
+    let (status, route) = match &res {
+        Ok(res) => (res.status(), res.request().match_pattern()),
+        Err(e) => (e.as_response_error().status_code(), None),
     };
     strata_shared::metrics::http_request(
         method,

@@ -96,8 +96,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .app_data(web::QueryConfig::default().error_handler(query_error))
             .app_data(web::PathConfig::default().error_handler(path_error))
             .app_data(web::PayloadConfig::default().limit(JSON_LIMIT))
-            // Authorization runs inside the request trace, so denied requests are logged too.
-            .wrap(actix_web::middleware::from_fn(crate::auth::authorize))
+            // Authorization is attached to each route (routes::configure), inside the
+            // request trace, so denied requests are logged too.
+            .wrap(actix_web::middleware::from_fn(
+                crate::middleware::request_id,
+            ))
             .wrap(actix_web::middleware::from_fn(
                 crate::middleware::trace_requests,
             ))

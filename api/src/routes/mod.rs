@@ -48,15 +48,32 @@ macro_rules! route_table {
             $( RouteSpec { method: stringify!($method), path: $path, access: $access }, )*
         ];
 
-        /// Registers every route of [`ROUTES`].
+        /// Registers every route of [`ROUTES`], each behind its own authorization: the
+        /// check is attached to the resource the router actually picked, so no spelling
+        /// of a path (percent-encoded letters, odd case in escapes…) can reach a handler
+        /// without the check its route demands.
         pub fn configure(cfg: &mut web::ServiceConfig) {
-            $( cfg.route($path, route_table!(@method $method).to($handler)); )*
+            $( {
+                static SPEC: RouteSpec = RouteSpec { method: stringify!($method), path: $path, access: $access };
+                cfg.service(
+                    web::resource($path)
+                        .guard(route_table!(@guard $method))
+                        .route(route_table!(@method $method).to($handler))
+                        .wrap(actix_web::middleware::from_fn(
+                            |req, next| crate::auth::authorize(&SPEC, req, next),
+                        )),
+                );
+            } )*
         }
     };
     (@method GET) => { web::get() };
     (@method POST) => { web::post() };
     (@method PUT) => { web::put() };
     (@method DELETE) => { web::delete() };
+    (@guard GET) => { actix_web::guard::Get() };
+    (@guard POST) => { actix_web::guard::Post() };
+    (@guard PUT) => { actix_web::guard::Put() };
+    (@guard DELETE) => { actix_web::guard::Delete() };
 }
 
 use Access::{Download as D, Public, Role as R};
@@ -74,7 +91,7 @@ route_table! {
     POST "/api/v1/backup" => backups::create, R(BackupOperator);
     GET "/api/v1/backup" => backups::list, R(Viewer);
     GET "/api/v1/backup/list" => backups::list, R(Viewer);
-    POST "/api/v1/backup/upload" => upload::upload, R(BackupOperator);
+    POST "/api/v1/backup/upload" => upload::upload, R(Admin);
     POST "/api/v1/backup/prune" => retention::prune, R(Admin);
     POST "/api/v1/backup/schedule" => schedules::create, R(Admin);
     GET "/api/v1/backup/schedule" => schedules::list, R(Viewer);
