@@ -2,7 +2,8 @@
 //!
 //! `strata-api` serves; `strata-api generate-key` prints a fresh API key in the format
 //! `STRATA_BOOTSTRAP_ADMIN_KEY` expects; `strata-api migrate` applies the database
-//! migrations and exits.
+//! migrations and exits; `strata-api create-key --role admin` registers a new key in the
+//! database and prints it (the way back in after a lock-out).
 
 use strata_api::startup;
 use strata_shared::config::Config;
@@ -30,6 +31,26 @@ async fn main() {
         if let Err(e) = result {
             eprintln!("strata-api migrate: {e:#}");
             std::process::exit(1);
+        }
+        return;
+    }
+    if args.first().map(String::as_str) == Some("create-key") {
+        let result = match Config::from_env() {
+            Ok(config) => {
+                let telemetry = telemetry::init("strata-api", &config.log_format);
+                let r = strata_api::auth::create_key_command(&config, &args[1..]).await;
+                telemetry.shutdown();
+                r
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            // The key on stdout alone, so `KEY=$(strata-api create-key --role admin)` works.
+            Ok(token) => println!("{token}"),
+            Err(e) => {
+                eprintln!("strata-api create-key: {e:#}");
+                std::process::exit(2);
+            }
         }
         return;
     }

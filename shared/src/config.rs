@@ -168,6 +168,9 @@ pub struct AuthConfig {
     pub max_failures: u32,
     pub failure_window: Duration,
     pub lockout: Duration,
+    /// `STRATA_TRUSTED_PROXIES`: reverse proxies (CIDRs) whose `X-Forwarded-For` names
+    /// the client, for the failure limiter and the audit log. Empty: the peer address.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl AuthConfig {
@@ -208,8 +211,29 @@ impl AuthConfig {
             max_failures: parse_var("STRATA_AUTH_MAX_FAILURES", 10)?,
             failure_window: Duration::from_secs(parse_var("STRATA_AUTH_FAILURE_WINDOW_SECS", 60)?),
             lockout: Duration::from_secs(parse_var("STRATA_AUTH_LOCKOUT_SECS", 60)?),
+            trusted_proxies: parse_cidrs(
+                "STRATA_TRUSTED_PROXIES",
+                &var("STRATA_TRUSTED_PROXIES").unwrap_or_default(),
+            )?,
         })
     }
+}
+
+/// A comma-separated list of CIDRs (`10.0.0.0/8`) or single addresses (`::1`).
+pub fn parse_cidrs(name: &str, raw: &str) -> anyhow::Result<Vec<ipnet::IpNet>> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "{name}: {p:?} is neither a CIDR (10.0.0.0/8) nor an IP address"
+                    )
+                })
+        })
+        .collect()
 }
 
 fn var(name: &str) -> Option<String> {

@@ -4,6 +4,7 @@
 
 pub mod faulty_proxy;
 pub mod otlp;
+pub mod raw_http;
 pub mod tree;
 
 use std::path::{Path, PathBuf};
@@ -382,6 +383,29 @@ impl TestApp {
         let log = std::fs::read_to_string(self.dir.path().join(format!("strata-worker-{seq}.log")))
             .unwrap_or_default();
         (status, log)
+    }
+
+    /// Runs `strata-api ARGS` with this app's environment and waits for it; returns its
+    /// exit status, standard output and log (standard error).
+    pub fn run_api_command(
+        &mut self,
+        args: &[&str],
+        extra: &[(&str, &str)],
+    ) -> (std::process::ExitStatus, String, String) {
+        let seq = self.log_seq + 1;
+        let out = self
+            .command("strata-api", extra)
+            .args(args)
+            .stdout(Stdio::piped())
+            .output()
+            .expect("running strata-api");
+        let log = std::fs::read_to_string(self.dir.path().join(format!("strata-api-{seq}.log")))
+            .unwrap_or_default();
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            log,
+        )
     }
 
     /// Kills a worker with SIGKILL: no cleanup, as in a crash.

@@ -3,30 +3,56 @@
 
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use strata_shared::auth::file_token::Scope;
 use utoipa::ToSchema;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::ErrorBody;
 use crate::state::AppState;
+
+/// What a token may download. The body is optional.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// Bind the token to this backup: it then downloads that backup only.
+    pub backup_id: Option<String>,
+}
 
 /// A download token and how to use it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FileToken {
     /// Append as `?token=<token>` to a download URL.
     pub token: String,
+    /// The token's expiry: its lifetime, or the expiry of the credential that asked for
+    /// it, whichever comes first.
     pub expires_at: DateTime<Utc>,
+    /// The one backup the token opens, when it was asked for one.
+    pub backup_id: Option<String>,
     pub usage: String,
 }
 
 /// Issues a short-lived token for download links, with the caller's identity and role.
+/// The token works only as long as the credential that asked for it: revoking that API
+/// key (or its expiry, or the JWT's) ends the token too.
 #[utoipa::path(
     post,
     path = "/api/v1/files/token",
     tag = "files",
-    responses((status = 200, description = "The token", body = FileToken)),
+    request_body(content = Option<TokenRequest>, description = "Optional: `{\"backup_id\": …}` binds the token to one backup"),
+    responses(
+        (status = 200, description = "The token", body = FileToken),
+        (status = 400, description = "Invalid body (`malformed_json`, `invalid_body`); `field` names it", body = ErrorBody),
+        (status = 404, description = "No such backup (`backup_not_found`)", body = ErrorBody),
+    ),
 )]
-pub async fn token(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<HttpResponse> {
+pub async fn token(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let ask: TokenRequest = super::backups::parse_optional_body(&body)?;
     let principal = req
         .extensions()
         .get::<Principal>()
@@ -34,15 +60,29 @@ pub async fn token(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<Ht
         .ok_or_else(|| {
             ApiError::internal(anyhow::anyhow!("no principal on an authenticated route"))
         })?;
-    let (token, expires_at) = state.auth.file_tokens.issue(
+    if let Some(id) = &ask.backup_id {
+        let mut conn = state.pool.acquire().await?;
+        if super::backups::find_backup(&mut conn, id).await?.is_none() {
+            let mut e = ApiError::not_found("backup_not_found", format!("no backup {id:?}"));
+            e.field = Some("backup_id".into());
+            return Err(e);
+        }
+    }
+    let scope = Scope {
+        backup: ask.backup_id.clone(),
+        not_after: principal.expires_at.map(|e| e.timestamp()),
+    };
+    let (token, expires_at) = state.auth.file_tokens.issue_scoped(
         &principal.actor,
         principal.role,
         state.auth.file_token_ttl,
         chrono::Utc::now().timestamp(),
+        &scope,
     );
     Ok(HttpResponse::Ok().json(FileToken {
         token,
         expires_at,
+        backup_id: ask.backup_id,
         usage: "append ?token=<token> to a download URL".into(),
     }))
 }

@@ -1,15 +1,17 @@
 //! `/api/v1/jobs…` and `/api/v1/backup/restore/{job_id}/status`: what clients poll, the
 //! job list, and cancellation.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use strata_shared::auth::Role;
 use strata_shared::db;
 use strata_shared::db::jobs::CancelOutcome;
 use strata_shared::model::{DeletePayload, JobKind, JobStatus};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::openapi::schemas::{JobKindName, JobStatusName};
 use crate::openapi::ErrorBody;
@@ -233,6 +235,7 @@ pub async fn list(
 )]
 pub async fn cancel(
     state: web::Data<AppState>,
+    req: HttpRequest,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let not_found = || ApiError::not_found("job_not_found", format!("no job {:?}", path.as_str()));
@@ -242,6 +245,17 @@ pub async fn cancel(
         return Err(not_found());
     };
     let kind = JobKind::parse(&job.kind).map_err(anyhow::Error::from)?;
+    // Stopping a job is worth as much as starting one: an operator may cancel the
+    // backups and verifies it can start, not an admin's restore, delete, prune or GC.
+    let need = role_to_create(kind);
+    let role = req.extensions().get::<Principal>().map(|p| p.role);
+    if role.is_none_or(|r| r < need) {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("cancelling a {} job needs the {need} role", kind.as_str()),
+        ));
+    }
     // Deleting stops only between whole steps; once started it runs to the end.
     if job.status == JobStatus::Running.as_str() && matches!(kind, JobKind::Delete | JobKind::Prune)
     {
@@ -270,6 +284,17 @@ pub async fn cancel(
     tx.commit().await?;
     tracing::info!(job_id = %id, "job cancellation requested");
     Ok(response)
+}
+
+/// The role that may create a job of this kind (the route table's roles for the routes
+/// that create them), and so cancel one.
+pub fn role_to_create(kind: JobKind) -> Role {
+    match kind {
+        JobKind::Backup | JobKind::Verify => Role::BackupOperator,
+        JobKind::Restore | JobKind::Delete | JobKind::Prune | JobKind::Import | JobKind::Gc => {
+            Role::Admin
+        }
+    }
 }
 
 /// What a job that never started leaves behind: its pending backup becomes `failed`,

@@ -55,6 +55,18 @@ pub struct FileTokenClaims {
     pub subject: String,
     pub role: Role,
     pub expires_at: DateTime<Utc>,
+    /// The one backup the token may download, when it was issued for one.
+    pub backup: Option<String>,
+}
+
+/// Limits a token carries beyond its lifetime.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// Only this backup may be downloaded with the token.
+    pub backup: Option<String>,
+    /// The token expires no later than this (unix seconds): the expiry of the
+    /// credential that asked for it.
+    pub not_after: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -66,6 +78,8 @@ struct Payload {
     role: Role,
     iat: i64,
     exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    backup: Option<String>,
 }
 
 impl FileTokenSigner {
@@ -100,8 +114,24 @@ impl FileTokenSigner {
         ttl: Duration,
         now: i64,
     ) -> (String, DateTime<Utc>) {
+        self.issue_scoped(subject, role, ttl, now, &Scope::default())
+    }
+
+    /// [`issue`](Self::issue), limited by `scope`: bound to one backup, and expiring no
+    /// later than the credential that asked for it.
+    pub fn issue_scoped(
+        &self,
+        subject: &str,
+        role: Role,
+        ttl: Duration,
+        now: i64,
+        scope: &Scope,
+    ) -> (String, DateTime<Utc>) {
         let ttl = ttl.min(MAX_TTL).as_secs() as i64;
-        let exp = now.saturating_add(ttl);
+        let mut exp = now.saturating_add(ttl);
+        if let Some(limit) = scope.not_after {
+            exp = exp.min(limit);
+        }
         let payload = Payload {
             v: 1,
             purpose: PURPOSE.to_string(),
@@ -109,6 +139,7 @@ impl FileTokenSigner {
             role,
             iat: now,
             exp,
+            backup: scope.backup.clone(),
         };
         let json = serde_json::to_vec(&payload).expect("serializing a file token payload");
         let signed = format!("{TOKEN_PREFIX}.{}", URL_SAFE_NO_PAD.encode(json));
@@ -156,6 +187,7 @@ impl FileTokenSigner {
             subject: payload.sub,
             role: payload.role,
             expires_at,
+            backup: payload.backup,
         })
     }
 
@@ -209,6 +241,7 @@ mod tests {
                 subject: "key:0123456789ab".into(),
                 role: Role::Viewer,
                 expires_at: expires,
+                backup: None,
             }
         );
         // Unicode and quotes in the subject survive.
@@ -354,5 +387,33 @@ mod tests {
     #[test]
     fn file_token_signer_debug_is_redacted() {
         assert_eq!(format!("{:?}", signer()), "FileTokenSigner([REDACTED])");
+    }
+
+    #[test]
+    fn a_scoped_token_names_its_backup_and_ends_with_its_credential() {
+        let scope = Scope {
+            backup: Some("app_20261203".into()),
+            not_after: Some(NOW + 30),
+        };
+        let (token, expires) =
+            signer().issue_scoped("key:0123456789ab", Role::Admin, DEFAULT_TTL, NOW, &scope);
+        assert_eq!(expires.timestamp(), NOW + 30);
+        let claims = signer().verify(&token, NOW + 29).unwrap();
+        assert_eq!(claims.backup.as_deref(), Some("app_20261203"));
+        assert!(matches!(
+            signer().verify(&token, NOW + 30),
+            Err(AuthError::Expired)
+        ));
+        // The scope is signed: dropping it from the payload breaks the tag.
+        let (signed, tag) = token.rsplit_once('.').unwrap();
+        let payload = signed.strip_prefix("sft1.").unwrap();
+        let json = String::from_utf8(URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        let widened = json.replace(",\"backup\":\"app_20261203\"", "");
+        assert_ne!(widened, json);
+        let forged = format!("sft1.{}.{tag}", URL_SAFE_NO_PAD.encode(widened));
+        assert!(matches!(
+            signer().verify(&forged, NOW),
+            Err(AuthError::Invalid)
+        ));
     }
 }

@@ -359,9 +359,19 @@ async fn repeated_failures_from_one_client_get_429_with_retry_after() {
     assert!((1..=30).contains(&retry), "{retry}");
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "too_many_failures");
-    // Even the right key waits out the lockout: the limiter is per client.
-    let s = app.client.get(&url).send().await.unwrap().status();
+    // A request without any credential waits out the lockout too...
+    let s = reqwest::get(&url).await.unwrap().status();
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+    // ...but a valid key is never refused for other attempts' failures: the limiter
+    // counts and refuses failed attempts only.
+    let s = app.client.get(&url).send().await.unwrap().status();
+    assert_eq!(s, StatusCode::OK);
+    let s = wrong.get(&url).send().await.unwrap().status();
+    assert_eq!(
+        s,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the lockout runs its course"
+    );
 }
 
 #[tokio::test]

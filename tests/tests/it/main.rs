@@ -1,7 +1,9 @@
 mod access;
 mod api;
+mod auth_bypass;
 mod backup_api;
 mod conformance;
+mod credentials;
 mod databases;
 mod download;
 mod encryption;
