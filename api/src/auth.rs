@@ -285,7 +285,7 @@ pub async fn authorize<B: MessageBody + 'static>(
 ) -> Result<ServiceResponse<actix_web::body::EitherBody<B>>, actix_web::Error> {
     let span = tracing::Span::current();
     span.record("http.route", spec.path);
-    span.record("otel.name", format!("{} {}", spec.method, spec.path));
+    strata_shared::telemetry::rename(&span, format!("{} {}", spec.method, spec.path));
     let need = match spec.access {
         Access::Public => return Ok(next.call(req).await?.map_into_left_body()),
         Access::Role(need) | Access::Download(need) => need,

@@ -48,7 +48,7 @@ pub async fn trace_requests(
     // named `unmatched` once it is answered.
     let span = tracing::info_span!(
         "http_request",
-        otel.name = %format!("{method} {UNMATCHED}"),
+        otel.name = tracing::field::Empty,
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
         http.request.method = %method,
@@ -70,6 +70,7 @@ pub async fn trace_requests(
     let res = next.call(req).instrument(span.clone()).await?;
     if res.request().match_pattern().is_none() {
         span.record("http.route", UNMATCHED);
+        telemetry::rename(&span, format!("{method} {UNMATCHED}"));
     }
     let status = res.status().as_u16();
     span.record("http.response.status_code", i64::from(status));

@@ -197,6 +197,13 @@ pub fn record_ids(span: &tracing::Span) {
     }
 }
 
+/// Renames a span that has already started (its OpenTelemetry span exists once its ids
+/// were read): `otel.name` recorded later reaches only spans still being built.
+pub fn rename(span: &tracing::Span, name: String) {
+    span.record("otel.name", name.as_str());
+    span.context().span().update_name(name);
+}
+
 /// The trace of the current span, as a job records it: its id and its W3C headers.
 pub fn current_trace() -> (Option<String>, HashMap<String, String>) {
     let span = tracing::Span::current();
