@@ -77,6 +77,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("writing STRATA_ADDR_FILE {}", file.display()))?;
     }
     let state = web::Data::new(AppState {
+        paths: strata_shared::paths::PathPolicy::from_config(&config),
         config,
         pool,
         storage,

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use strata_shared::config::Config;
+use strata_shared::paths::PathPolicy;
 use strata_shared::repo::crypto::MasterKey;
 use strata_shared::repo::Repository;
 use strata_shared::storage::DynStorage;
@@ -23,6 +24,8 @@ pub struct AppState {
     pub repo: OnceCell<Repository>,
     /// `STRATA_ENCRYPTION_KEY`, to open an encrypted repository.
     pub master_key: Option<MasterKey>,
+    /// Where restores may write and sources may be read.
+    pub paths: PathPolicy,
 }
 
 impl AppState {

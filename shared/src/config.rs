@@ -112,6 +112,9 @@ pub struct Config {
     pub upload: UploadLimits,
     /// Garbage collection (`STRATA_GC_*`).
     pub gc: crate::repo::gc::GcOptions,
+    /// `STRATA_RESTORE_ALLOW_PATHS`: directories (`:`-separated, absolute) that restores
+    /// may write into although they lie in a system directory (see [`crate::paths`]).
+    pub restore_allow_paths: Vec<PathBuf>,
 }
 
 /// What an uploaded archive may be.
@@ -343,6 +346,10 @@ impl Config {
             auth: AuthConfig::from_env()?,
             upload: UploadLimits::from_env()?,
             gc: crate::repo::gc::GcOptions::from_env()?,
+            restore_allow_paths: crate::paths::parse_allow_paths(
+                &var("STRATA_RESTORE_ALLOW_PATHS").unwrap_or_default(),
+            )
+            .map_err(|e| anyhow::anyhow!("STRATA_RESTORE_ALLOW_PATHS: {e}"))?,
         })
     }
 }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod db;
 pub mod metrics;
 pub mod model;
+pub mod paths;
 pub mod prune;
 pub mod queue;
 pub mod repo;

@@ -13,8 +13,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use strata_shared::config::Config;
+use strata_shared::paths::PathPolicy;
 use strata_shared::repo::crypto::{open_any, KeySlot, MasterKey};
-use strata_shared::repo::{Repository, CONFIG_KEY};
+use strata_shared::repo::{identity, Repository, CONFIG_KEY};
 use strata_shared::{db, storage, telemetry};
 use tokio::sync::watch;
 
@@ -56,9 +57,10 @@ async fn async_main() -> anyhow::Result<()> {
         [] | ["run"] => run(config).await,
         ["rotate-key"] => rotate_key(config, false).await,
         ["rotate-key", "--keep-old"] => rotate_key(config, true).await,
-        ["rebuild-catalog"] => rebuild_catalog(config).await,
+        ["rebuild-catalog"] => rebuild_catalog(config, false).await,
+        ["rebuild-catalog", "--new-repository"] => rebuild_catalog(config, true).await,
         _ => Err(anyhow::anyhow!(
-            "usage: strata-worker [run] | strata-worker rotate-key [--keep-old] | strata-worker rebuild-catalog"
+            "usage: strata-worker [run] | strata-worker rotate-key [--keep-old] | strata-worker rebuild-catalog [--new-repository]"
         )),
     };
     if let Err(e) = &result {
@@ -92,17 +94,31 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
         .await
         .context("opening storage")?;
     let storage = storage::throttle::wrap(storage, config.transfer_limits);
-    // A worker that cannot open the repository (wrong key, missing key) refuses to
-    // start, so it never claims a job it cannot run.
-    let repo = Repository::open_or_init(storage, &pool, master.as_ref()).await?;
+    // The catalog and the storage must describe one repository (created here on first
+    // use). When they do, a worker that cannot open it (wrong key, missing key) refuses
+    // to start, so it never claims a job it cannot run. When they disagree, it runs and
+    // fails every job that needs the repository with `repository_mismatch`, saying what
+    // to do, and looks again before each job.
+    let repo = match identity::reconcile(&storage, &pool, master.as_ref()).await? {
+        Ok(_) => Some(Repository::open(storage.clone(), master.as_ref()).await?),
+        Err(mismatch) => {
+            tracing::error!(
+                code = identity::MISMATCH_CODE,
+                error = %mismatch,
+                "the catalog and the repository disagree: jobs that need the repository will be refused"
+            );
+            None
+        }
+    };
     let metrics = metrics::start(&config)?;
     let metrics_handle = metrics.as_ref().map(|m| m.handle());
     let metrics_task = metrics.map(tokio::spawn);
     let worker_id = runner::worker_id();
     tracing::info!(
         %worker_id,
-        storage = %repo.storage.describe(),
-        encrypted = repo.config.encryption.is_some(),
+        storage = %storage.describe(),
+        repository = ?repo.as_ref().map(|r| r.config.repository_id),
+        encrypted = repo.as_ref().is_some_and(|r| r.config.encryption.is_some()),
         queue = %config.queue_name,
         "worker ready"
     );
@@ -114,9 +130,12 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
         stop_rx.clone(),
     ));
     let runner = Arc::new(runner::Runner {
+        paths: Arc::new(PathPolicy::from_config(&config)),
         config,
         pool,
-        repo,
+        storage,
+        master,
+        repo: tokio::sync::Mutex::new(repo),
         worker_id,
     });
     let consuming = tokio::spawn(runner.run(stop_rx));
@@ -139,8 +158,11 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
 /// `STRATA_ENCRYPTION_KEY`, and (unless `keep_old`) removes the slots of every other key.
 /// No data is re-encrypted: the slots wrap the same data keys.
 /// Rebuilds a lost catalog (sources, backups, chunk index) from storage alone; prints
-/// the report as JSON. Run it with every worker stopped.
-async fn rebuild_catalog(config: Config) -> anyhow::Result<()> {
+/// the report as JSON. Run it with every worker stopped. The catalog then describes
+/// this repository (its identity is recorded; a catalog of another repository forgets
+/// that one's backups and chunk index). With `new_repository`, a storage that holds no
+/// repository gets a new, empty one first (the way out when a repository's data is lost).
+async fn rebuild_catalog(config: Config, new_repository: bool) -> anyhow::Result<()> {
     let master = master_key(&config)?;
     db::ensure_database(&config.database_url).await?;
     let pool = db::connect(&config.database_url, 4).await?;
@@ -148,6 +170,22 @@ async fn rebuild_catalog(config: Config) -> anyhow::Result<()> {
     let storage = storage::open(&config.storage_url, &config.s3)
         .await
         .context("opening storage")?;
+    match (identity::read_stored(&storage).await?, new_repository) {
+        (identity::Stored::Missing, true) => {
+            Repository::create(&storage, master.as_ref()).await?;
+        }
+        (identity::Stored::Missing, false) => bail!(
+            "{} holds no repository (no `config` object): there is nothing to rebuild from. Point \
+             STRATA_STORAGE at the repository; if its data is lost for good, `strata-worker \
+             rebuild-catalog --new-repository` starts a new, empty one there",
+            storage.describe()
+        ),
+        (_, true) => bail!(
+            "{} already holds a repository: run `strata-worker rebuild-catalog` without --new-repository",
+            storage.describe()
+        ),
+        (_, false) => {}
+    }
     let repo = Repository::open(storage, master.as_ref())
         .await
         .context("opening the repository (is STRATA_ENCRYPTION_KEY set for an encrypted one?)")?;

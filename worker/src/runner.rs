@@ -15,11 +15,14 @@ use strata_shared::model::{
     BackupPayload, DeletePayload, ImportPayload, JobKind, JobMessage, JobStatus, RestorePayload,
     VerifyPayload,
 };
+use strata_shared::paths::PathPolicy;
 use strata_shared::queue::{self, Topology};
+use strata_shared::repo::crypto::MasterKey;
+use strata_shared::repo::identity;
 use strata_shared::repo::session::Session;
 use strata_shared::repo::writer::{Progress, Stopped};
 use strata_shared::repo::Repository;
-use strata_shared::storage::StorageError;
+use strata_shared::storage::{DynStorage, StorageError};
 use strata_shared::telemetry;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -32,11 +35,43 @@ use crate::jobs::{self, JobContext, Outcome, Permanent};
 pub struct Runner {
     pub config: Config,
     pub pool: sqlx::PgPool,
-    pub repo: Repository,
+    pub storage: DynStorage,
+    pub master: Option<MasterKey>,
+    /// The repository last opened; `None` while the catalog and the storage disagree.
+    pub repo: tokio::sync::Mutex<Option<Repository>>,
+    pub paths: Arc<PathPolicy>,
     pub worker_id: String,
 }
 
 impl Runner {
+    /// The repository a job may use. The catalog and the storage must describe the same
+    /// one; this is checked before every job (a query and one small read), so a
+    /// repository emptied or replaced while the worker runs is caught before a job
+    /// writes anything: the job fails `repository_mismatch`, with what to do.
+    async fn job_repository(&self) -> anyhow::Result<Repository> {
+        let id = match identity::reconcile(&self.storage, &self.pool, self.master.as_ref()).await? {
+            Ok(id) => id,
+            Err(mismatch) => {
+                return Err(Permanent::error(identity::MISMATCH_CODE, mismatch.message))
+            }
+        };
+        let mut cached = self.repo.lock().await;
+        if let Some(repo) = cached.as_ref().filter(|r| r.config.repository_id == id) {
+            return Ok(repo.clone());
+        }
+        let repo = Repository::open(self.storage.clone(), self.master.as_ref())
+            .await
+            .context("opening the repository")?;
+        anyhow::ensure!(
+            repo.config.repository_id == id,
+            "the repository at {} changed while it was opened",
+            self.storage.describe()
+        );
+        tracing::info!(repository = %id, "opened the repository");
+        *cached = Some(repo.clone());
+        Ok(repo)
+    }
+
     /// Consumes until `shutdown` turns true, reconnecting to RabbitMQ as needed; then
     /// waits for running jobs, which stop at their next checkpoint and are released.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
@@ -203,14 +238,17 @@ impl Runner {
         let cancel = Arc::new(AtomicBool::new(false));
         let lease_lost = Arc::new(AtomicBool::new(false));
         let user_cancel = AtomicBool::new(false);
-        let ctx = JobContext {
-            job_id: job.id,
-            pool: self.pool.clone(),
-            repo: self.repo.clone(),
-            progress: progress.clone(),
-            cancel: cancel.clone(),
+        let work = async {
+            let ctx = JobContext {
+                job_id: job.id,
+                pool: self.pool.clone(),
+                repo: self.job_repository().await?,
+                progress: progress.clone(),
+                cancel: cancel.clone(),
+                paths: self.paths.clone(),
+            };
+            self.dispatch(&ctx, &job).await
         };
-        let work = self.dispatch(&ctx, &job);
         tokio::pin!(work);
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         // A client's cancel is looked for more often than progress is written, so a job

@@ -10,6 +10,7 @@ use strata_shared::model::{
     BackupStatus, BackupType, DatabaseSpec, JobKind, RestorePayload, SourceSpec, VerifyMode,
     VerifyPayload,
 };
+use strata_shared::paths::{resolve, PathPolicy};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -481,7 +482,10 @@ pub struct RestoreAccepted {
     responses(
         (status = 202, description = "Accepted: the restore job is queued", body = RestoreAccepted),
         (status = 400, description = "Invalid body: `malformed_json`, `invalid_body`, `invalid_target`, \
-            `invalid_path` (target or include); `field` names it", body = ErrorBody),
+            `invalid_path` (target or include); or `target_not_allowed`: the target (or the source's own path, \
+            without one) is, contains or lies inside Strata's data directory or repository, is `/`, or lies in \
+            (or contains) a system directory not listed in STRATA_RESTORE_ALLOW_PATHS, every symlink followed; \
+            `field` names it", body = ErrorBody),
         (status = 404, description = "No such backup (`backup_not_found`) or its source is gone (`source_not_found`)", body = ErrorBody),
         (status = 409, description = "The backup is not complete (`backup_not_complete`), or a backup or restore \
             of its source is queued or running (`job_in_progress`, with `job_id`)", body = ErrorBody),
@@ -509,7 +513,7 @@ pub async fn restore(
         .await?
         .ok_or_else(|| ApiError::not_found("source_not_found", "the backup's source is gone"))?;
     drop(conn);
-    let plan = plan_restore(&req, &backup, &source)?;
+    let plan = plan_restore(&req, &backup, &source, &state.paths)?;
     let over_source = plan.over_source(&source.spec.0);
     let (target, database_target) = (plan.files, plan.database);
     let pre_restore = if req.pre_restore_backup.unwrap_or(true) && over_source {
@@ -703,13 +707,16 @@ impl RestorePlan {
         let files = self.do_files
             && match (&self.files, &spec.files) {
                 (None, _) => true,
-                (Some(t), Some(f)) => *t == f.path,
+                // The same directory under any name (a symlink, a trailing slash).
+                (Some(t), Some(f)) => same_place(t, &f.path),
                 (Some(_), None) => false,
             };
         let database = self.do_database
             && match (&self.database, &spec.database) {
                 (None, _) => true,
-                (Some(t), Some(DatabaseSpec::Sqlite(s))) => std::path::Path::new(t) == s.path,
+                (Some(t), Some(DatabaseSpec::Sqlite(s))) => {
+                    same_place(std::path::Path::new(t), &s.path)
+                }
                 (Some(t), Some(DatabaseSpec::Postgres(pg))) => parse_postgres_url(&pg.url, "url")
                     .map(|u| u.database == *t)
                     .unwrap_or(false),
@@ -719,10 +726,19 @@ impl RestorePlan {
     }
 }
 
+/// Whether two paths land on the same place (every symlink followed).
+fn same_place(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (resolve(a), resolve(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
 fn plan_restore(
     req: &RestoreRequest,
     backup: &db::backups::BackupRow,
     source: &db::sources::SourceRow,
+    policy: &PathPolicy,
 ) -> ApiResult<RestorePlan> {
     let spec = &source.spec.0;
     let part =
@@ -760,6 +776,13 @@ fn plan_restore(
     // An SQLite file inside the directory travels with the files.
     let db_with_files = do_files && spec.sqlite_inside_files().is_some();
     let separate_db = do_database && !db_with_files;
+    // The field a refusal names: `target`, or its part in the object form.
+    let object = matches!(req.target, Some(serde_json::Value::Object(_)));
+    let (files_field, db_field) = if object {
+        ("target.files", "target.database")
+    } else {
+        ("target", "target")
+    };
     let (files_text, db_text): (Option<String>, Option<String>) = match &req.target {
         None | Some(serde_json::Value::Null) => (None, None),
         Some(serde_json::Value::String(t)) => {
@@ -826,13 +849,32 @@ fn plan_restore(
         }
     };
     let files = match files_text.filter(|_| do_files) {
-        Some(t) => Some(resolve_target(&t, source)?),
+        Some(t) => Some(resolve_target(&t, source, files_field)?),
         None => None,
     };
     let database = match db_text.filter(|_| separate_db) {
         Some(t) => Some(resolve_database_target(&t, spec)?),
         None => None,
     };
+    // Where the files and an SQLite file would be written (the source's own places when
+    // no target is given) must be places a restore may replace.
+    if do_files {
+        let written = files
+            .clone()
+            .or_else(|| spec.files.as_ref().map(|f| f.path.clone()));
+        if let Some(path) = written {
+            policy.restore_target(&path, files_field)?;
+        }
+    }
+    if separate_db {
+        if let Some(DatabaseSpec::Sqlite(s)) = &spec.database {
+            let written = database
+                .as_ref()
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| s.path.clone());
+            policy.restore_target(&written, db_field)?;
+        }
+    }
     Ok(RestorePlan {
         do_files,
         do_database,
@@ -891,9 +933,13 @@ fn check_target_name(target: &str) -> ApiResult<()> {
 /// Where a restore goes: an absolute path, or a name (`[a-z0-9_-]`, at most 64
 /// characters, as the bot platform's `"target": "staging"`) meaning a directory beside
 /// the source's own: `/srv/app` restored to `staging` lands in `/srv/app.staging`.
-fn resolve_target(target: &str, source: &db::sources::SourceRow) -> ApiResult<std::path::PathBuf> {
+fn resolve_target(
+    target: &str,
+    source: &db::sources::SourceRow,
+    field: &str,
+) -> ApiResult<std::path::PathBuf> {
     if target.starts_with('/') {
-        return Ok(parse_absolute_path(target, "target")?);
+        return Ok(parse_absolute_path(target, field)?);
     }
     check_target_name(target)?;
     let files = source.spec.0.files.as_ref().ok_or_else(|| {

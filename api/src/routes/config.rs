@@ -416,6 +416,11 @@ async fn import_source(
             return Ok(());
         }
     };
+    // The same places are refused as through `POST /sources`.
+    if let Err(e) = super::sources::check_paths(&state.paths, &spec) {
+        report.fail(&path, format!("{}: {}: {}", e.code, e.field, e.message));
+        return Ok(());
+    }
     let result = match &live {
         Some(s) => {
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;

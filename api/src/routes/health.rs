@@ -5,6 +5,7 @@ use std::time::Duration;
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use strata_shared::db;
+use strata_shared::repo::identity;
 
 use utoipa::ToSchema;
 
@@ -33,6 +34,24 @@ async fn check_storage(state: &AppState) -> Result<(), String> {
     }
 }
 
+/// Whether the catalog and the storage describe the same repository (see
+/// `strata_shared::repo::identity`); a mismatch carries its code and what to do.
+async fn check_repository(state: &AppState) -> Result<(), (Option<&'static str>, String)> {
+    let probe = async {
+        let mut conn = state.pool.acquire().await?;
+        identity::assess(&state.storage, &mut conn).await
+    };
+    match tokio::time::timeout(CHECK_TIMEOUT, probe).await {
+        Ok(Ok(Ok(_))) => Ok(()),
+        Ok(Ok(Err(mismatch))) => Err((Some(identity::MISMATCH_CODE), mismatch.message)),
+        Ok(Err(e)) => Err((
+            None,
+            format!("cannot be checked: {}", short(&format!("{e:#}"))),
+        )),
+        Err(_) => Err((None, "cannot be checked: timed out".into())),
+    }
+}
+
 /// Error texts from drivers can be long; the health page shows their first line.
 fn short(s: &str) -> String {
     s.lines()
@@ -55,6 +74,10 @@ pub enum CheckState {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Check {
     pub status: CheckState,
+    /// A machine-readable reason, when there is one (`repository_mismatch`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, example = "repository_mismatch")]
+    pub code: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub error: Option<String>,
@@ -65,10 +88,12 @@ impl From<&Result<(), String>> for Check {
         match r {
             Ok(()) => Self {
                 status: CheckState::Ok,
+                code: None,
                 error: None,
             },
             Err(e) => Self {
                 status: CheckState::Error,
+                code: None,
                 error: Some(e.clone()),
             },
         }
@@ -88,6 +113,11 @@ pub struct HealthChecks {
     pub database: Check,
     pub queue: Check,
     pub storage: Check,
+    /// Whether the catalog describes the repository in storage: `error` with code
+    /// `repository_mismatch` (and what to do) when it describes another one, or the
+    /// storage holds none while the catalog lists backups. No backup, restore or garbage
+    /// collection runs then.
+    pub repository: Check,
 }
 
 /// The health of the API and of the services it needs.
@@ -95,7 +125,8 @@ pub struct HealthChecks {
 #[serde(rename_all = "camelCase")]
 pub struct HealthReport {
     pub status: OverallState,
-    /// A backup started now would run at once: every check is `ok` and no job is active.
+    /// A backup started now would run at once: every check is `ok` (the repository's
+    /// included) and no job is active.
     pub can_backup: bool,
     /// A job is queued or running (also `true` when that cannot be known).
     pub backup_in_progress: bool,
@@ -134,7 +165,11 @@ pub struct ReadinessChecks {
     responses((status = 200, description = "The report (also when degraded)", body = HealthReport)),
 )]
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
-    let (database, storage) = tokio::join!(check_database(&state), check_storage(&state));
+    let (database, storage, repository) = tokio::join!(
+        check_database(&state),
+        check_storage(&state),
+        check_repository(&state)
+    );
     let queue = if state.relay.is_connected() {
         Ok(())
     } else {
@@ -150,7 +185,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
         },
         Err(_) => true,
     };
-    let all_ok = database.is_ok() && storage.is_ok() && queue.is_ok();
+    let all_ok = database.is_ok() && storage.is_ok() && queue.is_ok() && repository.is_ok();
     HttpResponse::Ok().json(HealthReport {
         status: if all_ok {
             OverallState::Ok
@@ -163,6 +198,14 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
             database: Check::from(&database),
             queue: Check::from(&queue),
             storage: Check::from(&storage),
+            repository: match repository {
+                Ok(()) => Check::from(&Ok(())),
+                Err((code, error)) => Check {
+                    status: CheckState::Error,
+                    code: code.map(str::to_string),
+                    error: Some(error),
+                },
+            },
         },
         version: env!("CARGO_PKG_VERSION").to_string(),
     })

@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 use strata_shared::db;
 use strata_shared::model::{
     parse_absolute_path, parse_pg_identifier, parse_postgres_url, parse_source_name, DatabaseSpec,
-    FilesSpec, PostgresSpec, SourceSpec, SqliteSpec,
+    FieldError, FilesSpec, PostgresSpec, SourceSpec, SqliteSpec,
 };
+use strata_shared::paths::PathPolicy;
 use strata_shared::repo::writer::compile_excludes;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -187,6 +188,18 @@ fn parse(req: CreateSource) -> Result<(String, SourceSpec, Option<String>), ApiE
     Ok((name, SourceSpec { files, database }, secret))
 }
 
+/// Refuses a source whose directory or SQLite file lands (every symlink followed) in
+/// `/proc`, `/sys`, `/dev` or Strata's own storage: `source_not_allowed`, naming the field.
+pub(crate) fn check_paths(policy: &PathPolicy, spec: &SourceSpec) -> Result<(), FieldError> {
+    if let Some(files) = &spec.files {
+        policy.source(&files.path, "files.path")?;
+    }
+    if let Some(DatabaseSpec::Sqlite(db)) = &spec.database {
+        policy.source(&db.path, "database.sqlite")?;
+    }
+    Ok(())
+}
+
 /// A database part: exactly one engine.
 pub(crate) fn parse_database(
     db: CreateDatabase,
@@ -243,6 +256,9 @@ pub(crate) fn parse_database(
     request_body = CreateSource,
     responses(
         (status = 201, description = "Created", body = SourceView),
+        (status = 400, description = "Invalid body (`invalid_source_name`, `invalid_path`, `invalid_exclude`, \
+            `invalid_database_url`…), or a path where no source may be: `source_not_allowed` (it lands, every \
+            symlink followed, in /proc, /sys, /dev or Strata's own storage); `field` names it", body = ErrorBody),
         (status = 409, description = "A source has this name (`source_name_taken`)", body = ErrorBody),
     ),
 )]
@@ -251,6 +267,7 @@ pub async fn create(
     body: web::Json<CreateSource>,
 ) -> ApiResult<HttpResponse> {
     let (name, spec, secret) = parse(body.into_inner())?;
+    check_paths(&state.paths, &spec)?;
     let mut conn = state.pool.acquire().await?;
     match db::sources::insert(&mut conn, Uuid::new_v4(), &name, &spec, secret.as_deref()).await {
         Ok(row) => Ok(HttpResponse::Created().json(SourceView::from(row))),

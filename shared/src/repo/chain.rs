@@ -10,7 +10,7 @@ use tokio::runtime::Handle;
 use super::format::ChunkId;
 use super::manifest::Manifest;
 use super::reader::ChunkReader;
-use super::tree::{parse_segment, Entry, Overlay};
+use super::tree::{dfs_cmp, is_below, parse_segment, Entry, EntryKind, Overlay};
 use super::Repository;
 
 /// An entry with its path decoded.
@@ -102,4 +102,116 @@ pub fn resolve(reader: Arc<ChunkReader>, handle: Handle, chain: &[Manifest]) -> 
         stream = Box::new(Overlay::new(stream, d));
     }
     stream
+}
+
+/// What a tree had that another does not (see [`removed_between`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Removed {
+    /// Every entry missing from the second tree (files, directories, symlinks; the
+    /// content of a missing directory included).
+    pub count: u64,
+    /// The topmost missing paths (a missing directory once, not its content), in
+    /// tree order, at most the `limit` given.
+    pub paths: Vec<String>,
+    /// Whether more topmost paths were missing than listed.
+    pub truncated: bool,
+}
+
+/// The entries of `before` that `after` does not hold, both streams in tree (DFS)
+/// order, read once side by side: memory holds one entry of each and the list.
+pub fn removed_between(
+    before: impl Iterator<Item = EntryResult>,
+    after: impl Iterator<Item = EntryResult>,
+    limit: usize,
+) -> anyhow::Result<Removed> {
+    let mut after = after.peekable();
+    let mut out = Removed::default();
+    let mut gone: Option<PathBuf> = None;
+    for item in before {
+        let (path, entry) = item?;
+        if entry.kind == EntryKind::Deleted {
+            continue;
+        }
+        if gone.as_ref().is_some_and(|g| is_below(&path, g)) {
+            out.count += 1;
+            continue;
+        }
+        let present = loop {
+            match after.peek() {
+                Some(Ok((p, _))) => match dfs_cmp(p, &path) {
+                    std::cmp::Ordering::Less => {
+                        after.next();
+                    }
+                    std::cmp::Ordering::Equal => break true,
+                    std::cmp::Ordering::Greater => break false,
+                },
+                Some(Err(_)) => {
+                    return Err(after.next().and_then(|r| r.err()).expect("peeked an error"))
+                }
+                None => break false,
+            }
+        };
+        if !present {
+            out.count += 1;
+            if out.paths.len() < limit {
+                out.paths.push(path.to_string_lossy().into_owned());
+            } else {
+                out.truncated = true;
+            }
+            gone = Some(path);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::tree::RelPath;
+
+    fn list(items: &[(&str, EntryKind)]) -> Vec<EntryResult> {
+        items
+            .iter()
+            .map(|(p, k)| {
+                let mut e = Entry::deleted(RelPath::Utf8((*p).to_string()));
+                e.kind = *k;
+                Ok((PathBuf::from(p), e))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn removed_lists_topmost_missing_paths_and_counts_everything() {
+        use EntryKind::*;
+        let before = list(&[
+            ("", Dir),
+            ("a.txt", File),
+            ("later", Dir),
+            ("later/inner", Dir),
+            ("later/inner/z.txt", File),
+            ("new.txt", File),
+            ("sub", Dir),
+            ("sub/kept.txt", File),
+            ("sub/old.txt", File),
+        ]);
+        let after = list(&[
+            ("", Dir),
+            ("a.txt", File),
+            ("b.txt", File),
+            ("sub", Dir),
+            ("sub/kept.txt", File),
+        ]);
+        let r = removed_between(before.into_iter(), after.into_iter(), 100).unwrap();
+        assert_eq!(r.paths, ["later", "new.txt", "sub/old.txt"]);
+        assert_eq!(r.count, 5);
+        assert!(!r.truncated);
+        let before = list(&[("", Dir), ("x", File), ("y", File), ("z", File)]);
+        let r = removed_between(before.into_iter(), list(&[("", Dir)]).into_iter(), 2).unwrap();
+        assert_eq!((r.paths.len(), r.count, r.truncated), (2, 3, true));
+        // An error on either side is an error.
+        let mut bad = list(&[("", Dir)]);
+        bad.push(Err(anyhow::anyhow!("damaged segment")));
+        let before = list(&[("", Dir), ("x", File)]);
+        assert!(removed_between(before.into_iter(), bad.into_iter(), 2).is_err());
+    }
 }

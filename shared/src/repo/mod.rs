@@ -6,6 +6,7 @@ pub mod crypto;
 pub mod export;
 pub mod format;
 pub mod gc;
+pub mod identity;
 pub mod manifest;
 pub mod pack;
 pub mod reader;
@@ -18,10 +19,9 @@ pub mod writer;
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::storage::{DynStorage, StorageError};
+use crate::storage::DynStorage;
 use crypto::{open_any, Cipher, DataKeys, KeySlot, MasterKey};
 use format::{
     BlobCodec, CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, FORMAT_VERSION, FORMAT_VERSION_ENCRYPTED,
@@ -88,72 +88,51 @@ pub struct Repository {
 }
 
 impl Repository {
-    /// Opens the repository, creating it on first use — encrypted when a master key is
-    /// given. Creation is serialised through a PostgreSQL advisory lock so that two
-    /// workers starting at once create one repository.
-    pub async fn open_or_init(
-        storage: DynStorage,
-        pool: &PgPool,
+    /// Writes a new repository's `config` (encrypted when a master key is given) and
+    /// returns it. The caller makes sure none exists (see [`identity::reconcile`], which
+    /// serialises creation with a PostgreSQL advisory lock and reads the object back).
+    pub async fn create(
+        storage: &DynStorage,
         master: Option<&MasterKey>,
-    ) -> anyhow::Result<Self> {
-        let mut tx = pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(7355608001)")
-            .execute(&mut *tx)
-            .await?;
-        let repo = match Self::open(storage.clone(), master).await {
-            Ok(repo) => repo,
-            Err(e)
-                if e.downcast_ref::<StorageError>()
-                    .is_some_and(|e| matches!(e, StorageError::NotFound(_))) =>
-            {
-                let keys = DataKeys::generate();
-                let chunker = ChunkerParams {
-                    min: CHUNK_MIN,
-                    avg: CHUNK_AVG,
-                    max: CHUNK_MAX,
-                };
-                let config = match master {
-                    Some(master) => RepoConfig {
-                        format_version: FORMAT_VERSION_ENCRYPTED,
-                        repository_id: Uuid::new_v4(),
-                        created_at: Utc::now(),
-                        chunker,
-                        id_key: String::new(),
-                        encryption: Some(EncryptionConfig {
-                            cipher: "xchacha20poly1305".into(),
-                            key_slots: vec![KeySlot::create(master, &keys)?],
-                        }),
-                    },
-                    None => RepoConfig {
-                        format_version: FORMAT_VERSION,
-                        repository_id: Uuid::new_v4(),
-                        created_at: Utc::now(),
-                        chunker,
-                        id_key: hex::encode(keys.id_key),
-                        encryption: None,
-                    },
-                };
-                storage
-                    .put(CONFIG_KEY, serde_json::to_vec_pretty(&config)?.into())
-                    .await
-                    .context("writing the repository config")?;
-                tracing::info!(
-                    repository = %config.repository_id,
-                    storage = %storage.describe(),
-                    encrypted = config.encryption.is_some(),
-                    "created repository"
-                );
-                let cipher = master.map(|_| Cipher::new(&keys));
-                Self {
-                    storage,
-                    config,
-                    codec: BlobCodec::new(keys.id_key, cipher),
-                }
-            }
-            Err(e) => return Err(e),
+    ) -> anyhow::Result<RepoConfig> {
+        let keys = DataKeys::generate();
+        let chunker = ChunkerParams {
+            min: CHUNK_MIN,
+            avg: CHUNK_AVG,
+            max: CHUNK_MAX,
         };
-        tx.commit().await?;
-        Ok(repo)
+        let config = match master {
+            Some(master) => RepoConfig {
+                format_version: FORMAT_VERSION_ENCRYPTED,
+                repository_id: Uuid::new_v4(),
+                created_at: Utc::now(),
+                chunker,
+                id_key: String::new(),
+                encryption: Some(EncryptionConfig {
+                    cipher: "xchacha20poly1305".into(),
+                    key_slots: vec![KeySlot::create(master, &keys)?],
+                }),
+            },
+            None => RepoConfig {
+                format_version: FORMAT_VERSION,
+                repository_id: Uuid::new_v4(),
+                created_at: Utc::now(),
+                chunker,
+                id_key: hex::encode(keys.id_key),
+                encryption: None,
+            },
+        };
+        storage
+            .put(CONFIG_KEY, serde_json::to_vec_pretty(&config)?.into())
+            .await
+            .context("writing the repository config")?;
+        tracing::info!(
+            repository = %config.repository_id,
+            storage = %storage.describe(),
+            encrypted = config.encryption.is_some(),
+            "created repository"
+        );
+        Ok(config)
     }
 
     /// Reads the repository's config.

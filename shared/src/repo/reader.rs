@@ -414,7 +414,7 @@ fn write_ops(
 }
 
 /// Flushes the filesystem holding `path` to disk (`syncfs`).
-fn sync_filesystem(path: &Path) -> anyhow::Result<()> {
+pub fn sync_filesystem(path: &Path) -> anyhow::Result<()> {
     use std::os::fd::AsRawFd;
     let dir = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     // SAFETY: the descriptor is valid for the duration of the call.

@@ -13,7 +13,14 @@
 //! 3. the chunk index, from every pack's trailer.
 //!
 //! It only adds: rows already present are left alone, so running it twice, or over a
-//! catalog that lost only some rows, is safe. It must run while no worker runs (it
+//! catalog that lost only some rows, is safe. Then the catalog records the repository's
+//! identity (`repo::identity`).
+//!
+//! A catalog that describes **another** repository (another identity recorded, or
+//! backups this repository does not hold) is first made to forget it: its chunk index
+//! (whose chunks are not here) and its complete backups are removed, then everything is
+//! rebuilt from this repository. The forgotten backups are listed in the report; their
+//! data is wherever that other repository is (rebuilding from it brings them back). It must run while no worker runs (it
 //! does not register a repository session). A manifest or pack that cannot be read is
 //! reported and skipped; the rest is rebuilt.
 
@@ -24,6 +31,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::identity;
 use super::manifest::{manifest_key, Manifest};
 use super::pack::{pack_key, read_trailer};
 use super::Repository;
@@ -46,15 +54,44 @@ pub struct RebuildReport {
     pub skipped_backups: Vec<serde_json::Value>,
     /// What an operator should do next (database passwords to set again…).
     pub warnings: Vec<String>,
+    /// The identity of the repository the catalog now describes.
+    pub repository_id: Option<Uuid>,
+    /// The identity the catalog described before, when it was another repository's.
+    pub previous_repository_id: Option<Uuid>,
+    /// Backups the catalog listed that this repository does not hold (forgotten).
+    pub forgotten_backups: Vec<String>,
 }
 
 /// Rebuilds what the catalog lacks from storage.
 pub async fn rebuild(repo: &Repository, pool: &PgPool) -> anyhow::Result<RebuildReport> {
     let mut report = RebuildReport::default();
     let manifests = read_manifests(repo, &mut report).await?;
+    let mut conn = pool.acquire().await?;
+    let described = identity::assess(&repo.storage, &mut conn).await?;
+    drop(conn);
+    let forgotten = match described {
+        Ok(_) => Vec::new(),
+        Err(other) => {
+            tracing::warn!(%other, "the catalog describes another repository: forgetting it");
+            report.previous_repository_id = other.catalog;
+            forget_other_repository(pool).await?
+        }
+    };
     create_sources(pool, &manifests, &mut report).await?;
     add_backups(pool, &manifests, &mut report).await?;
     index_packs(repo, pool, &mut report).await?;
+    let held: HashSet<&str> = manifests
+        .iter()
+        .map(|(_, m)| m.backup_id.as_str())
+        .collect();
+    report.forgotten_backups = forgotten
+        .into_iter()
+        .filter(|id| !held.contains(id.as_str()))
+        .collect();
+    let id = repo.config.repository_id;
+    let mut conn = pool.acquire().await?;
+    identity::record(&mut conn, id, &repo.storage.describe(), true).await?;
+    report.repository_id = Some(id);
     tracing::info!(
         manifests = report.manifests,
         sources = report.sources_created.len(),
@@ -65,6 +102,29 @@ pub async fn rebuild(repo: &Repository, pool: &PgPool) -> anyhow::Result<Rebuild
         "catalog rebuilt from storage"
     );
     Ok(report)
+}
+
+/// Removes what the catalog knows of another repository: its chunk index and its
+/// complete (or deleting) backups; returns their ids. Pending and failed rows stay
+/// (they hold no data), unlinked from removed parents.
+async fn forget_other_repository(pool: &PgPool) -> anyhow::Result<Vec<String>> {
+    let mut tx = pool.begin().await?;
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM backups WHERE status IN ('complete', 'deleting') ORDER BY id",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE backups SET parent_id = NULL WHERE parent_id = ANY($1) AND NOT id = ANY($1)",
+    )
+    .bind(&ids)
+    .execute(&mut *tx)
+    .await?;
+    db::backups::delete_rows(&mut tx, &ids).await?;
+    sqlx::query("DELETE FROM chunks").execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM packs").execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(ids)
 }
 
 async fn read_manifests(

@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context};
-use globset::{Glob, GlobSet, GlobSetBuilder};
+pub use globset::GlobSet;
+use globset::{Glob, GlobSetBuilder};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
@@ -115,6 +116,13 @@ pub fn compile_excludes(patterns: &[String]) -> Result<GlobSet, FieldError> {
     }
     b.build()
         .map_err(|e| FieldError::new("invalid_exclude", "files.exclude", e.to_string()))
+}
+
+/// Whether a source's exclude patterns leave out `rel` (a path relative to the source's
+/// directory): a pattern matches the relative path or its base name.
+pub fn is_excluded(excludes: &GlobSet, rel: &Path) -> bool {
+    !excludes.is_empty()
+        && (excludes.is_match(rel) || rel.file_name().is_some_and(|n| excludes.is_match(n)))
 }
 
 /// A byte stream to store as one chunk list (a database dump), read before the files.
@@ -503,10 +511,7 @@ impl Scanner {
     }
 
     fn excluded(&self, rel: &Path) -> bool {
-        self.skip.iter().any(|s| s == rel)
-            || (!self.excludes.is_empty()
-                && (self.excludes.is_match(rel)
-                    || rel.file_name().is_some_and(|n| self.excludes.is_match(n))))
+        self.skip.iter().any(|s| s == rel) || is_excluded(&self.excludes, rel)
     }
 
     fn sorted_children(dir: &Path) -> std::io::Result<Vec<std::ffi::OsString>> {
@@ -659,37 +664,46 @@ impl Scanner {
         Ok(())
     }
 
-    /// Reads one file into chunks; returns their ids and the bytes read.
+    /// Reads one file into chunks; returns their ids and the bytes read. Never more than
+    /// the file's size at open plus [`READ_MARGIN`]: a file that grows meanwhile, or whose
+    /// size says nothing (`/proc`-like files say 0), is stored up to that bound with a
+    /// `changed_while_reading` warning, so memory and time stay bounded whatever the file
+    /// system says.
     fn read_file(
         &mut self,
         path: &Path,
         rel: &Path,
         before: &fs::Metadata,
     ) -> anyhow::Result<(Vec<ChunkId>, u64)> {
-        let mut file = File::open(path)?;
+        let mut file = open_regular(path)?;
+        let size = file.metadata()?.len();
+        let limit = size.saturating_add(READ_MARGIN);
         let mut ids = Vec::new();
-        let mut total = 0u64;
-        if before.len() <= self.max as u64 {
-            // Small files: one read, cut in memory.
-            let mut buf = Vec::with_capacity(before.len() as usize);
-            file.read_to_end(&mut buf)?;
-            let cuts: Vec<(usize, usize)> =
-                fastcdc::v2020::FastCDC::new(&buf, self.min, self.avg, self.max)
-                    .map(|c| (c.offset, c.length))
-                    .collect();
-            for (offset, length) in cuts {
-                let data = buf[offset..offset + length].to_vec();
-                total += data.len() as u64;
-                ids.push(self.add_chunk(BlobKind::Data, data)?);
-            }
-        } else {
-            for chunk in fastcdc::v2020::StreamCDC::new(file, self.min, self.avg, self.max) {
-                let chunk = chunk.map_err(|e| anyhow!("reading: {e}"))?;
-                total += chunk.data.len() as u64;
-                ids.push(self.add_chunk(BlobKind::Data, chunk.data)?);
-            }
-        }
-        if let Ok(after) = fs::symlink_metadata(path) {
+        let params = (self.min, self.avg, self.max);
+        let read = chunk_bounded(&mut file, size, limit, params, |data| {
+            ids.push(self.add_chunk(BlobKind::Data, data)?);
+            Ok(())
+        })?;
+        let total = read.bytes;
+        if read.cut {
+            self.warn(
+                rel,
+                "changed_while_reading",
+                format!(
+                    "the file grew while it was read: it had {size} bytes when opened and reading \
+                     stops {READ_MARGIN} bytes past that; the backup holds its first {total} bytes"
+                ),
+            );
+        } else if size == 0 && total > 0 {
+            self.warn(
+                rel,
+                "changed_while_reading",
+                format!(
+                    "the file's size said 0 bytes but {total} were read (a file system that does not \
+                     report sizes); the backup holds the bytes as read"
+                ),
+            );
+        } else if let Ok(after) = fs::symlink_metadata(path) {
             if after.len() != total
                 || after.mtime() != before.mtime()
                 || after.mtime_nsec() != before.mtime_nsec()
@@ -820,7 +834,210 @@ fn same_meta(a: &Entry, b: &Entry) -> bool {
         && a.target == b.target
 }
 
+/// How far past its size at open a file is read (1 MiB). See [`Scanner::read_file`].
+pub const READ_MARGIN: u64 = 1 << 20;
+
+/// What [`chunk_bounded`] read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoundedRead {
+    /// Bytes read (and handed over as chunks).
+    pub bytes: u64,
+    /// Whether more bytes were there past the limit (they were not read).
+    pub cut: bool,
+}
+
+/// Cuts at most `limit` bytes of `reader` into content-defined chunks (`(min, avg, max)`)
+/// and hands each to `add`, in order. An input whose `size_hint` is at most `max` is
+/// read in one go and cut in memory (at most `limit` bytes held); a larger one is
+/// streamed (one chunk held). Then one byte more is asked for, to tell whether the input
+/// went on past the limit.
+pub fn chunk_bounded<R: Read>(
+    mut reader: R,
+    size_hint: u64,
+    limit: u64,
+    (min, avg, max): (u32, u32, u32),
+    mut add: impl FnMut(Vec<u8>) -> anyhow::Result<()>,
+) -> anyhow::Result<BoundedRead> {
+    let mut bytes = 0u64;
+    {
+        let bounded = (&mut reader).take(limit);
+        if size_hint <= max as u64 {
+            let mut buf = Vec::with_capacity(size_hint.min(limit) as usize);
+            let mut bounded = bounded;
+            bounded.read_to_end(&mut buf)?;
+            let cuts: Vec<(usize, usize)> = fastcdc::v2020::FastCDC::new(&buf, min, avg, max)
+                .map(|c| (c.offset, c.length))
+                .collect();
+            for (offset, length) in cuts {
+                bytes += length as u64;
+                add(buf[offset..offset + length].to_vec())?;
+            }
+        } else {
+            for chunk in fastcdc::v2020::StreamCDC::new(bounded, min, avg, max) {
+                let chunk = chunk.map_err(|e| anyhow!("reading: {e}"))?;
+                bytes += chunk.data.len() as u64;
+                add(chunk.data)?;
+            }
+        }
+    }
+    // A few bytes, not one: some files only read in whole records (`pagemap`: 8 bytes).
+    let cut = bytes >= limit && matches!(reader.read(&mut [0u8; 64]), Ok(n) if n > 0);
+    Ok(BoundedRead { bytes, cut })
+}
+
+/// Opens a file the walk found regular, refusing anything else it may have become since
+/// (a FIFO would block the open, a symlink could lead anywhere): `O_NOFOLLOW` and
+/// `O_NONBLOCK` for the open, then the descriptor's own type is checked.
+pub fn open_regular(path: &Path) -> std::io::Result<File> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other(
+            "it is no longer a regular file (it was replaced while the backup ran)",
+        ));
+    }
+    // Blocking reads again (O_NONBLOCK only mattered for the open).
+    // SAFETY: fcntl on a descriptor this function owns.
+    unsafe {
+        let fd = file.as_raw_fd();
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
+        }
+    }
+    Ok(file)
+}
+
 /// The upload side stopped; its own error says why.
 #[derive(Debug, thiserror::Error)]
 #[error("the upload pipeline stopped")]
 struct PipelineClosed;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PARAMS: (u32, u32, u32) = (
+        super::super::format::CHUNK_MIN,
+        super::super::format::CHUNK_AVG,
+        super::super::format::CHUNK_MAX,
+    );
+
+    fn collect<R: Read>(reader: R, hint: u64, limit: u64) -> (BoundedRead, Vec<u8>) {
+        let mut out = Vec::new();
+        let read = chunk_bounded(reader, hint, limit, PARAMS, |c| {
+            out.extend_from_slice(&c);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(read.bytes, out.len() as u64);
+        (read, out)
+    }
+
+    #[test]
+    fn an_endless_input_whose_size_says_zero_is_read_up_to_the_margin() {
+        // What `/proc/self/pagemap` does: size 0, and data without end.
+        let (read, out) = collect(std::io::repeat(7), 0, READ_MARGIN);
+        assert_eq!(read.bytes, READ_MARGIN);
+        assert!(read.cut);
+        assert!(out.iter().all(|b| *b == 7));
+        // A growing file above the streaming threshold stops at size + margin too.
+        let size = 20 << 20;
+        let (read, _) = collect(std::io::repeat(1), size, size + READ_MARGIN);
+        assert_eq!(
+            read,
+            BoundedRead {
+                bytes: size + READ_MARGIN,
+                cut: true
+            }
+        );
+    }
+
+    #[test]
+    fn files_that_keep_their_size_are_read_whole_and_exactly() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let (read, out) = collect(
+            &data[..],
+            data.len() as u64,
+            data.len() as u64 + READ_MARGIN,
+        );
+        assert_eq!(
+            read,
+            BoundedRead {
+                bytes: data.len() as u64,
+                cut: false
+            }
+        );
+        assert_eq!(out, data);
+        // Streamed (over the chunker's maximum).
+        let big: Vec<u8> = (0..12_000_000u32).map(|i| (i % 253) as u8).collect();
+        let (read, out) = collect(&big[..], big.len() as u64, big.len() as u64 + READ_MARGIN);
+        assert!(!read.cut);
+        assert_eq!(out, big);
+        // A file much longer than its size at open is cut at that size plus the margin.
+        let (read, out) = collect(&data[..], 1000, 1000 + READ_MARGIN);
+        assert_eq!(
+            read,
+            BoundedRead {
+                bytes: 1000 + READ_MARGIN,
+                cut: true
+            }
+        );
+        assert_eq!(out, &data[..out.len()]);
+        let empty: &[u8] = &[];
+        assert_eq!(
+            collect(empty, 0, READ_MARGIN).0,
+            BoundedRead {
+                bytes: 0,
+                cut: false
+            }
+        );
+    }
+
+    #[test]
+    fn proc_files_are_bounded_and_small_ones_read_whole() {
+        // Reading `/proc/self/pagemap` without a bound grew a worker to 6.4 GB.
+        let started = std::time::Instant::now();
+        let mut file = open_regular(Path::new("/proc/self/pagemap")).unwrap();
+        let size = file.metadata().unwrap().len();
+        assert_eq!(size, 0);
+        let (read, _) = collect(&mut file, size, size + READ_MARGIN);
+        assert_eq!(
+            read,
+            BoundedRead {
+                bytes: READ_MARGIN,
+                cut: true
+            }
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        // `/proc/self/status` says 0 bytes and holds a page: read whole.
+        let mut file = open_regular(Path::new("/proc/self/status")).unwrap();
+        let (read, out) = collect(&mut file, 0, READ_MARGIN);
+        assert!(!read.cut && read.bytes > 0);
+        assert!(String::from_utf8_lossy(&out).contains("Pid:"));
+    }
+
+    #[test]
+    fn only_regular_files_are_opened_and_never_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // A FIFO opened for reading would block until a writer came: refused at once.
+        let err = open_regular(&fifo).unwrap_err();
+        assert!(
+            err.to_string().contains("no longer a regular file"),
+            "{err}"
+        );
+        std::fs::write(dir.path().join("file"), b"x").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("file"), dir.path().join("link")).unwrap();
+        assert!(open_regular(&dir.path().join("link")).is_err());
+        assert!(open_regular(&dir.path().join("file")).is_ok());
+        assert!(open_regular(Path::new("/dev/zero")).is_err());
+    }
+}

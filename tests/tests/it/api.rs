@@ -165,7 +165,7 @@ async fn health_reports_every_dependency() {
         assert_eq!(status, StatusCode::OK);
         if body["status"] == "ok" {
             assert_eq!(body["canBackup"], true, "{body}");
-            for dep in ["database", "queue", "storage"] {
+            for dep in ["database", "queue", "storage", "repository"] {
                 assert_eq!(body["checks"][dep]["status"], "ok", "{body}");
             }
             break;

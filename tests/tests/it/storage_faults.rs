@@ -167,6 +167,9 @@ async fn an_unreachable_store_fails_the_backup_clearly_and_the_next_one_succeeds
     let src = app.dir.path().join("src");
     write_source(&src, 100);
     app.create_source("src", &src).await;
+    // The worker's own start-up requests (opening, or creating, the repository) are not
+    // the backup's: its metrics listener opens once they are done.
+    app.worker_metrics(0).await;
     let before = proxy.connections();
     let first = backup_ok(&app, "src", "full").await;
     let requests = proxy.connections() - before;

@@ -36,8 +36,14 @@ pub async fn run(ctx: &JobContext, payload: BackupPayload) -> anyhow::Result<Out
             "the backup includes neither the source's files nor its database",
         ));
     }
+    // Checked again here: a symlink on the way may have changed since the source was
+    // registered, and a walk of /proc would never end.
     if let Some(files) = &files {
+        ctx.allowed_source(&files.path, "files.path")?;
         check_directory(&files.path)?;
+    }
+    if let Some(DatabaseSpec::Sqlite(db)) = &database {
+        ctx.allowed_source(&db.path, "database.sqlite")?;
     }
 
     // The parent: the newest complete backup of any type for an incremental, the newest

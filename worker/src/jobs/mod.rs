@@ -14,6 +14,7 @@ use strata_shared::db;
 use strata_shared::db::backups::{BackupRow, Completion};
 use strata_shared::db::sources::SourceRow;
 use strata_shared::model::BackupId;
+use strata_shared::paths::PathPolicy;
 use strata_shared::repo::writer::{CancelFlag, Progress};
 use strata_shared::repo::Repository;
 use uuid::Uuid;
@@ -25,6 +26,8 @@ pub struct JobContext {
     pub repo: Repository,
     pub progress: Arc<Progress>,
     pub cancel: CancelFlag,
+    /// Where restores may write and sources may be read (checked again right before).
+    pub paths: Arc<PathPolicy>,
 }
 
 /// How a job ended well.
@@ -62,6 +65,25 @@ pub async fn source_and_backup(
             )
         })?;
     Ok((source, backup))
+}
+
+impl JobContext {
+    /// A restore target checked right before it is written: where it really lands, or a
+    /// permanent `target_not_allowed`.
+    pub fn allowed_target(&self, path: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+        self.paths
+            .restore_target(path, "target")
+            .map_err(|e| Permanent::error(e.code, e.message))
+    }
+
+    /// A source path checked right before it is read: a permanent `source_not_allowed`
+    /// when it lands where no source may be.
+    pub fn allowed_source(&self, path: &std::path::Path, field: &str) -> anyhow::Result<()> {
+        self.paths
+            .source(path, field)
+            .map(|_| ())
+            .map_err(|e| Permanent::error(e.code, e.message))
+    }
 }
 
 /// A failure that retrying cannot fix (bad source path, missing backup…): the job fails

@@ -6,19 +6,26 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use chrono::Utc;
 use futures::TryStreamExt;
+use std::sync::Arc;
 use strata_shared::db;
 use strata_shared::model::{
     sqlite_files, BackupId, BackupPayload, BackupType, DatabaseSpec, RestorePayload, SourceSpec,
 };
-use strata_shared::repo::chain::load_chain;
+
+use strata_shared::paths::resolve;
+use strata_shared::repo::chain::{load_chain, removed_between, resolve as resolve_chain, Removed};
 use strata_shared::repo::manifest::DatabasePart;
 use strata_shared::repo::reader::{
-    remove_all, restore_into, staging_path, stream_chunks, swap_into_place,
+    included, remove_all, restore_into, staging_path, stream_chunks, swap_into_place,
+    sync_filesystem, ChunkReader,
 };
+use strata_shared::repo::writer::compile_excludes;
 use tokio::io::AsyncWriteExt;
 
 use super::{JobContext, Outcome, Permanent};
 use crate::databases::{postgres, sqlite};
+
+mod keep;
 
 #[tracing::instrument(skip_all, fields(job_id = %ctx.job_id, backup_id = %payload.backup_id))]
 pub async fn run(ctx: &JobContext, payload: RestorePayload) -> anyhow::Result<Outcome> {
@@ -55,8 +62,10 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> anyhow::Result<Ou
         .filter(|_| do_files && payload.database_target.is_none())
         .map(PathBuf::from);
 
+    // Where the files go, judged where it really lands (every symlink followed): never
+    // Strata's own storage or a system directory. `given` is what was asked for.
     let files_target = if do_files {
-        let target = match payload.target.clone() {
+        let given = match payload.target.clone() {
             Some(t) => t,
             None => source
                 .spec
@@ -68,16 +77,26 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> anyhow::Result<Ou
                     Permanent::error("no_target", "the source has no path to restore to")
                 })?,
         };
-        check_parent(&target)?;
-        Some(target)
+        let real = ctx.allowed_target(&given)?;
+        check_parent(&real)?;
+        Some((given, real))
     } else {
         None
+    };
+    // A restore into the live source's directory (under any name) keeps what backups
+    // leave out.
+    let over_source = match (&files_target, &source.spec.0.files) {
+        (Some((_, real)), Some(f)) => {
+            payload.target.is_none() || resolve(&f.path).is_ok_and(|p| p == *real)
+        }
+        _ => false,
     };
 
     let mut warnings = Vec::new();
     if let Some(id) = &payload.pre_restore_backup_id {
         let live = files_target
-            .clone()
+            .as_ref()
+            .map(|(_, real)| real.clone())
             .or_else(|| sqlite_target(&source.spec.0, &payload, database.as_ref()));
         if let Some(w) = pre_restore_backup(ctx, &payload, id, live.as_deref()).await? {
             warnings.push(w);
@@ -88,11 +107,15 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> anyhow::Result<Ou
     let mut staging = None;
     let mut files_stats = None;
     let mut chain_ids = vec![backup.id.clone()];
-    if let Some(target) = &files_target {
+    let mut chain = Vec::new();
+    if let Some((given, real)) = &files_target {
+        // Checked again right before anything is written beside it.
+        recheck_target(ctx, given, real)?;
+        let target = real;
         let dir = staging_path(target, &ctx.job_id.to_string())?;
         // A previous attempt of this job may have left its staging directory behind.
         remove_all(&dir).context("clearing an earlier attempt's staging directory")?;
-        let chain = load_chain(&ctx.repo, manifest.clone()).await?;
+        chain = load_chain(&ctx.repo, manifest.clone()).await?;
         chain_ids = chain.iter().map(|m| m.backup_id.clone()).collect();
         if payload.include.is_empty() {
             check_free_space(target, manifest.stats.logical_size)?;
@@ -147,13 +170,98 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> anyhow::Result<Ou
         }
         None => None,
     };
-    // A files-only restore over a directory that holds the live SQLite database keeps
-    // that database (hard links: the same files, whatever is written meanwhile).
-    if let (Some(dir), Some(target), None) = (&staging, &files_target, &database) {
-        if let Some(rel) = source.spec.0.sqlite_inside_files() {
-            if payload.target.is_none() {
-                carry_over(&target.join(&rel), &dir.join(&rel))?;
+    // Over the live source: what no backup holds is carried into the staging tree, and
+    // what the pre-restore backup holds but this restore does not is listed.
+    let mut kept = serde_json::Value::Null;
+    let mut removed = serde_json::Value::Null;
+    if let (Some(dir), Some((_, target)), true) = (&staging, &files_target, over_source) {
+        let carried = async {
+            // A files-only restore over a directory that holds the live SQLite database
+            // keeps that database (hard links: the same files, whatever is written
+            // meanwhile).
+            let sqlite_rel = source.spec.0.sqlite_inside_files();
+            if let (Some(rel), None) = (&sqlite_rel, &database) {
+                carry_over(&target.join(rel), &dir.join(rel))?;
             }
+            if std::fs::symlink_metadata(target).is_err() {
+                return Ok(());
+            }
+            let excludes = compile_excludes(
+                &source
+                    .spec
+                    .0
+                    .files
+                    .as_ref()
+                    .map(|f| f.exclude.clone())
+                    .unwrap_or_default(),
+            )
+            .map_err(|e| anyhow::anyhow!("the source's exclude patterns: {e}"))?;
+            let skip: Vec<PathBuf> = sqlite_rel
+                .iter()
+                .flat_map(|rel| sqlite_files(rel))
+                .collect();
+            let (live, staged) = (target.clone(), dir.clone());
+            let k = tokio::task::spawn_blocking(move || {
+                keep::keep_unbacked(&live, &staged, &excludes, &skip)
+            })
+            .await??;
+            if k.count > 0 {
+                sync_filesystem(dir)?;
+                warnings.push(serde_json::json!({
+                    "code": "kept_unbacked",
+                    "message": format!(
+                        "{} path(s) of the live directory that no backup holds (excluded by the source's \
+                         patterns, or special files) were kept; see the result's `kept`",
+                        k.count
+                    ),
+                }));
+            }
+            warnings.extend(k.warnings.iter().cloned());
+            kept = serde_json::json!({
+                "count": k.count,
+                "paths": k.paths,
+                "truncated": k.truncated,
+            });
+            Ok::<(), anyhow::Error>(())
+        }
+        .await;
+        if let Err(e) = carried {
+            clean_dir(dir);
+            if let Some(p) = &prepared {
+                p.discard().await;
+            }
+            return Err(e.context("keeping what no backup holds; nothing was changed"));
+        }
+        if let Some(pre) = &payload.pre_restore_backup_id {
+            match removed_since(ctx, pre, &chain, &payload.include).await {
+                Ok(Some(r)) => {
+                    removed = serde_json::json!({
+                        "count": r.count,
+                        "paths": r.paths,
+                        "truncated": r.truncated,
+                        "pre_restore_backup_id": pre,
+                    })
+                }
+                Ok(None) => {}
+                Err(e) => warnings.push(serde_json::json!({
+                    "code": "removed_unknown",
+                    "message": format!(
+                        "could not list what this restore removes (the pre-restore backup {pre} holds it): {e:#}"
+                    ),
+                })),
+            }
+        }
+    }
+    // Last check before the swap: the target must still land where it was judged to.
+    if let Some((given, real)) = &files_target {
+        if let Err(e) = recheck_target(ctx, given, real) {
+            if let Some(dir) = &staging {
+                clean_dir(dir);
+            }
+            if let Some(p) = &prepared {
+                p.discard().await;
+            }
+            return Err(e);
         }
     }
 
@@ -176,7 +284,7 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> anyhow::Result<Ou
             }
         }
     }
-    if let (Some(dir), Some(target)) = (&staging, &files_target) {
+    if let (Some(dir), Some((_, target))) = (&staging, &files_target) {
         swap_into_place(dir, target)?;
     }
     // 3. The replaced database goes last, when everything else has succeeded.
@@ -197,18 +305,70 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> anyhow::Result<Ou
             "backup_id": backup.id,
             "chain": chain_ids,
             "include": payload.include,
-            "target": files_target.map(|t| t.display().to_string()),
+            "target": files_target.map(|(_, real)| real.display().to_string()),
             "files": stats.files,
             "dirs": stats.dirs,
             "symlinks": stats.symlinks,
             "bytes": stats.bytes,
             "database": database_result,
             "pre_restore_backup_id": payload.pre_restore_backup_id,
+            "kept": kept,
+            "removed": removed,
         }),
         warnings,
         backup: None,
     })
 }
+
+/// Judges the target again: it must still land where it did (a symlink on the way may
+/// have been changed meanwhile).
+fn recheck_target(ctx: &JobContext, given: &Path, real: &Path) -> anyhow::Result<()> {
+    let now = ctx.allowed_target(given)?;
+    if now != real {
+        return Err(Permanent::error(
+            "target_changed",
+            format!(
+                "the target {} resolved to {} when the job started and now to {}: a symlink on the \
+                 way changed; nothing was restored",
+                given.display(),
+                real.display(),
+                now.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// What the pre-restore backup `pre` holds that the restored tree (`chain`, limited to
+/// `include`) does not: what the swap removes. `None` when there is no such backup.
+async fn removed_since(
+    ctx: &JobContext,
+    pre: &BackupId,
+    chain: &[strata_shared::repo::manifest::Manifest],
+    include: &[PathBuf],
+) -> anyhow::Result<Option<Removed>> {
+    let mut conn = ctx.pool.acquire().await?;
+    let row = db::backups::get(&mut conn, pre.as_str()).await?;
+    drop(conn);
+    if row.is_none_or(|r| r.status != "complete") {
+        return Ok(None);
+    }
+    let before = load_chain(&ctx.repo, ctx.repo.get_manifest(pre.as_str()).await?).await?;
+    let reader = Arc::new(ChunkReader::new(ctx.repo.clone(), ctx.pool.clone()));
+    let handle = tokio::runtime::Handle::current();
+    let before = resolve_chain(reader.clone(), handle.clone(), &before);
+    let include = include.to_vec();
+    let after = resolve_chain(reader, handle, chain).filter(move |item| match item {
+        Ok((path, _)) => included(path, &include),
+        Err(_) => true,
+    });
+    let removed =
+        tokio::task::spawn_blocking(move || removed_between(before, after, LISTED_PATHS)).await??;
+    Ok(Some(removed))
+}
+
+/// How many paths a result lists (with a count and `truncated` for the rest).
+const LISTED_PATHS: usize = 100;
 
 fn check_parent(target: &Path) -> anyhow::Result<()> {
     let parent = target
@@ -361,6 +521,7 @@ async fn prepare_database(
                 DbPlace::Own => {
                     let target =
                         sqlite_target(spec, payload, Some(part)).context("no SQLite target")?;
+                    let target = ctx.allowed_target(&target)?;
                     check_parent(&target)?;
                     (staging_path(&target, &job)?, Some(target))
                 }
