@@ -299,6 +299,10 @@ pub async fn restore_into(
                 })
                 .buffered(PARALLEL_CHUNKS);
             while let Some(op) = ops.try_next().await? {
+                // Large files hold many chunks: a cancel is seen between two of them.
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(Stopped.into());
+                }
                 if tx.send(op).await.is_err() {
                     return Ok(());
                 }
@@ -311,6 +315,11 @@ pub async fn restore_into(
     drop(batch_rx);
     let written = writer.await.context("the restore writer panicked")?;
     resolver.await.context("the chain resolver panicked")?;
+    // The resolver stops at a cancel without a word: the entries it did not send were
+    // never restored, so the tree is incomplete whatever the other stages say.
+    if cancel.load(Ordering::Relaxed) {
+        return Err(Stopped.into());
+    }
     produced?;
     written
 }

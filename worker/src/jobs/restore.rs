@@ -157,6 +157,16 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> anyhow::Result<Ou
         }
     }
 
+    // The last moment a cancel (or a stopping worker) can leave everything as it was.
+    if ctx.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+        if let Some(p) = &prepared {
+            p.discard().await;
+        }
+        if let Some(dir) = &staging {
+            clean_dir(dir);
+        }
+        return Err(strata_shared::repo::writer::Stopped.into());
+    }
     // 2. Swap: the database first (it can be refused), then the directory.
     ctx.progress.set_phase("swapping");
     let mut database_result = serde_json::Value::Null;
