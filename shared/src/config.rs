@@ -112,6 +112,12 @@ pub struct Config {
     pub upload: UploadLimits,
     /// Garbage collection (`STRATA_GC_*`).
     pub gc: crate::repo::gc::GcOptions,
+    /// `STRATA_BODY_IDLE_TIMEOUT_SECS` (default 60): a request body that sends nothing
+    /// for this long is refused with `408` (an upload, a JSON body).
+    pub body_idle_timeout: Duration,
+    /// `STRATA_MAX_DOWNLOADS` (default 8): archive downloads one API process streams at
+    /// once; more get `429` with `Retry-After`.
+    pub max_downloads: usize,
 }
 
 /// What an uploaded archive may be.
@@ -293,6 +299,14 @@ impl Config {
         if concurrency == 0 {
             bail!("STRATA_WORKER_CONCURRENCY: must be at least 1");
         }
+        let body_idle_secs: u64 = parse_var("STRATA_BODY_IDLE_TIMEOUT_SECS", 60)?;
+        if body_idle_secs == 0 {
+            bail!("STRATA_BODY_IDLE_TIMEOUT_SECS: must be at least 1 second");
+        }
+        let max_downloads: usize = parse_var("STRATA_MAX_DOWNLOADS", 8)?;
+        if max_downloads == 0 {
+            bail!("STRATA_MAX_DOWNLOADS: must be at least 1");
+        }
         let log_format = var("STRATA_LOG_FORMAT").unwrap_or_else(|| "text".into());
         if log_format != "text" && log_format != "json" {
             bail!("STRATA_LOG_FORMAT: must be `text` or `json`, got {log_format:?}");
@@ -343,6 +357,8 @@ impl Config {
             auth: AuthConfig::from_env()?,
             upload: UploadLimits::from_env()?,
             gc: crate::repo::gc::GcOptions::from_env()?,
+            body_idle_timeout: Duration::from_secs(body_idle_secs),
+            max_downloads,
         })
     }
 }

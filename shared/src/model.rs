@@ -210,6 +210,7 @@ pub fn parse_source_name(value: &str) -> Result<String, FieldError> {
 
 /// An absolute path with no `..` component.
 pub fn parse_absolute_path(value: &str, field: &str) -> Result<PathBuf, FieldError> {
+    reject_nul(value, field)?;
     let path = Path::new(value);
     if value.is_empty() || !path.is_absolute() {
         return Err(FieldError::new(
@@ -516,8 +517,22 @@ pub struct ImportPayload {
     pub format: ArchiveFormat,
 }
 
-/// A relative path inside a backup, for `include`: no leading `/`, no `..`.
+/// No path, name or PostgreSQL text holds a NUL character: one in a request is the
+/// client's error, never a failed query or system call.
+fn reject_nul(value: &str, field: &str) -> Result<(), FieldError> {
+    if value.contains('\0') {
+        return Err(FieldError::new(
+            "invalid_character",
+            field,
+            "must not contain a NUL character",
+        ));
+    }
+    Ok(())
+}
+
+/// A relative path inside a backup, for `include`: no leading `/`, no `..`, no NUL.
 pub fn parse_relative_path(value: &str, field: &str) -> Result<PathBuf, FieldError> {
+    reject_nul(value, field)?;
     let trimmed = value.trim_start_matches("./");
     let path = Path::new(trimmed);
     let plain = path
@@ -568,5 +583,22 @@ mod tests {
         );
         assert!(parse_absolute_path("/srv/../etc", "path").is_err());
         assert!(parse_absolute_path("/", "path").is_err());
+        assert_eq!(
+            parse_absolute_path("/srv/a\0b", "target").unwrap_err().code,
+            "invalid_character"
+        );
+    }
+
+    #[test]
+    fn relative_paths_refuse_nul_and_escapes() {
+        assert!(parse_relative_path("sub/x", "include[0]").is_ok());
+        let e = parse_relative_path("sub\0x", "include[0]").unwrap_err();
+        assert_eq!(
+            (e.code, e.field.as_str()),
+            ("invalid_character", "include[0]")
+        );
+        for bad in ["", "/etc", "../x", "a/../../b", "./"] {
+            assert!(parse_relative_path(bad, "include[0]").is_err(), "{bad}");
+        }
     }
 }

@@ -217,7 +217,7 @@ impl Report {
 )]
 pub async fn import(
     state: web::Data<AppState>,
-    body: web::Json<ImportRequest>,
+    body: crate::body::JsonBody<ImportRequest>,
 ) -> ApiResult<HttpResponse> {
     let req = body.into_inner();
     if let Some(v) = req.version {

@@ -248,7 +248,7 @@ pub(crate) fn parse_database(
 )]
 pub async fn create(
     state: web::Data<AppState>,
-    body: web::Json<CreateSource>,
+    body: crate::body::JsonBody<CreateSource>,
 ) -> ApiResult<HttpResponse> {
     let (name, spec, secret) = parse(body.into_inner())?;
     let mut conn = state.pool.acquire().await?;

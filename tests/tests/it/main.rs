@@ -2,6 +2,7 @@ mod access;
 mod api;
 mod auth_bypass;
 mod backup_api;
+mod bad_input;
 mod cancel;
 mod conformance;
 mod credentials;
