@@ -6,9 +6,8 @@ use serde::{Deserialize, Serialize};
 use strata_shared::db;
 use strata_shared::db::jobs::NewJob;
 use strata_shared::model::{
-    parse_absolute_path, parse_postgres_url, parse_relative_path, BackupId, BackupPayload,
-    BackupStatus, BackupType, DatabaseSpec, JobKind, RestorePayload, SourceSpec, VerifyMode,
-    VerifyPayload,
+    parse_absolute_path, parse_relative_path, BackupId, BackupPayload, BackupStatus, BackupType,
+    DatabaseSpec, JobKind, PostgresUrl, RestorePayload, SourceSpec, VerifyMode, VerifyPayload,
 };
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -697,7 +696,7 @@ impl RestorePlan {
             && match (&self.database, &spec.database) {
                 (None, _) => true,
                 (Some(t), Some(DatabaseSpec::Sqlite(s))) => std::path::Path::new(t) == s.path,
-                (Some(t), Some(DatabaseSpec::Postgres(pg))) => parse_postgres_url(&pg.url, "url")
+                (Some(t), Some(DatabaseSpec::Postgres(pg))) => PostgresUrl::stored(&pg.url)
                     .map(|u| u.database == *t)
                     .unwrap_or(false),
                 (Some(_), None) => false,
@@ -757,7 +756,7 @@ fn plan_restore(
                 _ if !t.starts_with('/') => {
                     check_target_name(t)?;
                     let db = match &spec.database {
-                        Some(DatabaseSpec::Postgres(pg)) => parse_postgres_url(&pg.url, "url")
+                        Some(DatabaseSpec::Postgres(pg)) => PostgresUrl::stored(&pg.url)
                             .map(|u| format!("{}_{t}", u.database))
                             .unwrap_or_else(|_| t.clone()),
                         _ => t.clone(),

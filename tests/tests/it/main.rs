@@ -19,6 +19,7 @@ mod openapi;
 mod retention;
 mod roundtrip;
 mod schedules;
+mod secrets;
 mod storage;
 mod storage_faults;
 mod traces;

@@ -113,7 +113,7 @@ async fn import(ctx: &JobContext, payload: &ImportPayload) -> anyhow::Result<Out
         warnings: output.warnings.clone(),
         has_files: true,
         database: None,
-        source_spec: Some(source.spec.0.clone()),
+        source_spec: Some(source.spec.0.without_secrets()),
     };
     // Last checkpoint: a lost repository session must not publish a manifest.
     check_cancel(ctx)?;

@@ -129,7 +129,7 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> anyhow::Result<Ou
             match prepare_database(
                 ctx,
                 &source.spec.0,
-                source.secret.as_deref(),
+                &source.secrets(),
                 &payload,
                 part,
                 place,
@@ -357,7 +357,7 @@ enum Prepared {
 async fn prepare_database(
     ctx: &JobContext,
     spec: &SourceSpec,
-    secret: Option<&str>,
+    secrets: &strata_shared::model::PostgresSecrets,
     payload: &RestorePayload,
     part: &DatabasePart,
     place: DbPlace,
@@ -409,7 +409,7 @@ async fn prepare_database(
                     "the source no longer has a PostgreSQL connection to restore through",
                 ));
             };
-            let server = postgres::Target::of_source(pg, secret)?;
+            let server = postgres::Target::of_source(pg, secrets)?;
             let live = payload
                 .database_target
                 .clone()
