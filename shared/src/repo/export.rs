@@ -9,8 +9,9 @@
 //!
 //! Tar keeps names and symlink targets as raw bytes (GNU long names when needed), the
 //! mode, and the mtime to the nanosecond (a PAX `mtime` record when it has a fraction).
-//! Zip names are UTF-8: names that are not are converted lossily, and times are the
-//! DOS timestamp (2-second resolution, UTC).
+//! Zip names are UTF-8 and safe for any extractor: `\`, `%` and bytes that are not
+//! UTF-8 are percent-encoded (see `zip_name`); times are the DOS timestamp (2-second
+//! resolution, UTC).
 
 use std::ffi::OsStr;
 use std::io::{self, Read, Write};
@@ -394,9 +395,37 @@ fn zip_time(mtime_ns: i64) -> zip::DateTime {
         .unwrap_or_default()
 }
 
-/// A zip name: UTF-8 (lossy for names that are not), `/`-separated.
+/// A zip name: UTF-8, `/`-separated, and safe for any extractor. A Unix file name may
+/// hold `\` (a Windows extractor takes it for a separator: `..\..\x` would climb out of
+/// the target) and bytes that are not UTF-8; these are percent-encoded (`\` → `%5C`,
+/// a stray byte → `%XX`), and so is `%` itself (`%25`), so two names never become one.
 fn zip_name(path: &OsStr, dir: bool) -> String {
-    let mut name = String::from_utf8_lossy(path.as_bytes()).into_owned();
+    let mut name = String::with_capacity(path.len() + 1);
+    let mut rest = path.as_bytes();
+    while !rest.is_empty() {
+        let (valid, bad) = match std::str::from_utf8(rest) {
+            Ok(all) => (all, &[][..]),
+            Err(e) => {
+                let (ok, after) = rest.split_at(e.valid_up_to());
+                let bad_len = e.error_len().unwrap_or(after.len());
+                (
+                    std::str::from_utf8(ok).unwrap_or_default(),
+                    &after[..bad_len],
+                )
+            }
+        };
+        for c in valid.chars() {
+            match c {
+                '%' => name.push_str("%25"),
+                '\\' => name.push_str("%5C"),
+                c => name.push(c),
+            }
+        }
+        for b in bad {
+            name.push_str(&format!("%{b:02X}"));
+        }
+        rest = &rest[valid.len() + bad.len()..];
+    }
     if dir {
         name.push('/');
     }
@@ -479,6 +508,23 @@ mod tests {
             pax_mtime(1_500_000_000_123_456_789).as_deref(),
             Some("1500000000.123456789")
         );
+    }
+
+    #[test]
+    fn zip_names_cannot_climb_out_on_any_extractor_and_stay_distinct() {
+        use std::os::unix::ffi::OsStrExt;
+        let name = |b: &[u8]| zip_name(OsStr::from_bytes(b), false);
+        assert_eq!(name(b"sub/..\\..\\evil.txt"), "sub/..%5C..%5Cevil.txt");
+        assert_eq!(name(b"a\\b"), "a%5Cb");
+        assert_eq!(name(b"a%5Cb"), "a%255Cb");
+        assert_eq!(name(b"caf\xc3\xa9/x"), "caf\u{e9}/x");
+        assert_eq!(name(b"bad\xff\xfe.bin"), "bad%FF%FE.bin");
+        assert_eq!(zip_name(OsStr::new("d"), true), "d/");
+        for n in [&b"a\\..\\b"[..], b"..\\x", b"x\\.."] {
+            let z = name(n);
+            assert!(!z.contains('\\'), "{z}");
+            assert!(z.split('/').all(|c| c != ".."), "{z}");
+        }
     }
 
     #[test]

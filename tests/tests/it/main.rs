@@ -1,5 +1,6 @@
 mod access;
 mod api;
+mod archives;
 mod auth_bypass;
 mod backup_api;
 mod bad_input;
