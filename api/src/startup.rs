@@ -75,7 +75,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         std::fs::write(file, addr.to_string())
             .with_context(|| format!("writing STRATA_ADDR_FILE {}", file.display()))?;
     }
+    let downloads = Arc::new(tokio::sync::Semaphore::new(config.max_downloads));
     let state = web::Data::new(AppState {
+        downloads,
         config,
         pool,
         storage,

@@ -23,6 +23,8 @@ pub struct AppState {
     pub repo: OnceCell<Repository>,
     /// `STRATA_ENCRYPTION_KEY`, to open an encrypted repository.
     pub master_key: Option<MasterKey>,
+    /// One permit per archive download streaming now (`STRATA_MAX_DOWNLOADS`).
+    pub downloads: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {

@@ -33,9 +33,9 @@ use super::Repository;
 use crate::model::ArchiveFormat;
 
 /// Size of the blocks sent to the client.
-pub const BLOCK: usize = 256 * 1024;
+pub const BLOCK: usize = 128 * 1024;
 /// Blocks waiting in the channel to the client.
-const BODY_BLOCKS: usize = 4;
+const BODY_BLOCKS: usize = 2;
 /// Chunks fetched ahead of the archive writer.
 const PARALLEL_CHUNKS: usize = 4;
 /// Entries handed from the resolver to the fetcher at a time.
@@ -58,12 +58,17 @@ enum Op {
 }
 
 /// Starts exporting the last backup of `chain` (full first) as `format`; returns the
-/// stream of archive blocks. Must be called on a Tokio runtime.
-pub fn export(
+/// stream of archive blocks. A client that takes no block for `stall` is given up on
+/// (it would hold the download's memory and permit forever). `guard` (a download
+/// permit) is held while the archive is being written and dropped as soon as the export
+/// ends, whatever the client does. Must be called on a Tokio runtime.
+pub fn export<G: Send + 'static>(
     repo: Repository,
     pool: PgPool,
     chain: Vec<Manifest>,
     format: ArchiveFormat,
+    stall: std::time::Duration,
+    guard: G,
 ) -> ArchiveStream {
     let (body_tx, body_rx) = mpsc::channel(BODY_BLOCKS);
     let (op_tx, op_rx) = mpsc::channel::<Op>(PARALLEL_CHUNKS * 2);
@@ -71,10 +76,13 @@ pub fn export(
         .last()
         .map(|m| m.backup_id.clone())
         .unwrap_or_default();
-    let reader = Arc::new(ChunkReader::new(repo, pool));
+    // Chunks are read one by one: many downloads may run at once in one API process,
+    // and a pack cache would hold 16 MiB packs for each.
+    let reader = Arc::new(ChunkReader::ranged(repo, pool));
     tokio::spawn(produce(reader, chain, op_tx));
     tokio::task::spawn_blocking(move || {
-        let sink = ChannelWriter::new(body_tx.clone());
+        let runtime = tokio::runtime::Handle::current();
+        let sink = ChannelWriter::new(body_tx.clone(), stall);
         let written = match format {
             ArchiveFormat::Tar => write_tar(op_rx, sink),
             ArchiveFormat::Zip => write_zip(op_rx, sink),
@@ -84,6 +92,20 @@ pub fn export(
             Err(e) if is_disconnect(&e) => {
                 tracing::info!(%backup_id, "download stopped: the client went away")
             }
+            Err(e) if is_stalled(&e) => {
+                tracing::warn!(%backup_id, stall_secs = stall.as_secs(), "download stopped: the client took nothing for too long");
+                // Should the client read again, the archive must end in an error, never
+                // look complete; the channel is full, so this waits for room (or for
+                // the response to be dropped).
+                let tx = body_tx.clone();
+                runtime.spawn(async move {
+                    let _ = tx
+                        .send(Err(io::Error::other(
+                            "the client took nothing for too long",
+                        )))
+                        .await;
+                });
+            }
             Err(e) => {
                 tracing::error!(%backup_id, error = %format!("{e:#}"), "download failed");
                 let _ = body_tx.blocking_send(Err(io::Error::other(format!(
@@ -91,13 +113,32 @@ pub fn export(
                 ))));
             }
         }
+        drop(guard);
+        release_freed_memory();
     });
     body_rx
+}
+
+/// Gives the memory a finished download freed back to the system. The blocks and chunks
+/// of a download are allocated on several threads; glibc keeps what they free in
+/// per-thread arenas, so without this the process stays at its peak after a burst of
+/// downloads (measured: 434 MB after 100 abandoned ones).
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of the allocator's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 fn is_disconnect(e: &anyhow::Error) -> bool {
     e.downcast_ref::<io::Error>()
         .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+}
+
+fn is_stalled(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == io::ErrorKind::TimedOut)
 }
 
 /// Resolves the chain and fetches file contents, sending ops in archive order.
@@ -193,19 +234,24 @@ async fn send_batches(
 }
 
 /// A `Write` that cuts the archive into blocks and sends them to the client; a closed
-/// channel is `BrokenPipe`.
+/// channel is `BrokenPipe`, a client that takes nothing for `stall` is `TimedOut`.
 struct ChannelWriter {
     tx: mpsc::Sender<io::Result<Bytes>>,
     buf: BytesMut,
     sent: u64,
+    stall: std::time::Duration,
+    runtime: tokio::runtime::Handle,
 }
 
 impl ChannelWriter {
-    fn new(tx: mpsc::Sender<io::Result<Bytes>>) -> Self {
+    /// On a blocking thread of the runtime.
+    fn new(tx: mpsc::Sender<io::Result<Bytes>>, stall: std::time::Duration) -> Self {
         Self {
             tx,
             buf: BytesMut::with_capacity(BLOCK),
             sent: 0,
+            stall,
+            runtime: tokio::runtime::Handle::current(),
         }
     }
 
@@ -215,9 +261,20 @@ impl ChannelWriter {
         }
         let block = std::mem::replace(&mut self.buf, BytesMut::with_capacity(BLOCK)).freeze();
         self.sent += block.len() as u64;
-        self.tx
-            .blocking_send(Ok(block))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
+        match self
+            .runtime
+            .block_on(self.tx.send_timeout(Ok(block), self.stall))
+        {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the client went away",
+            )),
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client took nothing for too long",
+            )),
+        }
     }
 }
 

@@ -14,6 +14,7 @@ mod engine;
 mod faults;
 mod gc;
 mod jobs;
+mod limits;
 mod load;
 mod metrics;
 mod openapi;
