@@ -214,3 +214,50 @@ pub(crate) fn json_object(body: &[u8]) -> ApiResult<serde_json::Map<String, serd
         )),
     }
 }
+
+/// The safety net of [`actix_web::middleware::ErrorHandlers`]: an error answer that is not
+/// JSON (one actix made itself: a payload error of an extractor, an overflow…) becomes the
+/// wire error with the same status, so no client ever parses `text/plain`.
+pub fn json_error_responses<B: actix_web::body::MessageBody + 'static>(
+    res: actix_web::dev::ServiceResponse<B>,
+) -> actix_web::Result<actix_web::middleware::ErrorHandlerResponse<B>> {
+    use actix_web::http::header;
+    use actix_web::middleware::ErrorHandlerResponse;
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let code = match status.as_u16() {
+        400 => "invalid_request",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "body_timeout",
+        411 => "length_required",
+        413 => "payload_too_large",
+        414 => "uri_too_long",
+        415 => "unsupported_media_type",
+        431 => "headers_too_large",
+        s if s >= 500 => "internal_error",
+        _ => "request_refused",
+    };
+    let message = match status.canonical_reason() {
+        Some(reason) => format!("the request was refused: {}", reason.to_lowercase()),
+        None => format!("the request was refused with status {}", status.as_u16()),
+    };
+    let (req, old) = res.into_parts();
+    tracing::debug!(status = %status, code, "a non-JSON error answer was rewritten into the wire shape");
+    let mut new = ApiError::new(status, code, message).error_response();
+    for name in [header::RETRY_AFTER, header::ALLOW, header::WWW_AUTHENTICATE] {
+        if let Some(v) = old.headers().get(&name) {
+            new.headers_mut().insert(name.clone(), v.clone());
+        }
+    }
+    Ok(ErrorHandlerResponse::Response(
+        actix_web::dev::ServiceResponse::new(req, new).map_into_right_body(),
+    ))
+}

@@ -1,6 +1,7 @@
 //! Strata's HTTP API as a library: `startup::run` serves it; tests read the route table.
 
 pub mod auth;
+pub mod body;
 pub mod error;
 pub mod http_metrics;
 pub mod idempotency;

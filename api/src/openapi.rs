@@ -4,7 +4,7 @@
 //!
 //! What every route has in common is added here, in one place ([`Conventions`]), from the
 //! route table: the security a route needs (from its [`Access`]), and the error
-//! responses the middleware and extractors produce (401/403/429/500, and 400/413/415 for
+//! responses the middleware and extractors produce (401/403/429/500, and 400/408/413/415 for
 //! a JSON body). A handler's annotation lists only what the handler itself returns.
 
 mod html;
@@ -168,6 +168,10 @@ const COMMON_RESPONSES: &[(&str, &str)] = &[
         "The body is larger than 1 MiB (`payload_too_large`)",
     ),
     (
+        "RequestTimeout",
+        "The body stopped arriving for `STRATA_BODY_IDLE_TIMEOUT_SECS` (`body_timeout`)",
+    ),
+    (
         "UnsupportedMediaType",
         "The body is not `application/json` (`unsupported_media_type`)",
     ),
@@ -309,6 +313,7 @@ fn apply_route_conventions(access: Option<Access>, op: &mut Operation) {
     }
     if op.request_body.is_some() {
         add_response(op, "400", "BadRequest");
+        add_response(op, "408", "RequestTimeout");
         add_response(op, "413", "PayloadTooLarge");
         add_response(op, "415", "UnsupportedMediaType");
     }

@@ -15,8 +15,7 @@ use crate::relay::{self, RelayState};
 use crate::routes;
 use crate::state::AppState;
 
-/// Largest JSON body the API accepts.
-const JSON_LIMIT: usize = 1024 * 1024;
+use crate::body::JSON_LIMIT;
 
 /// Creates the database if needed and applies every migration (`strata-api migrate`).
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
@@ -76,8 +75,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         std::fs::write(file, addr.to_string())
             .with_context(|| format!("writing STRATA_ADDR_FILE {}", file.display()))?;
     }
+    let downloads = Arc::new(tokio::sync::Semaphore::new(config.max_downloads));
     let state = web::Data::new(AppState {
         paths: strata_shared::paths::PathPolicy::from_config(&config),
+        downloads,
         config,
         pool,
         storage,
@@ -97,6 +98,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .app_data(web::QueryConfig::default().error_handler(query_error))
             .app_data(web::PathConfig::default().error_handler(path_error))
             .app_data(web::PayloadConfig::default().limit(JSON_LIMIT))
+            // Innermost: an error answer actix makes itself (not an `ApiError`) is turned
+            // into the wire shape before any other middleware sees it.
+            .wrap(
+                actix_web::middleware::ErrorHandlers::new()
+                    .default_handler(crate::error::json_error_responses),
+            )
             // Authorization is attached to each route (routes::configure), inside the
             // request trace, so denied requests are logged too.
             .wrap(actix_web::middleware::from_fn(

@@ -26,6 +26,8 @@ pub struct AppState {
     pub master_key: Option<MasterKey>,
     /// Where restores may write and sources may be read.
     pub paths: PathPolicy,
+    /// One permit per archive download streaming now (`STRATA_MAX_DOWNLOADS`).
+    pub downloads: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {

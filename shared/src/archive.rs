@@ -28,6 +28,11 @@ const RATIO_FLOOR: u64 = 1024 * 1024;
 const MAX_LINK_TARGET: u64 = 4096;
 /// Copy buffer.
 const BUF: usize = 64 * 1024;
+/// Longest name of one path component on Linux file systems (`NAME_MAX`).
+const MAX_COMPONENT: usize = 255;
+/// Longest entry path: `PATH_MAX` less room for the directory it is extracted or
+/// restored into.
+const MAX_PATH: usize = 3072;
 
 /// What an archive may hold.
 #[derive(Debug, Clone, Copy)]
@@ -284,6 +289,14 @@ fn walk_tar(file: File, state: &mut State<'_>) -> Result<(), ArchiveError> {
 
 fn walk_zip(file: File, state: &mut State<'_>) -> Result<(), ArchiveError> {
     let mut zip = zip::ZipArchive::new(BufReader::new(file)).map_err(ArchiveError::invalid)?;
+    // The central directory is read into a map by name: of two entries with one name
+    // only the last would be seen (and extracted), so such an archive is refused.
+    if zip.has_duplicate_names() {
+        return Err(ArchiveError::new(
+            "duplicate_entry",
+            "the archive lists the same entry name more than once",
+        ));
+    }
     if zip.len() as u64 > state.limits.max_entries {
         return Err(too_many(state.limits.max_entries));
     }
@@ -378,8 +391,26 @@ fn entry_path(name: &[u8]) -> Result<Option<PathBuf>, ArchiveError> {
                     format!("{:?} has a `..` component", shown()),
                 ))
             }
+            p if p.len() > MAX_COMPONENT => {
+                return Err(ArchiveError::new(
+                    "name_too_long",
+                    format!(
+                        "an entry's name has a component of {} bytes; file systems allow {MAX_COMPONENT}",
+                        p.len()
+                    ),
+                ))
+            }
             p => path.push(std::ffi::OsStr::from_bytes(p)),
         }
+    }
+    if path.as_os_str().len() > MAX_PATH {
+        return Err(ArchiveError::new(
+            "name_too_long",
+            format!(
+                "an entry's path is {} bytes long; at most {MAX_PATH} are accepted",
+                path.as_os_str().len()
+            ),
+        ));
     }
     Ok((!path.as_os_str().is_empty()).then_some(path))
 }
@@ -597,6 +628,13 @@ fn check_symlink(path: &Path, target: &[u8]) -> Result<(), ArchiveError> {
 }
 
 fn write_error(e: io::Error) -> ArchiveError {
+    // A name the file system refuses will be refused again: not worth a retry.
+    if e.raw_os_error() == Some(libc::ENAMETOOLONG) {
+        return ArchiveError::new(
+            "name_too_long",
+            format!("an entry's name is too long for the file system: {e}"),
+        );
+    }
     ArchiveError::new(
         "extract_failed",
         format!("writing the extracted file failed: {e}"),
@@ -781,6 +819,67 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!((ok.files, ok.symlinks, ok.dirs), (1, 1, 0));
+    }
+
+    /// A zip of `entries`; `rename` then replaces one name by another of the same length
+    /// in the raw bytes (local headers and central directory), which no writer would do.
+    fn zip_with(entries: &[(&str, &[u8])], rename: Option<(&str, &str)>) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (name, data) in entries {
+            w.start_file(*name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            w.write_all(data).unwrap();
+        }
+        let mut bytes = w.finish().unwrap().into_inner();
+        if let Some((from, to)) = rename {
+            assert_eq!(from.len(), to.len());
+            let mut i = 0;
+            while let Some(at) = bytes[i..]
+                .windows(from.len())
+                .position(|w| w == from.as_bytes())
+            {
+                bytes[i + at..i + at + to.len()].copy_from_slice(to.as_bytes());
+                i += at + to.len();
+            }
+        }
+        bytes
+    }
+
+    #[test]
+    fn a_zip_naming_one_entry_twice_is_refused() {
+        let ok = zip_with(&[("dir/a1", b"first"), ("dir/a2", b"second")], None);
+        assert_eq!(check(&ok).unwrap().files, 2);
+        let twice = zip_with(
+            &[("dir/a1", b"first"), ("dir/a2", b"second")],
+            Some(("dir/a2", "dir/a1")),
+        );
+        assert_eq!(check(&twice).unwrap_err().code, "duplicate_entry");
+        // The same path spelt two ways is the same entry too.
+        let spelt = zip_with(&[("dir/a1", b"first"), ("dir//a1", b"second")], None);
+        assert_eq!(check(&spelt).unwrap_err().code, "duplicate_entry");
+    }
+
+    #[test]
+    fn names_too_long_for_a_file_system_are_refused() {
+        let long = |name: &str| {
+            let mut b = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_gnu();
+            h.set_size(1);
+            h.set_mode(0o644);
+            b.append_data(&mut h, name, &b"x"[..]).unwrap();
+            b.into_inner().unwrap()
+        };
+        let component = "n".repeat(256);
+        assert_eq!(
+            check(&long(&format!("d/{component}"))).unwrap_err().code,
+            "name_too_long"
+        );
+        let deep = vec!["d".repeat(200); 16].join("/");
+        assert_eq!(check(&long(&deep)).unwrap_err().code, "name_too_long");
+        assert!(check(&long(&"n".repeat(255))).is_ok());
+        // Extraction maps the file system's own refusal to the same permanent code.
+        let e = write_error(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+        assert_eq!(e.code, "name_too_long");
     }
 
     #[test]

@@ -51,17 +51,84 @@ impl fmt::Debug for SecretUrl {
     }
 }
 
-/// Replaces the password of a URL with `[REDACTED]`; an unparsable URL is hidden whole.
+/// Whether a URL query parameter holds a secret, by its (percent-decoded) name:
+/// libpq's `password` and `sslpassword`, and anything named like a password, secret or
+/// token, in any case.
+pub fn is_secret_param(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["password", "secret", "token"]
+        .iter()
+        .any(|s| n.contains(s))
+}
+
+/// Replaces the password of a URL, and the value of every query parameter that holds a
+/// secret, with `[REDACTED]`; an unparsable URL is hidden whole.
 pub fn redact_url(raw: &str) -> String {
     match url::Url::parse(raw) {
         Ok(mut u) => {
             if u.password().is_some() {
                 let _ = u.set_password(Some("[REDACTED]"));
             }
+            if let Some(query) = u.query().map(str::to_string) {
+                let pairs: Vec<String> = query
+                    .split('&')
+                    .map(|pair| match pair.split_once('=') {
+                        Some((k, _)) if is_secret_param(&percent_decoded(k)) => {
+                            format!("{k}=[REDACTED]")
+                        }
+                        _ => pair.to_string(),
+                    })
+                    .collect();
+                u.set_query(Some(&pairs.join("&")));
+            }
             u.to_string()
         }
         Err(_) => "[REDACTED]".to_string(),
     }
+}
+
+/// Whether a URL carries a secret (a password, or a secret query parameter).
+pub fn url_has_secret(raw: &str) -> bool {
+    url::Url::parse(raw).is_ok_and(|u| {
+        u.password().is_some()
+            || u.query().is_some_and(|q| {
+                q.split('&').any(|pair| {
+                    is_secret_param(&percent_decoded(pair.split('=').next().unwrap_or("")))
+                })
+            })
+    })
+}
+
+fn percent_decoded(s: &str) -> String {
+    url::form_urlencoded::parse(format!("{s}=").as_bytes())
+        .next()
+        .map(|(k, _)| k.into_owned())
+        .unwrap_or_default()
+}
+
+/// The catalog's connection URL as the PostgreSQL driver gets it: without `sslpassword`
+/// (the driver cannot use an encrypted client key, and would log the unknown parameter
+/// with its value).
+pub fn for_driver(raw: &str) -> String {
+    let Ok(mut u) = url::Url::parse(raw) else {
+        return raw.to_string();
+    };
+    let Some(query) = u.query().map(str::to_string) else {
+        return raw.to_string();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let key = pair.split('=').next().unwrap_or("");
+            let drop = percent_decoded(key).eq_ignore_ascii_case("sslpassword");
+            if drop {
+                tracing::warn!("STRATA_DATABASE_URL: sslpassword is ignored (the PostgreSQL driver cannot use an encrypted client key)");
+            }
+            !drop
+        })
+        .collect();
+    u.set_query((!kept.is_empty()).then(|| kept.join("&")).as_deref());
+    u.to_string()
 }
 
 /// Everything both binaries read from the environment.
@@ -115,6 +182,12 @@ pub struct Config {
     /// `STRATA_RESTORE_ALLOW_PATHS`: directories (`:`-separated, absolute) that restores
     /// may write into although they lie in a system directory (see [`crate::paths`]).
     pub restore_allow_paths: Vec<PathBuf>,
+    /// `STRATA_BODY_IDLE_TIMEOUT_SECS` (default 60): a request body that sends nothing
+    /// for this long is refused with `408` (an upload, a JSON body).
+    pub body_idle_timeout: Duration,
+    /// `STRATA_MAX_DOWNLOADS` (default 8): archive downloads one API process streams at
+    /// once; more get `429` with `Retry-After`.
+    pub max_downloads: usize,
 }
 
 /// What an uploaded archive may be.
@@ -296,6 +369,14 @@ impl Config {
         if concurrency == 0 {
             bail!("STRATA_WORKER_CONCURRENCY: must be at least 1");
         }
+        let body_idle_secs: u64 = parse_var("STRATA_BODY_IDLE_TIMEOUT_SECS", 60)?;
+        if body_idle_secs == 0 {
+            bail!("STRATA_BODY_IDLE_TIMEOUT_SECS: must be at least 1 second");
+        }
+        let max_downloads: usize = parse_var("STRATA_MAX_DOWNLOADS", 8)?;
+        if max_downloads == 0 {
+            bail!("STRATA_MAX_DOWNLOADS: must be at least 1");
+        }
         let log_format = var("STRATA_LOG_FORMAT").unwrap_or_else(|| "text".into());
         if log_format != "text" && log_format != "json" {
             bail!("STRATA_LOG_FORMAT: must be `text` or `json`, got {log_format:?}");
@@ -350,6 +431,8 @@ impl Config {
                 &var("STRATA_RESTORE_ALLOW_PATHS").unwrap_or_default(),
             )
             .map_err(|e| anyhow::anyhow!("STRATA_RESTORE_ALLOW_PATHS: {e}"))?,
+            body_idle_timeout: Duration::from_secs(body_idle_secs),
+            max_downloads,
         })
     }
 }
@@ -366,5 +449,25 @@ mod tests {
         assert!(shown.contains("app"), "{shown}");
         assert_eq!(format!("{:?}", Secret::new("hunter2")), "[REDACTED]");
         assert_eq!(redact_url("not a url hunter2"), "[REDACTED]");
+    }
+
+    #[test]
+    fn query_secrets_are_redacted_and_kept_from_the_driver() {
+        let url = "postgres://app@db/strata?sslmode=require&password=hunter2&SSLPassword=k3y&pass%77ord=x";
+        let shown = redact_url(url);
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("k3y") && !shown.contains("=x"),
+            "{shown}"
+        );
+        assert!(shown.contains("sslmode=require"), "{shown}");
+        assert!(url_has_secret(url));
+        assert!(!url_has_secret("postgres://app@db/strata?sslmode=require"));
+        assert!(!url_has_secret("/srv/a") && !url_has_secret("HTTPS://Example.com"));
+        let driver = for_driver("postgres://app@db/strata?sslpassword=k3y&sslmode=require");
+        assert_eq!(driver, "postgres://app@db/strata?sslmode=require");
+        assert_eq!(
+            for_driver("postgres://app@db/strata"),
+            "postgres://app@db/strata"
+        );
     }
 }

@@ -210,6 +210,7 @@ pub fn parse_source_name(value: &str) -> Result<String, FieldError> {
 
 /// An absolute path with no `..` component.
 pub fn parse_absolute_path(value: &str, field: &str) -> Result<PathBuf, FieldError> {
+    reject_nul(value, field)?;
     let path = Path::new(value);
     if value.is_empty() || !path.is_absolute() {
         return Err(FieldError::new(
@@ -309,6 +310,16 @@ impl SourceSpec {
         }
     }
 
+    /// The spec with no secret in it (a URL stored by an older version may hold one in
+    /// its query): what goes into a manifest or a log line.
+    pub fn without_secrets(&self) -> SourceSpec {
+        let mut spec = self.clone();
+        if let Some(DatabaseSpec::Postgres(pg)) = &mut spec.database {
+            pg.url = PostgresUrl::shown(&pg.url);
+        }
+        spec
+    }
+
     /// The SQLite file's path relative to the files part, when it lies inside it (as
     /// PocketBase's `pb_data/data.db`): the files walk skips it and its journals, and a
     /// restore puts the consistent copy back at that place in the tree.
@@ -325,12 +336,59 @@ impl SourceSpec {
     }
 }
 
-/// A PostgreSQL connection URL split into what may be shown and its password.
+/// The secret parameters of a PostgreSQL connection, kept apart from its URL (stored in
+/// `sources.secret`), never returned, logged or exported, and never put on a command
+/// line: `password` (the userinfo password or `?password=`) and `sslpassword` (the
+/// passphrase of an encrypted client key).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostgresSecrets {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslpassword: Option<String>,
+}
+
+impl PostgresSecrets {
+    pub fn is_empty(&self) -> bool {
+        self.password.is_none() && self.sslpassword.is_none()
+    }
+
+    /// Each secret of `self`, else `other`'s.
+    pub fn or(self, other: PostgresSecrets) -> PostgresSecrets {
+        PostgresSecrets {
+            password: self.password.or(other.password),
+            sslpassword: self.sslpassword.or(other.sslpassword),
+        }
+    }
+
+    /// Every secret value, to scrub from messages.
+    pub fn values(&self) -> impl Iterator<Item = &str> {
+        [&self.password, &self.sslpassword]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+impl fmt::Debug for PostgresSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresSecrets")
+            .field("password", &self.password.as_ref().map(|_| "[REDACTED]"))
+            .field(
+                "sslpassword",
+                &self.sslpassword.as_ref().map(|_| "[REDACTED]"),
+            )
+            .finish()
+    }
+}
+
+/// A PostgreSQL connection URL split into what may be shown and its secrets.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PostgresUrl {
-    /// The URL without its password.
+    /// The URL without any secret.
     pub url: String,
-    pub password: Option<String>,
+    pub secrets: PostgresSecrets,
     pub database: String,
 }
 
@@ -338,16 +396,94 @@ impl fmt::Debug for PostgresUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresUrl")
             .field("url", &self.url)
-            .field("password", &self.password.as_ref().map(|_| "[REDACTED]"))
+            .field("secrets", &self.secrets)
             .field("database", &self.database)
             .finish()
     }
 }
 
-/// Parses a `postgres://` URL: a host and a database name are required; the password
-/// (if any) is split off.
+/// The libpq connection parameters a source's URL may carry in its query
+/// (PostgreSQL 17's list, less `dbname`, which would contradict the database the path
+/// names and Strata restores into). Any other key — a typo, another case, a driver's
+/// own spelling — is refused: libpq would refuse it too, and a misspelt secret would
+/// otherwise be kept in the URL, shown, and logged.
+const LIBPQ_PARAMS: &[&str] = &[
+    "host",
+    "hostaddr",
+    "port",
+    "user",
+    "password",
+    "passfile",
+    "require_auth",
+    "channel_binding",
+    "connect_timeout",
+    "client_encoding",
+    "options",
+    "application_name",
+    "fallback_application_name",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+    "replication",
+    "gssencmode",
+    "sslmode",
+    "sslnegotiation",
+    "requiressl",
+    "sslcompression",
+    "sslcert",
+    "sslkey",
+    "sslpassword",
+    "sslcertmode",
+    "sslrootcert",
+    "sslcrl",
+    "sslcrldir",
+    "sslsni",
+    "requirepeer",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+    "krbsrvname",
+    "gsslib",
+    "gssdelegation",
+    "service",
+    "target_session_attrs",
+    "load_balance_hosts",
+];
+
+/// Parameters that name a file holding key material or certificates: their value must
+/// be a path, never the material itself.
+const FILE_PARAMS: &[&str] = &["sslcert", "sslkey", "sslrootcert", "sslcrl", "sslcrldir"];
+
+/// Parses a `postgres://` URL a client gives: a host and a database name are required;
+/// the secrets (the userinfo password, `password=` and `sslpassword=` in the query) are
+/// split off; unknown query parameters, a secret given twice and inline key material
+/// are refused. No message quotes a value.
 pub fn parse_postgres_url(value: &str, field: &str) -> Result<PostgresUrl, FieldError> {
+    split_postgres_url(value, field, true)
+}
+
+impl PostgresUrl {
+    /// Splits a URL already stored (possibly by an older version that kept secrets in its
+    /// query): secrets are split off, other parameters kept as they are.
+    pub fn stored(value: &str) -> Result<PostgresUrl, FieldError> {
+        split_postgres_url(value, "database.postgres", false)
+    }
+
+    /// A stored URL as it may be shown: without any secret (hidden whole when it does
+    /// not parse).
+    pub fn shown(value: &str) -> String {
+        Self::stored(value)
+            .map(|u| u.url)
+            .unwrap_or_else(|_| "[REDACTED]".to_string())
+    }
+}
+
+fn split_postgres_url(value: &str, field: &str, strict: bool) -> Result<PostgresUrl, FieldError> {
     let invalid = |message: &str| FieldError::new("invalid_database_url", field, message);
+    if value.contains('\0') {
+        return Err(invalid("must not contain a NUL character"));
+    }
     let mut url = url::Url::parse(value).map_err(|e| {
         // The parser's message never contains the input, so no password leaks.
         invalid(&format!("not a valid URL ({e})"))
@@ -372,11 +508,94 @@ pub fn parse_postgres_url(value: &str, field: &str) -> Result<PostgresUrl, Field
             "the database name is longer than PostgreSQL's 63 bytes",
         ));
     }
-    let password = url.password().map(percent_decode);
+    let mut secrets = PostgresSecrets {
+        password: url.password().map(percent_decode),
+        ..PostgresSecrets::default()
+    };
     let _ = url.set_password(None);
+    // The query is split by hand: keys are percent-decoded as libpq decodes them
+    // (`pass%77ord` is `password`), and the parameters kept stay exactly as written.
+    let mut kept: Vec<&str> = Vec::new();
+    let query = url.query().map(str::to_string).unwrap_or_default();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = percent_decode(raw_key);
+        let value = percent_decode(raw_value);
+        // Stored URLs are read leniently, but a secret in any case is still a secret.
+        let secret_key = if strict {
+            key.clone()
+        } else {
+            key.to_ascii_lowercase()
+        };
+        let slot = match secret_key.as_str() {
+            "password" => Some(&mut secrets.password),
+            "sslpassword" => Some(&mut secrets.sslpassword),
+            _ => None,
+        };
+        if let Some(slot) = slot {
+            if strict && slot.is_some() {
+                return Err(invalid(&format!(
+                    "gives the {key} more than once (in the user part or the query): give it once"
+                )));
+            }
+            if strict
+                && key == "sslpassword"
+                && (value.contains(['\n', '\r']) || value.ends_with(char::is_whitespace))
+            {
+                return Err(invalid(
+                    "the sslpassword cannot hold a line break or end with white space",
+                ));
+            }
+            *slot = Some(value);
+            continue;
+        }
+        if strict {
+            if !LIBPQ_PARAMS.contains(&key.as_str()) {
+                let shown: String = key
+                    .chars()
+                    .filter(|c| c.is_ascii_graphic())
+                    .take(40)
+                    .collect();
+                let hint = if key == "dbname" {
+                    " (name the database in the path)".to_string()
+                } else if key.eq_ignore_ascii_case("password")
+                    || key.eq_ignore_ascii_case("sslpassword")
+                {
+                    format!(
+                        " (parameter names are lower case: {})",
+                        key.to_ascii_lowercase()
+                    )
+                } else {
+                    String::new()
+                };
+                return Err(invalid(&format!(
+                    "the query parameter {shown:?} is not a libpq connection parameter Strata accepts{hint}"
+                )));
+            }
+            if FILE_PARAMS.contains(&key.as_str())
+                && (value.contains("-----BEGIN") || value.chars().any(char::is_control))
+            {
+                return Err(invalid(&format!(
+                    "{key} must be the path of a file on the worker, not the key or certificate itself"
+                )));
+            }
+        }
+        kept.push(pair);
+    }
+    if strict
+        && secrets.sslpassword.is_some()
+        && query
+            .split('&')
+            .any(|p| percent_decode(p.split('=').next().unwrap_or("")) == "service")
+    {
+        return Err(invalid(
+            "an sslpassword cannot be combined with a service: put it in the service file",
+        ));
+    }
+    url.set_query((!kept.is_empty()).then(|| kept.join("&")).as_deref());
     Ok(PostgresUrl {
         url: url.to_string(),
-        password,
+        secrets,
         database,
     })
 }
@@ -516,8 +735,22 @@ pub struct ImportPayload {
     pub format: ArchiveFormat,
 }
 
-/// A relative path inside a backup, for `include`: no leading `/`, no `..`.
+/// No path, name or PostgreSQL text holds a NUL character: one in a request is the
+/// client's error, never a failed query or system call.
+fn reject_nul(value: &str, field: &str) -> Result<(), FieldError> {
+    if value.contains('\0') {
+        return Err(FieldError::new(
+            "invalid_character",
+            field,
+            "must not contain a NUL character",
+        ));
+    }
+    Ok(())
+}
+
+/// A relative path inside a backup, for `include`: no leading `/`, no `..`, no NUL.
 pub fn parse_relative_path(value: &str, field: &str) -> Result<PathBuf, FieldError> {
+    reject_nul(value, field)?;
     let trimmed = value.trim_start_matches("./");
     let path = Path::new(trimmed);
     let plain = path
@@ -568,5 +801,78 @@ mod tests {
         );
         assert!(parse_absolute_path("/srv/../etc", "path").is_err());
         assert!(parse_absolute_path("/", "path").is_err());
+        assert_eq!(
+            parse_absolute_path("/srv/a\0b", "target").unwrap_err().code,
+            "invalid_character"
+        );
+    }
+
+    #[test]
+    fn every_secret_of_a_database_url_is_split_off() {
+        let u = parse_postgres_url(
+            "postgres://app:pw%40x@db:5432/app?sslmode=require&password=q&sslpassword=k",
+            "f",
+        );
+        assert_eq!(
+            u.unwrap_err().code,
+            "invalid_database_url",
+            "password twice"
+        );
+        let u = parse_postgres_url(
+            "postgres://app@db:5432/app?sslmode=require&pass%77ord=q%26r&sslpassword=k&connect_timeout=5",
+            "f",
+        )
+        .unwrap();
+        assert_eq!(
+            u.url,
+            "postgres://app@db:5432/app?sslmode=require&connect_timeout=5"
+        );
+        assert_eq!(u.secrets.password.as_deref(), Some("q&r"));
+        assert_eq!(u.secrets.sslpassword.as_deref(), Some("k"));
+        assert_eq!(u.database, "app");
+        let u = parse_postgres_url("postgres://app:pw@db/app", "f").unwrap();
+        assert_eq!(u.url, "postgres://app@db/app");
+        assert_eq!(u.secrets.password.as_deref(), Some("pw"));
+        let shown = format!("{u:?}");
+        assert!(!shown.contains("pw\""), "{shown}");
+        for bad in [
+            "postgres://a@h/d?PASSWORD=x",
+            "postgres://a@h/d?Password=x",
+            "postgres://a@h/d?passwrod=x",
+            "postgres://a@h/d?dbname=x",
+            "postgres://a@h/d?sslkey=-----BEGIN%20KEY-----",
+            "postgres://a@h/d?sslrootcert=%0Ax",
+            "postgres://a@h/d?sslpassword=x%0A",
+            "postgres://a@h/d?sslpassword=x&service=s",
+            "postgres://a@h/d?statement-cache-capacity=3",
+        ] {
+            let e = parse_postgres_url(bad, "database.postgres").unwrap_err();
+            assert_eq!(e.field, "database.postgres", "{bad}");
+            assert!(!e.message.contains("=x"), "{bad}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn stored_urls_of_older_versions_are_shown_without_their_secrets() {
+        let old = "postgres://a@h/d?PASSWORD=kept&password=p&sslpassword=s&x=1";
+        let u = PostgresUrl::stored(old).unwrap();
+        assert_eq!(u.url, "postgres://a@h/d?x=1");
+        assert_eq!(u.secrets.password.as_deref(), Some("p"));
+        assert_eq!(u.secrets.sslpassword.as_deref(), Some("s"));
+        assert_eq!(PostgresUrl::shown("postgres://a:b@h/d"), "postgres://a@h/d");
+        assert_eq!(PostgresUrl::shown("not a url"), "[REDACTED]");
+    }
+
+    #[test]
+    fn relative_paths_refuse_nul_and_escapes() {
+        assert!(parse_relative_path("sub/x", "include[0]").is_ok());
+        let e = parse_relative_path("sub\0x", "include[0]").unwrap_err();
+        assert_eq!(
+            (e.code, e.field.as_str()),
+            ("invalid_character", "include[0]")
+        );
+        for bad in ["", "/etc", "../x", "a/../../b", "./"] {
+            assert!(parse_relative_path(bad, "include[0]").is_err(), "{bad}");
+        }
     }
 }

@@ -113,3 +113,64 @@ fn dechunk(mut body: &str) -> String {
     }
     out
 }
+
+/// Sends `request` (head and body exactly as given, e.g. a chunked body) to `base` on a
+/// fresh connection, reading the answer while still writing: a server may answer (a
+/// `413`, a `408`) before it has read the whole body, and then stop reading.
+pub async fn exchange(base: &str, request: Vec<u8>) -> RawResponse {
+    let addr = base
+        .strip_prefix("http://")
+        .expect("an http:// base URL")
+        .trim_end_matches('/')
+        .to_string();
+    let stream = TcpStream::connect(&addr)
+        .await
+        .expect("connecting to the API");
+    let (mut rd, mut wr) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        // Errors are expected once the server has answered and closed.
+        for piece in request.chunks(16 * 1024) {
+            if wr.write_all(piece).await.is_err() {
+                return;
+            }
+        }
+        let _ = wr.flush().await;
+        // Keep the write half open: the server decides when the exchange ends.
+        tokio::time::sleep(Duration::from_secs(120)).await;
+    });
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match tokio::time::timeout_at(deadline, rd.read(&mut buf)).await {
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => raw.extend_from_slice(&buf[..n]),
+            // A reset after the answer arrived: what was read is the answer.
+            Ok(Err(_)) if !raw.is_empty() => break,
+            Ok(Err(e)) => panic!("reading the response: {e}"),
+            Err(_) => panic!(
+                "no complete answer within 60 s: {:?}",
+                String::from_utf8_lossy(&raw)
+            ),
+        }
+        if complete(&raw) {
+            break;
+        }
+    }
+    writer.abort();
+    parse(&raw)
+}
+
+/// Whether `raw` holds a whole response (its head and, by `Content-Length`, its body).
+fn complete(raw: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(raw);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    let length = head
+        .split("\r\n")
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok());
+    length.is_some_and(|n| body.len() >= n)
+}

@@ -126,6 +126,7 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let sweeper = tokio::spawn(runner::sweeper(
         pool.clone(),
+        storage.clone(),
         config.sweep_interval,
         stop_rx.clone(),
     ));

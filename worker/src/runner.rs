@@ -20,7 +20,7 @@ use strata_shared::queue::{self, Topology};
 use strata_shared::repo::crypto::MasterKey;
 use strata_shared::repo::identity;
 use strata_shared::repo::session::Session;
-use strata_shared::repo::writer::{Progress, Stopped};
+use strata_shared::repo::writer::{is_stopped, Progress, Stopped};
 use strata_shared::repo::Repository;
 use strata_shared::storage::{DynStorage, StorageError};
 use strata_shared::telemetry;
@@ -239,10 +239,17 @@ impl Runner {
         let lease_lost = Arc::new(AtomicBool::new(false));
         let user_cancel = AtomicBool::new(false);
         let work = async {
+            let repo = self.job_repository().await?;
+            // Storage requests race the stop flag, so a cancel never waits for a slow
+            // store. Not for delete and prune, which stop only between whole steps.
+            let repo = match JobKind::parse(&job.kind) {
+                Ok(JobKind::Delete | JobKind::Prune) => repo,
+                _ => repo.stopping_on(cancel.clone()),
+            };
             let ctx = JobContext {
                 job_id: job.id,
                 pool: self.pool.clone(),
-                repo: self.job_repository().await?,
+                repo,
                 progress: progress.clone(),
                 cancel: cancel.clone(),
                 paths: self.paths.clone(),
@@ -310,9 +317,11 @@ impl Runner {
         }
         let last = snapshot(&progress);
         let result = match result {
-            Err(e) if e.is::<Stopped>() && user_cancel.load(Ordering::Relaxed) => {
-                Err(Cancelled.into())
-            }
+            // After a client's cancel, whatever error the stop surfaced as (a storage
+            // request abandoned, a half-written file…), the job was cancelled: never
+            // retried, never `failed`.
+            Err(_) if user_cancel.load(Ordering::Relaxed) => Err(Cancelled.into()),
+            Err(e) if is_stopped(&e) => Err(Stopped.into()),
             other => other,
         };
         if let Err(e) = self.conclude(&job, &last, result).await {
@@ -444,6 +453,17 @@ impl Runner {
     ) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
         db::jobs::set_progress(&mut tx, job.id, &self.worker_id, progress).await?;
+        // A cancel requested after the last look (or while the worker stops) still wins
+        // over a retry or a hand-back: the job must not run again.
+        let result = match result {
+            Err(e)
+                if !e.is::<Cancelled>() && db::jobs::cancel_requested(&mut tx, job.id).await? =>
+            {
+                tracing::info!(error = %format!("{e:#}"), "the job stopped after its cancel was requested");
+                Err(Cancelled.into())
+            }
+            other => other,
+        };
         // The final status and result, once committed (None: the job runs again).
         let ended = match result {
             Ok(outcome) => {
@@ -536,6 +556,11 @@ impl Runner {
                 }
             }
         };
+        if let Some((status, _)) = &ended {
+            if *status != JobStatus::Succeeded {
+                delete_upload(&self.storage, job).await;
+            }
+        }
         if let Some((status, result)) = ended {
             let elapsed = chrono::Utc::now() - job.started_at.unwrap_or(job.created_at);
             strata_shared::metrics::job_finished(
@@ -593,8 +618,28 @@ fn snapshot(p: &Progress) -> DbProgress {
     }
 }
 
-/// Re-queues jobs whose worker stopped heartbeating; fails those out of attempts.
-pub async fn sweep_once(pool: &sqlx::PgPool) -> anyhow::Result<usize> {
+/// An import that ended without a backup (failed, cancelled) no longer needs its
+/// uploaded archive: it is deleted (garbage collection removes any left behind).
+async fn delete_upload(storage: &DynStorage, job: &JobRow) {
+    if job.kind != JobKind::Import.as_str() {
+        return;
+    }
+    let Ok(payload) = serde_json::from_value::<ImportPayload>(job.payload.0.clone()) else {
+        return;
+    };
+    match storage.delete(&payload.upload_key).await {
+        Ok(()) => {
+            tracing::info!(key = %payload.upload_key, "deleted the upload of an import that did not succeed")
+        }
+        Err(e) => {
+            tracing::warn!(key = %payload.upload_key, error = %e, "could not delete the upload; garbage collection will")
+        }
+    }
+}
+
+/// Re-queues jobs whose worker stopped heartbeating; fails those out of attempts, and
+/// ends `cancelled` those a client asked to stop (they never run again).
+pub async fn sweep_once(pool: &sqlx::PgPool, storage: &DynStorage) -> anyhow::Result<usize> {
     let mut tx = pool.begin().await?;
     let expired = db::jobs::sweep_expired(&mut tx).await?;
     for job in &expired {
@@ -609,18 +654,30 @@ pub async fn sweep_once(pool: &sqlx::PgPool) -> anyhow::Result<usize> {
     tx.commit().await.context("committing the sweep")?;
     for job in &expired {
         tracing::warn!(job_id = %job.id, status = %job.status, "job lease expired");
+        if job.status != JobStatus::Queued.as_str() && job.kind == JobKind::Import.as_str() {
+            if let Some(key) = &job.upload_key {
+                if let Err(e) = storage.delete(key).await {
+                    tracing::warn!(%key, error = %e, "could not delete the upload; garbage collection will");
+                }
+            }
+        }
     }
     Ok(expired.len())
 }
 
 /// Runs the sweeper until shutdown.
-pub async fn sweeper(pool: sqlx::PgPool, every: Duration, mut shutdown: watch::Receiver<bool>) {
+pub async fn sweeper(
+    pool: sqlx::PgPool,
+    storage: DynStorage,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => return,
         }
-        if let Err(e) = sweep_once(&pool).await {
+        if let Err(e) = sweep_once(&pool, &storage).await {
             tracing::warn!(error = %format!("{e:#}"), "sweep failed");
         }
     }

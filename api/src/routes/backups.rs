@@ -6,16 +6,15 @@ use serde::{Deserialize, Serialize};
 use strata_shared::db;
 use strata_shared::db::jobs::NewJob;
 use strata_shared::model::{
-    parse_absolute_path, parse_postgres_url, parse_relative_path, BackupId, BackupPayload,
-    BackupStatus, BackupType, DatabaseSpec, JobKind, RestorePayload, SourceSpec, VerifyMode,
-    VerifyPayload,
+    parse_absolute_path, parse_relative_path, BackupId, BackupPayload, BackupStatus, BackupType,
+    DatabaseSpec, JobKind, PostgresUrl, RestorePayload, SourceSpec, VerifyMode, VerifyPayload,
 };
 use strata_shared::paths::{resolve, PathPolicy};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::jobs::status_url;
-use crate::error::{field_in_serde_message, reject_nul, ApiError, ApiResult};
+use crate::error::{reject_nul, ApiError, ApiResult};
 use crate::idempotency;
 use crate::openapi::schemas::{BackupStatusName, BackupTypeName};
 use crate::openapi::ErrorBody;
@@ -120,7 +119,7 @@ pub(crate) async fn explain_conflict(state: &AppState, source_id: Uuid, err: Api
 pub async fn create(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    crate::body::RawBody(body): crate::body::RawBody,
 ) -> ApiResult<HttpResponse> {
     let create: CreateBackup = parse_optional_body(&body)?;
     let idem = idempotency::Key::from_request(&req, &body)?;
@@ -494,7 +493,7 @@ pub struct RestoreAccepted {
 pub async fn restore(
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Bytes,
+    crate::body::RawBody(body): crate::body::RawBody,
 ) -> ApiResult<HttpResponse> {
     // The body is optional, but a body that does not parse is an error, never "no target".
     let req: RestoreRequest = parse_optional_body(&body)?;
@@ -600,7 +599,7 @@ pub struct VerifyAccepted {
 pub async fn verify(
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Bytes,
+    crate::body::RawBody(body): crate::body::RawBody,
 ) -> ApiResult<HttpResponse> {
     let req: VerifyRequest = parse_optional_body(&body)?;
     let mode = match req.mode.as_deref() {
@@ -677,20 +676,7 @@ pub(crate) fn parse_optional_body<T: Default + serde::de::DeserializeOwned>(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| {
-        let code = if e.is_data() {
-            "invalid_body"
-        } else {
-            "malformed_json"
-        };
-        let mut err = ApiError::new(
-            actix_web::http::StatusCode::BAD_REQUEST,
-            code,
-            e.to_string(),
-        );
-        err.field = field_in_serde_message(&e.to_string());
-        err
-    })
+    crate::body::parse_json(body)
 }
 
 /// Which parts a restore writes, and where (`None`: over the source's own).
@@ -717,7 +703,7 @@ impl RestorePlan {
                 (Some(t), Some(DatabaseSpec::Sqlite(s))) => {
                     same_place(std::path::Path::new(t), &s.path)
                 }
-                (Some(t), Some(DatabaseSpec::Postgres(pg))) => parse_postgres_url(&pg.url, "url")
+                (Some(t), Some(DatabaseSpec::Postgres(pg))) => PostgresUrl::stored(&pg.url)
                     .map(|u| u.database == *t)
                     .unwrap_or(false),
                 (Some(_), None) => false,
@@ -793,7 +779,7 @@ fn plan_restore(
                 _ if !t.starts_with('/') => {
                     check_target_name(t)?;
                     let db = match &spec.database {
-                        Some(DatabaseSpec::Postgres(pg)) => parse_postgres_url(&pg.url, "url")
+                        Some(DatabaseSpec::Postgres(pg)) => PostgresUrl::stored(&pg.url)
                             .map(|u| format!("{}_{t}", u.database))
                             .unwrap_or_else(|_| t.clone()),
                         _ => t.clone(),

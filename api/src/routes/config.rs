@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use strata_shared::db;
 use strata_shared::model::{
-    parse_absolute_path, parse_source_name, DatabaseSpec, FilesSpec, SourceSpec,
+    parse_absolute_path, parse_source_name, DatabaseSpec, FilesSpec, PostgresSecrets, PostgresUrl,
+    SourceSpec,
 };
 use strata_shared::repo::writer::compile_excludes;
 use strata_shared::retention::Policy;
@@ -45,7 +46,7 @@ fn is_secret_key(key: &str) -> bool {
 }
 
 /// Replaces every secret in `value` with [`REDACTED`]: fields named like secrets, and
-/// URLs that carry a password.
+/// URLs that carry a password or a secret query parameter.
 pub fn redact(value: &mut Value) {
     match value {
         Value::Object(map) => {
@@ -58,7 +59,7 @@ pub fn redact(value: &mut Value) {
             }
         }
         Value::Array(items) => items.iter_mut().for_each(redact),
-        Value::String(s) if url::Url::parse(s).is_ok_and(|u| u.password().is_some()) => {
+        Value::String(s) if strata_shared::config::url_has_secret(s) => {
             *s = REDACTED.into();
         }
         _ => {}
@@ -84,7 +85,8 @@ pub struct ConfigSource {
     #[schema(example = "directory")]
     kind: Option<String>,
     files: Option<super::sources::FilesView>,
-    /// `{"postgres": url, "schemas": […], "password": "[REDACTED]"}` or `{"sqlite": path}`.
+    /// `{"postgres": url, "schemas": […], "password": "[REDACTED]", "sslpassword": "[REDACTED]"}`
+    /// or `{"sqlite": path}`.
     database: Option<super::sources::DatabaseView>,
     retention: Option<RetentionPolicy>,
 }
@@ -123,7 +125,7 @@ pub async fn export(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
             json!({
                 "kind": s.kind,
                 "files": s.spec.0.files,
-                "database": s.spec.0.database.as_ref().map(|d| database_json(d, s.secret.as_ref().map(|_| REDACTED))),
+                "database": s.spec.0.database.as_ref().map(|d| database_json(d, &redacted(&all_secrets(d, &s.secrets())))),
                 "retention": s.retention.map(|r| r.0),
             }),
         );
@@ -217,7 +219,7 @@ impl Report {
 )]
 pub async fn import(
     state: web::Data<AppState>,
-    body: web::Json<ImportRequest>,
+    body: crate::body::JsonBody<ImportRequest>,
 ) -> ApiResult<HttpResponse> {
     let req = body.into_inner();
     if let Some(v) = req.version {
@@ -300,21 +302,41 @@ fn unredact(imported: &mut Value, live: Option<&Value>, path: &str, skipped: &mu
 }
 
 /// A database part in a configuration document: the source API's shape, with the
-/// password apart (`[REDACTED]` in exports; the live one is kept on import).
-fn database_json(db: &DatabaseSpec, password: Option<&str>) -> Value {
+/// secrets apart (`password`, `sslpassword`: `[REDACTED]` in exports; the live ones
+/// are kept on import).
+fn database_json(db: &DatabaseSpec, secrets: &PostgresSecrets) -> Value {
     match db {
         DatabaseSpec::Postgres(pg) => json!({
-            "postgres": pg.url,
+            "postgres": PostgresUrl::shown(&pg.url),
             "schemas": pg.schemas,
-            "password": password,
+            "password": secrets.password,
+            "sslpassword": secrets.sslpassword,
         }),
         DatabaseSpec::Sqlite(s) => json!({ "sqlite": s.path }),
     }
 }
 
+/// A source's secrets: those stored apart, and any an older version left in its URL.
+fn all_secrets(db: &DatabaseSpec, stored: &PostgresSecrets) -> PostgresSecrets {
+    match db {
+        DatabaseSpec::Postgres(pg) => stored.clone().or(PostgresUrl::stored(&pg.url)
+            .map(|u| u.secrets)
+            .unwrap_or_default()),
+        DatabaseSpec::Sqlite(_) => PostgresSecrets::default(),
+    }
+}
+
+/// Each secret that is set, as [`REDACTED`].
+fn redacted(secrets: &PostgresSecrets) -> PostgresSecrets {
+    PostgresSecrets {
+        password: secrets.password.as_ref().map(|_| REDACTED.to_string()),
+        sslpassword: secrets.sslpassword.as_ref().map(|_| REDACTED.to_string()),
+    }
+}
+
 /// A source entry of an export, validated: its spec, retention policy and database
-/// password (`Some(None)`: none; `None`: not given, keep the live one).
-type ParsedSource = (SourceSpec, Option<Value>, Option<Option<String>>);
+/// secrets (`Some(None)`: none; `None`: not given, keep the live ones).
+type ParsedSource = (SourceSpec, Option<Value>, Option<Option<PostgresSecrets>>);
 
 fn parse_source(entry: &Value) -> Result<ParsedSource, String> {
     let obj = entry.as_object().ok_or("must be an object")?;
@@ -340,20 +362,37 @@ fn parse_source(entry: &Value) -> Result<ParsedSource, String> {
     let (database, secret) = match obj.get("database").filter(|d| !d.is_null()) {
         Some(db) => {
             let mut db = db.as_object().ok_or("database: must be an object")?.clone();
-            let password = match db.remove("password") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(p)) if p == REDACTED => None,
-                Some(Value::String(p)) => Some(p),
-                Some(_) => return Err("database.password: must be a string".into()),
+            let mut secret_field = |name: &str| match db.remove(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(p)) if p == REDACTED => Ok(None),
+                Some(Value::String(p)) if p.contains('\0') => {
+                    Err(format!("database.{name}: must not contain a NUL character"))
+                }
+                Some(Value::String(p)) => Ok(Some(p)),
+                Some(_) => Err(format!("database.{name}: must be a string")),
             };
+            let given = PostgresSecrets {
+                password: secret_field("password")?,
+                sslpassword: secret_field("sslpassword")?,
+            };
+            if given
+                .sslpassword
+                .as_ref()
+                .is_some_and(|p| p.contains(['\n', '\r']) || p.ends_with(char::is_whitespace))
+            {
+                return Err(
+                    "database.sslpassword: cannot hold a line break or end with white space".into(),
+                );
+            }
             let request: super::sources::CreateDatabase =
                 serde_json::from_value(Value::Object(db)).map_err(|e| format!("database: {e}"))?;
             let (spec, from_url) =
                 super::sources::parse_database(request).map_err(|e| e.to_string())?;
-            let secret = match (&spec, from_url.or(password)) {
-                (DatabaseSpec::Postgres(_), Some(p)) => Some(Some(p)),
-                (DatabaseSpec::Postgres(_), None) => None,
-                (DatabaseSpec::Sqlite(_), _) => Some(None),
+            let secrets = given.or(from_url);
+            let secret = match &spec {
+                DatabaseSpec::Postgres(_) if !secrets.is_empty() => Some(Some(secrets)),
+                DatabaseSpec::Postgres(_) => None,
+                DatabaseSpec::Sqlite(_) => Some(None),
             };
             (Some(spec), secret)
         }
@@ -402,7 +441,7 @@ async fn import_source(
         json!({
             "kind": s.kind,
             "files": s.spec.0.files,
-            "database": s.spec.0.database.as_ref().map(|d| database_json(d, s.secret.as_deref())),
+            "database": s.spec.0.database.as_ref().map(|d| database_json(d, &all_secrets(d, &s.secrets()))),
             "retention": s.retention.as_ref().map(|r| r.0.clone()),
         })
     });
@@ -426,7 +465,7 @@ async fn import_source(
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             db::sources::update(&mut tx, s.id, &spec, retention.as_ref()).await?;
             if let Some(secret) = &secret {
-                db::sources::set_secret(&mut tx, s.id, secret.as_deref()).await?;
+                db::sources::set_secret(&mut tx, s.id, secret.as_ref()).await?;
             }
             tx.commit().await?;
             Ok(())
@@ -435,7 +474,7 @@ async fn import_source(
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             let secret = secret.clone().flatten();
             let created =
-                db::sources::insert(&mut tx, Uuid::new_v4(), name, &spec, secret.as_deref())
+                db::sources::insert(&mut tx, Uuid::new_v4(), name, &spec, secret.as_ref())
                     .await
                     .map(|row| row.id);
             match created {

@@ -49,6 +49,8 @@ pub struct DownloadQuery {
         (status = 400, description = "A parameter is invalid or unknown (`invalid_query`, `invalid_archive_format`); `field` names it", body = ErrorBody),
         (status = 404, description = "No such backup (`backup_not_found`)", body = ErrorBody),
         (status = 409, description = "The backup is not complete (`backup_not_complete`)", body = ErrorBody),
+        (status = 429, description = "`STRATA_MAX_DOWNLOADS` downloads are streaming already \
+            (`too_many_downloads`); see `Retry-After`", body = ErrorBody),
     ),
 )]
 pub async fn download(
@@ -60,6 +62,12 @@ pub async fn download(
         None => ArchiveFormat::Tar,
         Some(f) => ArchiveFormat::parse(f)?,
     };
+    // Held by the response body: released when the archive ends or the client goes away.
+    let permit = state
+        .downloads
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| too_many_downloads(state.config.max_downloads))?;
     let backup = {
         let mut conn = state.pool.acquire().await?;
         super::backups::find_backup(&mut conn, &path)
@@ -93,7 +101,14 @@ pub async fn download(
         ArchiveFormat::Tar => "application/x-tar",
         ArchiveFormat::Zip => "application/zip",
     };
-    let blocks = export(repo.clone(), state.pool.clone(), chain, format);
+    let blocks = export(
+        repo.clone(),
+        state.pool.clone(),
+        chain,
+        format,
+        state.config.body_idle_timeout,
+        permit,
+    );
     Ok(HttpResponse::Ok()
         .content_type(content_type)
         .insert_header(ContentDisposition {
@@ -103,8 +118,23 @@ pub async fn download(
         .streaming(body(blocks, session)))
 }
 
-/// The channel as a body stream; dropping it (client gone) stops the export and ends
-/// the repository session.
+/// How long a client refused for too many downloads is asked to wait.
+const RETRY_AFTER_SECS: u64 = 5;
+
+fn too_many_downloads(max: usize) -> ApiError {
+    let mut e = ApiError::new(
+        actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+        "too_many_downloads",
+        format!(
+            "{max} downloads are already being streamed (STRATA_MAX_DOWNLOADS); try again in a few seconds"
+        ),
+    );
+    e.retry_after = Some(RETRY_AFTER_SECS);
+    e
+}
+
+/// The channel as a body stream; dropping it (client gone) stops the export (which
+/// gives the download's permit back) and ends the repository session.
 fn body(
     blocks: ArchiveStream,
     session: Session,

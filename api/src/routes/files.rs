@@ -50,7 +50,7 @@ pub struct FileToken {
 pub async fn token(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    crate::body::RawBody(body): crate::body::RawBody,
 ) -> ApiResult<HttpResponse> {
     let ask: TokenRequest = super::backups::parse_optional_body(&body)?;
     let principal = req

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use strata_shared::auth::Role;
 use strata_shared::db;
 use strata_shared::db::jobs::CancelOutcome;
-use strata_shared::model::{DeletePayload, JobKind, JobStatus};
+use strata_shared::model::{DeletePayload, ImportPayload, JobKind, JobStatus};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -266,9 +266,14 @@ pub async fn cancel(
         .with("job_id", id.to_string()));
     }
     let outcome = db::jobs::cancel(&mut tx, id).await?.ok_or_else(not_found)?;
+    let mut upload = None;
     let response = match outcome {
         CancelOutcome::Cancelled(job) => {
             undo_queued(&mut tx, kind, &job).await?;
+            upload = (kind == JobKind::Import)
+                .then(|| serde_json::from_value::<ImportPayload>(job.payload.0.clone()).ok())
+                .flatten()
+                .map(|p| p.upload_key);
             HttpResponse::Ok().json(JobView::from(job))
         }
         CancelOutcome::Requested(job) => HttpResponse::Accepted().json(JobView::from(job)),
@@ -283,6 +288,13 @@ pub async fn cancel(
     };
     tx.commit().await?;
     tracing::info!(job_id = %id, "job cancellation requested");
+    // A cancelled import never runs: its uploaded archive is of no further use (garbage
+    // collection removes it later if this fails).
+    if let Some(key) = upload {
+        if let Err(e) = state.storage.delete(&key).await {
+            tracing::warn!(%key, error = %e, "could not delete the upload of a cancelled import");
+        }
+    }
     Ok(response)
 }
 

@@ -93,7 +93,7 @@ impl From<db::keys::KeyRow> for KeyView {
 pub async fn create(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<CreateKey>,
+    body: crate::body::JsonBody<CreateKey>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
     let name = body.name.trim();

@@ -400,7 +400,10 @@ fn effective_policy(request: &Policy, source: &db::sources::SourceRow) -> ApiRes
         (status = 409, description = "A source's stored policy is invalid (`invalid_stored_policy`), or a job is in the way (`job_in_progress`)", body = ErrorBody),
     ),
 )]
-pub async fn prune(state: web::Data<AppState>, body: web::Bytes) -> ApiResult<HttpResponse> {
+pub async fn prune(
+    state: web::Data<AppState>,
+    crate::body::RawBody(body): crate::body::RawBody,
+) -> ApiResult<HttpResponse> {
     let req = parse_prune(&body)?;
     let mut tx = state.pool.begin().await?;
     let sources = match &req.source {

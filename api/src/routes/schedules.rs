@@ -363,7 +363,10 @@ fn parse_id(raw: &str) -> ApiResult<Uuid> {
         (status = 404, description = "No such source (`source_not_found`)", body = ErrorBody),
     ),
 )]
-pub async fn create(state: web::Data<AppState>, body: web::Bytes) -> ApiResult<HttpResponse> {
+pub async fn create(
+    state: web::Data<AppState>,
+    crate::body::RawBody(body): crate::body::RawBody,
+) -> ApiResult<HttpResponse> {
     let input = parse_body(&body)?;
     let Some(cron) = input.cron.clone() else {
         return Err(bad(
@@ -469,7 +472,7 @@ pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> ApiResu
 pub async fn update(
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Bytes,
+    crate::body::RawBody(body): crate::body::RawBody,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id(&path)?;
     let input = parse_body(&body)?;

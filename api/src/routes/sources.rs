@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use strata_shared::db;
 use strata_shared::model::{
     parse_absolute_path, parse_pg_identifier, parse_postgres_url, parse_source_name, DatabaseSpec,
-    FieldError, FilesSpec, PostgresSpec, SourceSpec, SqliteSpec,
+    FieldError, FilesSpec, PostgresSecrets, PostgresSpec, PostgresUrl, SourceSpec, SqliteSpec,
 };
 use strata_shared::paths::PathPolicy;
 use strata_shared::repo::writer::compile_excludes;
@@ -39,8 +39,9 @@ pub struct CreateSource {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDatabase {
-    /// `postgres://user:password@host:5432/database`; the password is stored apart and
-    /// never returned.
+    /// `postgres://user:password@host:5432/database?sslmode=…`; every secret (the password,
+    /// in the user part or as `password=`, and `sslpassword=`) is stored apart and never
+    /// returned. Query parameters are libpq's; key and certificate parameters name files.
     #[schema(example = "postgres://app:secret@db.internal:5432/app")]
     pub postgres: Option<String>,
     /// Schemas to back up (PostgreSQL); all when absent.
@@ -81,7 +82,7 @@ impl From<FilesSpec> for FilesView {
 /// The database part of a source as clients see it: never its password.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DatabaseView {
-    /// The connection URL without its password.
+    /// The connection URL without any secret.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub postgres: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -89,23 +90,36 @@ pub struct DatabaseView {
     /// Whether a password is stored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password_set: Option<bool>,
+    /// Whether a client key passphrase (`sslpassword`) is stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sslpassword_set: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sqlite: Option<String>,
 }
 
 impl DatabaseView {
-    pub fn new(spec: &DatabaseSpec, secret: Option<&str>) -> Self {
+    pub fn new(spec: &DatabaseSpec, secrets: &PostgresSecrets) -> Self {
         match spec {
-            DatabaseSpec::Postgres(pg) => Self {
-                postgres: Some(pg.url.clone()),
-                schemas: Some(pg.schemas.clone()),
-                password_set: Some(secret.is_some()),
-                sqlite: None,
-            },
+            DatabaseSpec::Postgres(pg) => {
+                // A URL stored by an older version may still hold a secret in its query.
+                let (url, in_url) = match PostgresUrl::stored(&pg.url) {
+                    Ok(u) => (u.url, u.secrets),
+                    Err(_) => ("[REDACTED]".to_string(), PostgresSecrets::default()),
+                };
+                let all = secrets.clone().or(in_url);
+                Self {
+                    postgres: Some(url),
+                    schemas: Some(pg.schemas.clone()),
+                    password_set: Some(all.password.is_some()),
+                    sslpassword_set: Some(all.sslpassword.is_some()),
+                    sqlite: None,
+                }
+            }
             DatabaseSpec::Sqlite(s) => Self {
                 postgres: None,
                 schemas: None,
                 password_set: None,
+                sslpassword_set: None,
                 sqlite: Some(s.path.to_string_lossy().into_owned()),
             },
         }
@@ -135,6 +149,7 @@ pub struct SourceList {
 
 impl From<db::sources::SourceRow> for SourceView {
     fn from(r: db::sources::SourceRow) -> Self {
+        let secrets = r.secrets();
         Self {
             id: r.id,
             name: r.name,
@@ -144,7 +159,7 @@ impl From<db::sources::SourceRow> for SourceView {
                 .0
                 .database
                 .as_ref()
-                .map(|d| DatabaseView::new(d, r.secret.as_deref())),
+                .map(|d| DatabaseView::new(d, &secrets)),
             files: r.spec.0.files.map(FilesView::from),
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -152,9 +167,9 @@ impl From<db::sources::SourceRow> for SourceView {
     }
 }
 
-/// Parses a request into a name, a spec and the database password, naming the field
+/// Parses a request into a name, a spec and the database's secrets, naming the field
 /// of the first problem.
-fn parse(req: CreateSource) -> Result<(String, SourceSpec, Option<String>), ApiError> {
+fn parse(req: CreateSource) -> Result<(String, SourceSpec, PostgresSecrets), ApiError> {
     let name = parse_source_name(&req.name)?;
     if req.files.is_none() && req.database.is_none() {
         return Err(ApiError::bad_request(
@@ -183,7 +198,7 @@ fn parse(req: CreateSource) -> Result<(String, SourceSpec, Option<String>), ApiE
             let (spec, secret) = parse_database(db)?;
             (Some(spec), secret)
         }
-        None => (None, None),
+        None => (None, PostgresSecrets::default()),
     };
     Ok((name, SourceSpec { files, database }, secret))
 }
@@ -203,7 +218,7 @@ pub(crate) fn check_paths(policy: &PathPolicy, spec: &SourceSpec) -> Result<(), 
 /// A database part: exactly one engine.
 pub(crate) fn parse_database(
     db: CreateDatabase,
-) -> Result<(DatabaseSpec, Option<String>), ApiError> {
+) -> Result<(DatabaseSpec, PostgresSecrets), ApiError> {
     match (db.postgres, db.sqlite) {
         (Some(url), None) => {
             reject_nul(&url, "database.postgres")?;
@@ -220,7 +235,7 @@ pub(crate) fn parse_database(
                     url: parsed.url,
                     schemas,
                 }),
-                parsed.password,
+                parsed.secrets,
             ))
         }
         (None, Some(path)) => {
@@ -233,7 +248,10 @@ pub(crate) fn parse_database(
             }
             reject_nul(&path, "database.sqlite")?;
             let path = parse_absolute_path(&path, "database.sqlite")?;
-            Ok((DatabaseSpec::Sqlite(SqliteSpec { path }), None))
+            Ok((
+                DatabaseSpec::Sqlite(SqliteSpec { path }),
+                PostgresSecrets::default(),
+            ))
         }
         (Some(_), Some(_)) => Err(ApiError::bad_request(
             "invalid_database",
@@ -264,12 +282,12 @@ pub(crate) fn parse_database(
 )]
 pub async fn create(
     state: web::Data<AppState>,
-    body: web::Json<CreateSource>,
+    body: crate::body::JsonBody<CreateSource>,
 ) -> ApiResult<HttpResponse> {
     let (name, spec, secret) = parse(body.into_inner())?;
     check_paths(&state.paths, &spec)?;
     let mut conn = state.pool.acquire().await?;
-    match db::sources::insert(&mut conn, Uuid::new_v4(), &name, &spec, secret.as_deref()).await {
+    match db::sources::insert(&mut conn, Uuid::new_v4(), &name, &spec, Some(&secret)).await {
         Ok(row) => Ok(HttpResponse::Created().json(SourceView::from(row))),
         Err(e) if db::is_unique_violation(&e, db::sources::NAME_UNIQUE) => Err(ApiError::conflict(
             "source_name_taken",

@@ -6,6 +6,7 @@
 //! and an `import` job turns it into a backup. The temp file is removed in every case.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use actix_multipart::{Field, Multipart};
 use actix_web::http::{header, StatusCode};
@@ -156,7 +157,8 @@ pub async fn upload(
         let mut conn = state.pool.acquire().await?;
         super::sources::named(&mut conn, s).await?;
     }
-    let received = receive(&req, payload, limits.max_bytes).await?;
+    let idle = crate::body::idle_timeout(&req);
+    let received = receive(&req, payload, limits.max_bytes, idle).await?;
     let path = received.file.0.clone();
     let archive_limits = limits.archive();
     let inspected = web::block(move || -> Result<_, ArchiveError> {
@@ -306,13 +308,18 @@ fn media_type(req: &HttpRequest) -> String {
 }
 
 /// Reads the archive (raw body or multipart field `file`) into a temp file.
-async fn receive(req: &HttpRequest, payload: web::Payload, max: u64) -> ApiResult<Received> {
+async fn receive(
+    req: &HttpRequest,
+    payload: web::Payload,
+    max: u64,
+    idle: Duration,
+) -> ApiResult<Received> {
     let media = media_type(req);
     let file = TempFile(
         std::env::temp_dir().join(format!("strata-upload-{}.part", Uuid::new_v4().simple())),
     );
     if media == "multipart/form-data" {
-        return receive_multipart(Multipart::new(req.headers(), payload), file, max).await;
+        return receive_multipart(Multipart::new(req.headers(), payload), file, max, idle).await;
     }
     if !RAW_TYPES.contains(&media.as_str()) {
         return Err(ApiError::new(
@@ -324,7 +331,7 @@ async fn receive(req: &HttpRequest, payload: web::Payload, max: u64) -> ApiResul
             ),
         ));
     }
-    write_stream(payload, &file.0, max).await?;
+    write_stream(payload, &file.0, max, idle).await?;
     Ok(Received {
         file,
         source: None,
@@ -333,7 +340,12 @@ async fn receive(req: &HttpRequest, payload: web::Payload, max: u64) -> ApiResul
     })
 }
 
-async fn receive_multipart(mut form: Multipart, file: TempFile, max: u64) -> ApiResult<Received> {
+async fn receive_multipart(
+    mut form: Multipart,
+    file: TempFile,
+    max: u64,
+    idle: Duration,
+) -> ApiResult<Received> {
     let mut got = Received {
         file,
         source: None,
@@ -341,7 +353,7 @@ async fn receive_multipart(mut form: Multipart, file: TempFile, max: u64) -> Api
         filename: None,
     };
     let mut has_file = false;
-    while let Some(field) = form.next().await {
+    while let Some(field) = next_within(&mut form, idle).await? {
         let mut field = field.map_err(bad_form)?;
         match field.name().unwrap_or("") {
             "file" if has_file => {
@@ -357,7 +369,7 @@ async fn receive_multipart(mut form: Multipart, file: TempFile, max: u64) -> Api
                     .and_then(|cd| cd.get_filename())
                     .and_then(|f| f.rsplit(['/', '\\']).next())
                     .map(str::to_string);
-                write_stream(&mut field, &got.file.0, max).await?;
+                write_stream(&mut field, &got.file.0, max, idle).await?;
                 has_file = true;
             }
             "source" => got.source = Some(text_field(&mut field, "source").await?),
@@ -400,8 +412,20 @@ fn bad_form(e: actix_multipart::MultipartError) -> ApiError {
     )
 }
 
-/// Writes a body stream to `path`, stopping with `413` as soon as it exceeds `max`.
-async fn write_stream<S, E>(mut stream: S, path: &Path, max: u64) -> ApiResult<u64>
+/// The stream's next item, or `408 body_timeout` when nothing arrives for `idle` (a
+/// client that stalls must not hold a connection and a temp file forever).
+async fn next_within<S: Stream + Unpin>(
+    stream: &mut S,
+    idle: Duration,
+) -> ApiResult<Option<S::Item>> {
+    tokio::time::timeout(idle, stream.next())
+        .await
+        .map_err(|_| crate::body::body_timeout(idle, Some("file")))
+}
+
+/// Writes a body stream to `path`, stopping with `413` as soon as it exceeds `max`, and
+/// with `408` when it stalls for `idle`.
+async fn write_stream<S, E>(mut stream: S, path: &Path, max: u64, idle: Duration) -> ApiResult<u64>
 where
     S: Stream<Item = Result<web::Bytes, E>> + Unpin,
     E: std::fmt::Display,
@@ -414,7 +438,7 @@ where
         .map_err(|e| ApiError::internal(anyhow::anyhow!("creating {}: {e}", path.display())))?;
     let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, out);
     let mut n: u64 = 0;
-    while let Some(chunk) = stream.next().await {
+    while let Some(chunk) = next_within(&mut stream, idle).await? {
         let chunk = chunk.map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,

@@ -235,31 +235,41 @@ pub async fn requeue(
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Expired {
     pub id: Uuid,
+    /// What the sweep made of it: `queued` (runs again), `failed` or `cancelled`.
     pub status: String,
     pub kind: String,
     pub backup_id: Option<String>,
+    /// An import's uploaded archive.
+    pub upload_key: Option<String>,
 }
 
 /// Re-queues running jobs whose lease expired, or fails them when they have used all
-/// their attempts. Rows locked by a concurrent sweeper are skipped.
+/// their attempts; a job whose cancel was requested ends `cancelled` instead (it must
+/// never run again). Rows locked by a concurrent sweeper are skipped.
 pub async fn sweep_expired(conn: &mut PgConnection) -> Result<Vec<Expired>, sqlx::Error> {
     sqlx::query_as(
         "WITH expired AS (
-             SELECT id FROM jobs
+             SELECT id,
+                    CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled'
+                         WHEN attempts >= max_attempts THEN 'failed'
+                         ELSE 'queued' END AS next
+             FROM jobs
              WHERE status = 'running' AND lease_expires_at < now()
              FOR UPDATE SKIP LOCKED
          )
          UPDATE jobs j SET
-             status = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'queued' END,
-             phase = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'requeued' END,
-             error = CASE WHEN j.attempts >= j.max_attempts
-                 THEN jsonb_build_object('code', 'lease_expired',
+             status = e.next,
+             phase = CASE WHEN e.next = 'queued' THEN 'requeued' ELSE e.next END,
+             error = CASE e.next
+                 WHEN 'cancelled' THEN jsonb_build_object('code', 'cancelled',
+                     'message', 'cancelled at the client''s request (the worker running it stopped responding)')
+                 WHEN 'failed' THEN jsonb_build_object('code', 'lease_expired',
                      'message', 'the worker running this job stopped responding on every attempt')
                  ELSE j.error END,
-             finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() ELSE NULL END,
+             finished_at = CASE WHEN e.next = 'queued' THEN NULL ELSE now() END,
              worker_id = NULL, lease_expires_at = NULL, updated_at = now()
-         FROM expired WHERE j.id = expired.id
-         RETURNING j.id, j.status, j.kind, j.backup_id",
+         FROM expired e WHERE j.id = e.id
+         RETURNING j.id, j.status, j.kind, j.backup_id, j.payload->>'upload_key' AS upload_key",
     )
     .fetch_all(conn)
     .await

@@ -29,7 +29,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// Creates the database named in `url` when it does not exist yet (a convenience for
 /// local runs; in production the database is provisioned and this is a no-op).
 pub async fn ensure_database(url: &SecretUrl) -> anyhow::Result<()> {
-    let opts = PgConnectOptions::from_str(url.expose())
+    let opts = PgConnectOptions::from_str(&crate::config::for_driver(url.expose()))
         .with_context(|| format!("parsing database URL {}", url.redacted()))?;
     let Some(name) = opts.get_database().map(str::to_string) else {
         return Ok(());
@@ -62,7 +62,7 @@ pub async fn ensure_database(url: &SecretUrl) -> anyhow::Result<()> {
 /// Connects a pool. Connections are checked before use, so a connection the server
 /// dropped is replaced instead of failing a request.
 pub async fn connect(url: &SecretUrl, max_connections: u32) -> anyhow::Result<PgPool> {
-    let opts = PgConnectOptions::from_str(url.expose())
+    let opts = PgConnectOptions::from_str(&crate::config::for_driver(url.expose()))
         .with_context(|| format!("parsing database URL {}", url.redacted()))?
         .application_name("strata");
     PgPoolOptions::new()

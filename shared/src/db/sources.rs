@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::model::SourceSpec;
+use crate::model::{PostgresSecrets, SourceSpec};
 
 #[derive(Clone, sqlx::FromRow)]
 pub struct SourceRow {
@@ -17,8 +17,9 @@ pub struct SourceRow {
     pub retention: Option<sqlx::types::Json<serde_json::Value>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    /// The database password: never returned, logged or exported.
-    pub secret: Option<String>,
+    /// The database connection's secrets (password, key passphrase): never returned,
+    /// logged or exported.
+    pub secret: Option<sqlx::types::Json<PostgresSecrets>>,
 }
 
 impl std::fmt::Debug for SourceRow {
@@ -27,8 +28,8 @@ impl std::fmt::Debug for SourceRow {
             .field("id", &self.id)
             .field("name", &self.name)
             .field("kind", &self.kind)
-            .field("spec", &self.spec)
-            .field("secret", &self.secret.as_ref().map(|_| "[REDACTED]"))
+            .field("spec", &self.spec.0.without_secrets())
+            .field("secret", &self.secret.as_ref().map(|s| &s.0))
             .finish_non_exhaustive()
     }
 }
@@ -41,7 +42,7 @@ pub async fn insert(
     id: Uuid,
     name: &str,
     spec: &SourceSpec,
-    secret: Option<&str>,
+    secret: Option<&PostgresSecrets>,
 ) -> Result<SourceRow, sqlx::Error> {
     sqlx::query_as(
         "INSERT INTO sources (id, name, kind, spec, secret) VALUES ($1, $2, $3, $4, $5) RETURNING *",
@@ -50,20 +51,35 @@ pub async fn insert(
     .bind(name)
     .bind(spec.kind())
     .bind(sqlx::types::Json(spec))
-    .bind(secret)
+    .bind(stored(secret))
     .fetch_one(conn)
     .await
 }
 
-/// Replaces a source's database password.
+/// What the `secret` column holds: nothing rather than an empty object.
+fn stored(secret: Option<&PostgresSecrets>) -> Option<sqlx::types::Json<&PostgresSecrets>> {
+    secret.filter(|s| !s.is_empty()).map(sqlx::types::Json)
+}
+
+impl SourceRow {
+    /// The stored secrets (none when there are none).
+    pub fn secrets(&self) -> PostgresSecrets {
+        self.secret
+            .as_ref()
+            .map(|s| s.0.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Replaces a source's database secrets.
 pub async fn set_secret(
     conn: &mut PgConnection,
     id: Uuid,
-    secret: Option<&str>,
+    secret: Option<&PostgresSecrets>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE sources SET secret = $2, updated_at = now() WHERE id = $1")
         .bind(id)
-        .bind(secret)
+        .bind(stored(secret))
         .execute(conn)
         .await?;
     Ok(())

@@ -43,6 +43,11 @@ use crate::storage::StorageError;
 const SNAPSHOTS_PREFIX: &str = "snapshots/";
 /// Storage prefix of the packs.
 const PACKS_PREFIX: &str = "packs/";
+/// Storage prefix of uploaded archives waiting for their import job.
+const UPLOADS_PREFIX: &str = "uploads/";
+/// An upload no queued or running import needs is deleted once it is this old (the API
+/// stores an upload a moment before it records its job).
+pub const UPLOAD_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// How a collection behaves (`STRATA_GC_*`).
 #[derive(Debug, Clone, Copy)]
@@ -123,6 +128,9 @@ pub struct GcReport {
     pub packs_kept_partially_used: u64,
     /// Seconds spent waiting for another collection to finish.
     pub waited_secs: f64,
+    /// Uploaded archives older than a day that no queued or running import needed.
+    pub uploads_deleted: u64,
+    pub upload_bytes_reclaimed: u64,
 }
 
 /// Collects garbage; waits only for another collection. Checks `cancel` between steps.
@@ -254,6 +262,8 @@ impl Collection<'_> {
 
         self.progress.set_phase("deleting_packs");
         self.sweep(&referenced, h1).await?;
+        self.progress.set_phase("deleting_stale_uploads");
+        self.sweep_uploads().await?;
         tracing::info!(
             packs_condemned = self.report.packs_condemned,
             packs_repacked = self.report.packs_repacked,
@@ -561,6 +571,65 @@ impl Collection<'_> {
     }
 }
 
+impl Collection<'_> {
+    /// Deletes the uploads (`uploads/<job id>.<zip|tar>`) older than [`UPLOAD_MAX_AGE`]
+    /// that no queued or running import job needs: left by an import that failed or was
+    /// cancelled while its own clean-up could not reach the store, or by an API process
+    /// that stopped between storing an upload and recording its job.
+    async fn sweep_uploads(&mut self) -> anyhow::Result<()> {
+        let listed = self.repo.storage.list(UPLOADS_PREFIX).await?;
+        if listed.is_empty() {
+            return Ok(());
+        }
+        let needed: HashSet<String> = {
+            let mut conn = self.pool.acquire().await?;
+            sqlx::query_scalar(
+                "SELECT payload->>'upload_key' FROM jobs
+                  WHERE kind = 'import' AND status IN ('queued', 'running')
+                    AND payload ? 'upload_key'",
+            )
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect()
+        };
+        let now = Utc::now();
+        for meta in listed {
+            check(self.cancel)?;
+            if needed.contains(&meta.key) {
+                continue;
+            }
+            // Only Strata's own names: the job id (UUIDv7) tells when it was stored.
+            match upload_age(&meta.key, now) {
+                Some(age) if age >= UPLOAD_MAX_AGE => {}
+                _ => continue,
+            }
+            match self.repo.storage.delete(&meta.key).await {
+                Ok(()) | Err(StorageError::NotFound(_)) => {
+                    tracing::info!(key = %meta.key, "deleted an upload no import needs");
+                    self.report.uploads_deleted += 1;
+                    self.report.upload_bytes_reclaimed += meta.size;
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::from(e).context(format!("deleting {}", meta.key)))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How old an upload is, from the UUIDv7 job id in its key; `None` for a key that is not
+/// `uploads/<job id>.<extension>`.
+fn upload_age(key: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let name = key.strip_prefix(UPLOADS_PREFIX)?;
+    let (stem, _) = name.split_once('.')?;
+    let id = uuid::Uuid::parse_str(stem).ok()?;
+    let (secs, nanos) = id.get_timestamp()?.to_unix();
+    let stored = DateTime::from_timestamp(secs as i64, nanos)?;
+    (now - stored).to_std().ok()
+}
+
 /// Per pack: its chunk rows, and those referenced with their bytes.
 fn usage(
     locations: &[(String, Vec<u8>, i32)],
@@ -612,4 +681,33 @@ async fn read_blob(repo: &Repository, pool: &PgPool, id: ChunkId) -> anyhow::Res
         .await
         .with_context(|| format!("reading chunk {id} from pack {}", loc.pack_id))?;
     repo.codec().decode(id, stored, loc.raw_length as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upload_is_as_old_as_its_job_id() {
+        let now = Utc::now();
+        let two_days = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            (now.timestamp() - 2 * 86400) as u64,
+            0,
+        ));
+        let age = upload_age(&format!("uploads/{two_days}.zip"), now).unwrap();
+        assert!(age >= UPLOAD_MAX_AGE && age < 2 * UPLOAD_MAX_AGE + Duration::from_secs(5));
+        let fresh = uuid::Uuid::now_v7();
+        assert!(upload_age(&format!("uploads/{fresh}.tar"), now).unwrap() < UPLOAD_MAX_AGE);
+        for other in [
+            "uploads/readme",
+            "uploads/x.zip",
+            "packs/ab/cd",
+            "uploads/.zip",
+        ] {
+            assert_eq!(upload_age(other, now), None, "{other}");
+        }
+        let v4 = uuid::Uuid::new_v4();
+        assert_eq!(upload_age(&format!("uploads/{v4}.zip"), now), None);
+    }
 }

@@ -49,11 +49,13 @@ struct PackCache {
     order: VecDeque<String>,
 }
 
-/// Fetches and verifies chunks, keeping the last few packs in memory.
+/// Fetches and verifies chunks, keeping the last few packs in memory — or, when
+/// [`ChunkReader::ranged`], reading each chunk alone.
 pub struct ChunkReader {
     repo: Repository,
     pool: PgPool,
     cache: Mutex<PackCache>,
+    ranged: bool,
 }
 
 impl ChunkReader {
@@ -62,6 +64,17 @@ impl ChunkReader {
             repo,
             pool,
             cache: Mutex::new(PackCache::default()),
+            ranged: false,
+        }
+    }
+
+    /// A reader that fetches each chunk with a ranged read and keeps no pack: a few
+    /// chunks in memory instead of up to [`PACK_CACHE`] packs of 16 MiB — for downloads,
+    /// many of which may run at once in the API process.
+    pub fn ranged(repo: Repository, pool: PgPool) -> Self {
+        Self {
+            ranged: true,
+            ..Self::new(repo, pool)
         }
     }
 
@@ -115,15 +128,32 @@ impl ChunkReader {
     }
 
     pub async fn fetch(&self, id: ChunkId, loc: &Location) -> anyhow::Result<Bytes> {
-        let pack = self.pack(&loc.pack_id).await?;
         let end = loc.offset + loc.length;
-        if end > pack.len() {
-            bail!(
-                "chunk {id} lies past the end of pack {}: the pack is damaged",
-                loc.pack_id
-            );
-        }
-        let stored = pack.slice(loc.offset..end);
+        let stored = if self.ranged {
+            let key = pack_key(&loc.pack_id);
+            let stored = self
+                .repo
+                .storage
+                .get_range(&key, loc.offset as u64, loc.length as u64)
+                .await
+                .with_context(|| format!("reading chunk {id} from pack {key}"))?;
+            if stored.len() != loc.length {
+                bail!(
+                    "chunk {id} lies past the end of pack {}: the pack is damaged",
+                    loc.pack_id
+                );
+            }
+            stored
+        } else {
+            let pack = self.pack(&loc.pack_id).await?;
+            if end > pack.len() {
+                bail!(
+                    "chunk {id} lies past the end of pack {}: the pack is damaged",
+                    loc.pack_id
+                );
+            }
+            pack.slice(loc.offset..end)
+        };
         let raw_length = loc.raw_length;
         // Small chunks (most small files) are decoded here: a hand-off to a blocking
         // thread per chunk cost more than the work. Large ones go to the blocking pool.
@@ -299,6 +329,10 @@ pub async fn restore_into(
                 })
                 .buffered(PARALLEL_CHUNKS);
             while let Some(op) = ops.try_next().await? {
+                // Large files hold many chunks: a cancel is seen between two of them.
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(Stopped.into());
+                }
                 if tx.send(op).await.is_err() {
                     return Ok(());
                 }
@@ -311,6 +345,11 @@ pub async fn restore_into(
     drop(batch_rx);
     let written = writer.await.context("the restore writer panicked")?;
     resolver.await.context("the chain resolver panicked")?;
+    // The resolver stops at a cancel without a word: the entries it did not send were
+    // never restored, so the tree is incomplete whatever the other stages say.
+    if cancel.load(Ordering::Relaxed) {
+        return Err(Stopped.into());
+    }
     produced?;
     written
 }

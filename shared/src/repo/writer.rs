@@ -101,6 +101,18 @@ pub type CancelFlag = Arc<AtomicBool>;
 #[error("the job was stopped")]
 pub struct Stopped;
 
+/// Whether `e` says the job was stopped: [`Stopped`] anywhere in its chain, including
+/// inside a storage error (a request abandoned by [`super::cancel`]).
+pub fn is_stopped(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause.is::<Stopped>()
+            || matches!(
+                cause.downcast_ref::<crate::storage::StorageError>(),
+                Some(crate::storage::StorageError::Other(inner)) if is_stopped(inner)
+            )
+    })
+}
+
 /// Compiles exclude patterns; an invalid one is a field error naming it.
 pub fn compile_excludes(patterns: &[String]) -> Result<GlobSet, FieldError> {
     let mut b = GlobSetBuilder::new();
@@ -265,6 +277,9 @@ pub async fn write_snapshot(
         });
     }
     drop(enc_tx);
+    // Only the compressors hold the raw receiver: when they all stop (the packing stage
+    // failed or was stopped), the scanner's next send fails instead of waiting forever.
+    drop(raw_rx);
 
     let packing = async {
         let uploads = Arc::new(Semaphore::new(3));

@@ -128,8 +128,37 @@ async fn tar_download_resolves_the_chain() {
     assert_tree_matches(&at_full, &out, "download of the full backup");
 }
 
-/// Every regular file below `root`: lossy UTF-8 name (as zip stores it) → bytes.
-fn files_by_lossy_name(root: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
+/// A file name as a zip download writes it: UTF-8, with `%`, `\\` and the bytes that are
+/// not UTF-8 percent-encoded (docs: README, Download).
+fn zip_name(raw: &[u8]) -> String {
+    let mut out = String::new();
+    let mut rest = raw;
+    while !rest.is_empty() {
+        let (valid, bad) = match std::str::from_utf8(rest) {
+            Ok(all) => (all, &[][..]),
+            Err(e) => {
+                let (ok, after) = rest.split_at(e.valid_up_to());
+                let n = e.error_len().unwrap_or(after.len());
+                (std::str::from_utf8(ok).unwrap(), &after[..n])
+            }
+        };
+        for c in valid.chars() {
+            match c {
+                '%' => out.push_str("%25"),
+                '\\' => out.push_str("%5C"),
+                c => out.push(c),
+            }
+        }
+        for b in bad {
+            out.push_str(&format!("%{b:02X}"));
+        }
+        rest = &rest[valid.len() + bad.len()..];
+    }
+    out
+}
+
+/// Every regular file below `root`: its zip name → bytes and mode.
+fn files_by_zip_name(root: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -139,7 +168,7 @@ fn files_by_lossy_name(root: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
                 stack.push(e.path());
             } else if ft.is_file() {
                 let rel = e.path().strip_prefix(root).unwrap().to_path_buf();
-                let name = String::from_utf8_lossy(rel.as_os_str().as_bytes()).into_owned();
+                let name = zip_name(rel.as_os_str().as_bytes());
                 let mode = e.metadata().unwrap().mode() & 0o7777;
                 out.insert(name, (fs::read(e.path()).unwrap(), mode));
             }
@@ -161,7 +190,7 @@ async fn zip_download_and_file_tokens() {
     let headers = download_to(&app.client, &format!("{url}?format=zip"), &archive).await;
     assert_attachment(&headers, &id, "zip", "application/zip");
     let mut zip = zip::ZipArchive::new(File::open(&archive).unwrap()).expect("a valid zip");
-    let expected = files_by_lossy_name(&source);
+    let expected = files_by_zip_name(&source);
     let mut seen = 0;
     for i in 0..zip.len() {
         let mut f = zip.by_index(i).unwrap();

@@ -12,17 +12,22 @@ use anyhow::Context;
 use futures::TryStreamExt;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
-use strata_shared::model::{parse_postgres_url, PostgresSpec};
+use strata_shared::model::{PostgresSecrets, PostgresSpec, PostgresUrl};
 use strata_shared::repo::manifest::TableRecord;
 use tokio::io::AsyncWriteExt;
 
 use crate::jobs::Permanent;
 
-/// How to reach a database: a URL without password, and the password apart.
+/// How to reach a database: a URL without any secret, and the secrets apart. The tools
+/// get the password through `PGPASSWORD` and the key passphrase through a service file
+/// only this process can read, never on their command line; Strata's own connections
+/// get the password directly (the driver cannot use an encrypted client key).
 #[derive(Clone)]
 pub struct Target {
     url: url::Url,
-    password: Option<String>,
+    secrets: PostgresSecrets,
+    /// A private service file holding the `sslpassword`, while any clone lives.
+    service_file: Option<Arc<tempfile::TempPath>>,
     pub database: String,
 }
 
@@ -36,13 +41,20 @@ impl std::fmt::Debug for Target {
 }
 
 impl Target {
-    /// The source's database, with its stored password.
-    pub fn of_source(spec: &PostgresSpec, secret: Option<&str>) -> anyhow::Result<Self> {
-        let parsed = parse_postgres_url(&spec.url, "database.postgres")
+    /// The source's database, with its stored secrets (and, for a source recorded by an
+    /// older version, those still in its URL).
+    pub fn of_source(spec: &PostgresSpec, secrets: &PostgresSecrets) -> anyhow::Result<Self> {
+        let parsed = PostgresUrl::stored(&spec.url)
             .map_err(|e| Permanent::error("invalid_database_url", e.to_string()))?;
+        let secrets = secrets.clone().or(parsed.secrets);
+        let service_file = match &secrets.sslpassword {
+            Some(p) => Some(Arc::new(service_file(p)?)),
+            None => None,
+        };
         Ok(Self {
             url: url::Url::parse(&parsed.url)?,
-            password: secret.map(str::to_string).or(parsed.password),
+            secrets,
+            service_file,
             database: parsed.database,
         })
     }
@@ -53,7 +65,8 @@ impl Target {
         url.set_path(&format!("/{}", encode_path_segment(database)));
         Self {
             url,
-            password: self.password.clone(),
+            secrets: self.secrets.clone(),
+            service_file: self.service_file.clone(),
             database: database.to_string(),
         }
     }
@@ -68,13 +81,14 @@ impl Target {
         )
     }
 
-    /// Removes the password from a message (belt and braces: the tools never see it in
-    /// their arguments, only in their environment).
+    /// Removes every secret from a message (belt and braces: the tools never see them
+    /// in their arguments).
     pub fn scrub(&self, message: &str) -> String {
-        match &self.password {
-            Some(p) if !p.is_empty() => message.replace(p.as_str(), "[REDACTED]"),
-            _ => message.to_string(),
-        }
+        self.secrets
+            .values()
+            .fold(message.to_string(), |m, secret| {
+                m.replace(secret, "[REDACTED]")
+            })
     }
 
     pub async fn connect(&self) -> anyhow::Result<PgConnection> {
@@ -82,7 +96,7 @@ impl Target {
             .map_err(|e| Permanent::error("invalid_database_url", self.scrub(&e.to_string())))?
             .application_name("strata-worker")
             .disable_statement_logging();
-        if let Some(p) = &self.password {
+        if let Some(p) = &self.secrets.password {
             options = options.password(p);
         }
         match tokio::time::timeout(Duration::from_secs(15), options.connect()).await {
@@ -127,12 +141,35 @@ impl Target {
         cmd.env("PGAPPNAME", "strata-worker")
             .env("PGCONNECT_TIMEOUT", "15")
             .env_remove("PGPASSWORD")
-            .env_remove("PGSERVICE");
-        if let Some(p) = &self.password {
+            .env_remove("PGSERVICE")
+            .env_remove("PGSERVICEFILE");
+        if let Some(p) = &self.secrets.password {
             cmd.env("PGPASSWORD", p);
+        }
+        if let Some(file) = &self.service_file {
+            cmd.env("PGSERVICEFILE", file.as_os_str())
+                .env("PGSERVICE", SERVICE);
         }
         cmd
     }
+}
+
+/// The service the private service file defines.
+const SERVICE: &str = "strata";
+
+/// A service file (mode 0600, removed when dropped) that gives libpq the client key's
+/// passphrase: there is no environment variable for `sslpassword`, and the command line
+/// is readable by every user of the machine.
+fn service_file(sslpassword: &str) -> anyhow::Result<tempfile::TempPath> {
+    use std::io::Write;
+    let mut file = tempfile::Builder::new()
+        .prefix("strata-pgservice-")
+        .tempfile()
+        .context("creating the PostgreSQL service file")?;
+    writeln!(file, "[{SERVICE}]\nsslpassword={sslpassword}")
+        .context("writing the PostgreSQL service file")?;
+    file.flush()?;
+    Ok(file.into_temp_path())
 }
 
 fn encode_path_segment(s: &str) -> String {

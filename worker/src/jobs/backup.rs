@@ -93,7 +93,7 @@ pub async fn run(ctx: &JobContext, payload: BackupPayload) -> anyhow::Result<Out
     let snapshot_at = Utc::now();
     let (stream, pending) = match &database {
         Some(db) => {
-            let (stream, pending) = start_database(ctx, db, source.secret.as_deref()).await?;
+            let (stream, pending) = start_database(ctx, db, &source.secrets()).await?;
             (Some(stream), Some(pending))
         }
         None => (None, None),
@@ -146,7 +146,7 @@ pub async fn run(ctx: &JobContext, payload: BackupPayload) -> anyhow::Result<Out
         warnings: output.warnings.clone(),
         has_files: files.is_some(),
         database: database_part.clone(),
-        source_spec: Some(spec.clone()),
+        source_spec: Some(spec.without_secrets()),
     };
     // Last checkpoint: a job whose repository session was lost (removed as stale) must
     // not publish a manifest, as garbage collection may have deleted what it references.
@@ -229,12 +229,12 @@ enum PendingDatabase {
 async fn start_database(
     ctx: &JobContext,
     db: &DatabaseSpec,
-    secret: Option<&str>,
+    secrets: &strata_shared::model::PostgresSecrets,
 ) -> anyhow::Result<(StreamInput, PendingDatabase)> {
     match db {
         DatabaseSpec::Postgres(pg) => {
             ctx.progress.set_phase("connecting to the database");
-            let target = postgres::Target::of_source(pg, secret)?;
+            let target = postgres::Target::of_source(pg, secrets)?;
             let (dump, reader) = postgres::start_dump(&target, &pg.schemas).await?;
             let stream = StreamInput {
                 reader,

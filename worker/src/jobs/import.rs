@@ -4,7 +4,7 @@
 //! into a fresh temp directory (every limit and path rule checked again, on the bytes
 //! actually decompressed), and that directory is written by the snapshot writer exactly
 //! like a full backup of a source; the manifest is written last. The upload object is
-//! deleted once the backup exists, or when the archive is refused.
+//! deleted once the backup exists, or when the import ends without one.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -29,16 +29,11 @@ impl Drop for Scratch {
     }
 }
 
+/// Imports the upload. An import that ends without a backup (refused, failed for good,
+/// cancelled) has its upload deleted by the runner when it records that end.
 #[tracing::instrument(skip_all, fields(job_id = %ctx.job_id, backup_id = %payload.backup_id))]
 pub async fn run(ctx: &JobContext, payload: ImportPayload) -> anyhow::Result<Outcome> {
-    let result = import(ctx, &payload).await;
-    if let Err(e) = &result {
-        // A refused archive will not get better: its upload is of no further use.
-        if e.is::<Permanent>() {
-            delete_upload(ctx, &payload.upload_key).await;
-        }
-    }
-    result
+    import(ctx, &payload).await
 }
 
 async fn import(ctx: &JobContext, payload: &ImportPayload) -> anyhow::Result<Outcome> {
@@ -118,7 +113,7 @@ async fn import(ctx: &JobContext, payload: &ImportPayload) -> anyhow::Result<Out
         warnings: output.warnings.clone(),
         has_files: true,
         database: None,
-        source_spec: Some(source.spec.0.clone()),
+        source_spec: Some(source.spec.0.without_secrets()),
     };
     // Last checkpoint: a lost repository session must not publish a manifest.
     check_cancel(ctx)?;

@@ -152,7 +152,7 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> anyhow::Result<Ou
             match prepare_database(
                 ctx,
                 &source.spec.0,
-                source.secret.as_deref(),
+                &source.secrets(),
                 &payload,
                 part,
                 place,
@@ -265,6 +265,16 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> anyhow::Result<Ou
         }
     }
 
+    // The last moment a cancel (or a stopping worker) can leave everything as it was.
+    if ctx.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+        if let Some(p) = &prepared {
+            p.discard().await;
+        }
+        if let Some(dir) = &staging {
+            clean_dir(dir);
+        }
+        return Err(strata_shared::repo::writer::Stopped.into());
+    }
     // 2. Swap: the database first (it can be refused), then the directory.
     ctx.progress.set_phase("swapping");
     let mut database_result = serde_json::Value::Null;
@@ -507,7 +517,7 @@ enum Prepared {
 async fn prepare_database(
     ctx: &JobContext,
     spec: &SourceSpec,
-    secret: Option<&str>,
+    secrets: &strata_shared::model::PostgresSecrets,
     payload: &RestorePayload,
     part: &DatabasePart,
     place: DbPlace,
@@ -560,7 +570,7 @@ async fn prepare_database(
                     "the source no longer has a PostgreSQL connection to restore through",
                 ));
             };
-            let server = postgres::Target::of_source(pg, secret)?;
+            let server = postgres::Target::of_source(pg, secrets)?;
             let live = payload
                 .database_target
                 .clone()

@@ -145,7 +145,7 @@ async fn drill(
                 let source = db::sources::get(&mut conn, *source_id).await?;
                 drop(conn);
                 let pg = source.as_ref().and_then(|s| match &s.spec.0.database {
-                    Some(DatabaseSpec::Postgres(pg)) => Some((pg.clone(), s.secret.clone())),
+                    Some(DatabaseSpec::Postgres(pg)) => Some((pg.clone(), s.secrets())),
                     _ => None,
                 });
                 match pg {
@@ -155,7 +155,7 @@ async fn drill(
                         "error": "the source no longer has a PostgreSQL connection to restore through",
                     }),
                     Some((pg, secret)) => {
-                        let server = postgres::Target::of_source(&pg, secret.as_deref())?;
+                        let server = postgres::Target::of_source(&pg, &secret)?;
                         let job = ctx.job_id.simple().to_string();
                         let name = postgres::derived_name("strata_drill_", &job[..16]);
                         let loaded = super::restore::load_postgres(ctx, &server, part, &name).await;
