@@ -239,7 +239,9 @@ impl Runner {
         let lease_lost = Arc::new(AtomicBool::new(false));
         let user_cancel = AtomicBool::new(false);
         let work = async {
-            let repo = self.job_repository().await?;
+            // The identity check reads the store: it gives way to a cancel too.
+            let repo = strata_shared::repo::cancel::until_stopped(&cancel, self.job_repository())
+                .await??;
             // Storage requests race the stop flag, so a cancel never waits for a slow
             // store. Not for delete and prune, which stop only between whole steps.
             let repo = match JobKind::parse(&job.kind) {
