@@ -14,11 +14,11 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage};
 use chrono::{DateTime, Utc};
-use strata_shared::auth::file_token::FileTokenSigner;
-use strata_shared::auth::jwt::{self, JwtConfig};
-use strata_shared::auth::limiter::FailureLimiter;
-use strata_shared::auth::{keys, Role};
-use strata_shared::db;
+use strata_auth::file_token::FileTokenSigner;
+use strata_auth::jwt::{self, JwtConfig};
+use strata_auth::limiter::FailureLimiter;
+use strata_auth::{keys, Role};
+use strata_catalog as db;
 
 use crate::error::ApiError;
 use crate::middleware::RequestId;
@@ -285,7 +285,7 @@ pub async fn authorize<B: MessageBody + 'static>(
 ) -> Result<ServiceResponse<actix_web::body::EitherBody<B>>, actix_web::Error> {
     let span = tracing::Span::current();
     span.record("http.route", spec.path);
-    strata_shared::telemetry::rename(&span, format!("{} {}", spec.method, spec.path));
+    strata_telemetry::rename(&span, format!("{} {}", spec.method, spec.path));
     let need = match spec.access {
         Access::Public => return Ok(next.call(req).await?.map_into_left_body()),
         Access::Role(need) | Access::Download(need) => need,
@@ -395,7 +395,7 @@ async fn check(
 /// Builds the authentication state: JWT keys, the file-token secret every replica
 /// shares (kept in the database), the failure limiter.
 pub async fn setup(
-    config: &strata_shared::config::Config,
+    config: &crate::config::Config,
     pool: &sqlx::PgPool,
 ) -> anyhow::Result<AuthState> {
     use anyhow::Context;
@@ -438,7 +438,7 @@ pub async fn setup(
 /// Makes sure an admin can get in: the key from `STRATA_BOOTSTRAP_ADMIN_KEY`, or, when
 /// no key exists at all and none is configured, a generated one printed once.
 pub async fn bootstrap_admin(
-    config: &strata_shared::config::Config,
+    config: &crate::config::Config,
     pool: &sqlx::PgPool,
     base_url: &str,
 ) -> anyhow::Result<()> {
@@ -521,7 +521,7 @@ pub async fn bootstrap_admin(
 /// new API key straight in the database (for the first admin, or after a lock-out) and
 /// prints it once on stdout. Audited as `CLI create-key`.
 pub async fn create_key_command(
-    config: &strata_shared::config::Config,
+    config: &crate::config::Config,
     args: &[String],
 ) -> anyhow::Result<String> {
     use anyhow::{bail, Context};
@@ -567,8 +567,8 @@ pub async fn create_key_command(
     if name.trim().is_empty() || name.len() > 100 || name.contains('\0') {
         bail!("--name: must be 1 to 100 characters");
     }
-    db::ensure_database(&config.database_url).await?;
-    let pool = db::connect(&config.database_url, 2).await?;
+    db::ensure_database(&config.common.database_url).await?;
+    let pool = db::connect(&config.common.database_url, 2).await?;
     db::migrate(&pool).await?;
     let generated = keys::generate();
     let mut tx = pool.begin().await?;
@@ -615,7 +615,7 @@ mod tests {
     use super::*;
 
     fn nets(list: &str) -> Vec<ipnet::IpNet> {
-        strata_shared::config::parse_cidrs("test", list).unwrap()
+        strata_core::config::parse_cidrs("test", list).unwrap()
     }
 
     #[test]
@@ -651,7 +651,7 @@ mod tests {
     #[test]
     fn trusted_proxies_parse_cidrs_and_addresses_and_name_a_bad_entry() {
         assert_eq!(nets(" 10.0.0.0/8 , ::1,192.168.1.1 ").len(), 3);
-        let err = strata_shared::config::parse_cidrs("STRATA_TRUSTED_PROXIES", "10.0.0.0/8,nope")
+        let err = strata_core::config::parse_cidrs("STRATA_TRUSTED_PROXIES", "10.0.0.0/8,nope")
             .unwrap_err()
             .to_string();
         assert!(

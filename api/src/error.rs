@@ -4,7 +4,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{json, Map, Value};
-use strata_shared::model::FieldError;
+use strata_core::model::FieldError;
 
 #[derive(Debug)]
 pub struct ApiError {

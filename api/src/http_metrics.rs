@@ -24,7 +24,7 @@ pub async fn record(
         Ok(res) => (res.status(), res.request().match_pattern()),
         Err(e) => (e.as_response_error().status_code(), None),
     };
-    strata_shared::metrics::http_request(
+    strata_telemetry::metrics::http_request(
         method,
         route.as_deref().unwrap_or(UNMATCHED),
         status.as_u16(),

@@ -2,13 +2,13 @@
 
 pub mod auth;
 pub mod body;
+pub mod config;
 pub mod error;
 pub mod http_metrics;
 pub mod idempotency;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
-pub mod relay;
 pub mod routes;
 pub mod scheduler;
 pub mod startup;

@@ -5,15 +5,15 @@
 //! migrations and exits; `strata-api create-key --role admin` registers a new key in the
 //! database and prints it (the way back in after a lock-out).
 
+use strata_api::config::Config;
 use strata_api::startup;
-use strata_shared::config::Config;
-use strata_shared::telemetry;
+use strata_telemetry as telemetry;
 
 #[actix_web::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("generate-key") {
-        println!("{}", strata_shared::auth::keys::generate().token);
+        println!("{}", strata_auth::keys::generate().token);
         return;
     }
     if args.first().map(String::as_str) == Some("migrate") {
@@ -21,7 +21,7 @@ async fn main() {
         // every process also migrates at start, under a lock, so this is optional).
         let result = match Config::from_env() {
             Ok(config) => {
-                let telemetry = telemetry::init("strata-api", &config.log_format);
+                let telemetry = telemetry::init("strata-api", &config.common.log_format);
                 let r = startup::migrate(&config).await;
                 telemetry.shutdown();
                 r
@@ -37,7 +37,7 @@ async fn main() {
     if args.first().map(String::as_str) == Some("create-key") {
         let result = match Config::from_env() {
             Ok(config) => {
-                let telemetry = telemetry::init("strata-api", &config.log_format);
+                let telemetry = telemetry::init("strata-api", &config.common.log_format);
                 let r = strata_api::auth::create_key_command(&config, &args[1..]).await;
                 telemetry.shutdown();
                 r
@@ -56,7 +56,7 @@ async fn main() {
     }
     let result = match Config::from_env() {
         Ok(config) => {
-            let telemetry = telemetry::init("strata-api", &config.log_format);
+            let telemetry = telemetry::init("strata-api", &config.common.log_format);
             let r = startup::run(config).await;
             if let Err(e) = &r {
                 tracing::error!(error = %format!("{e:#}"), "strata-api stopped");

@@ -2,11 +2,12 @@
 //! `GET /metrics`. Schedule, job, queue and per-source figures are read from PostgreSQL
 //! at each scrape, so every replica reports the same truth and an alert on "no successful backup in 26 h" works
 //! whichever replica Prometheus reaches. The process's own metrics follow (HTTP requests
-//! it served, its requests to storage: `strata_shared::metrics`).
+//! it served, its requests to storage: `strata_telemetry::metrics`).
 
 use std::net::TcpListener;
 use std::sync::atomic::AtomicU64;
 
+use crate::config::Config;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
@@ -15,9 +16,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use sqlx::PgPool;
-use strata_shared::config::Config;
-use strata_shared::db;
-use strata_shared::metrics::{JobLabels, SourceLabels};
+use strata_catalog as db;
+use strata_telemetry::metrics::{JobLabels, SourceLabels};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ScheduleLabels {
@@ -36,13 +36,13 @@ type F64Gauge = Gauge<f64, AtomicU64>;
 
 /// Binds the listener; `None` when metrics are off. The server runs until `stop`.
 pub fn bind(config: &Config, pool: PgPool) -> anyhow::Result<Option<actix_web::dev::Server>> {
-    let Some(bind) = &config.metrics_bind else {
+    let Some(bind) = &config.common.metrics_bind else {
         return Ok(None);
     };
     let listener =
         TcpListener::bind(bind).with_context(|| format!("binding STRATA_METRICS_BIND={bind}"))?;
     let addr = listener.local_addr()?;
-    if let Some(file) = &config.metrics_addr_file {
+    if let Some(file) = &config.common.metrics_addr_file {
         std::fs::write(file, addr.to_string())
             .with_context(|| format!("writing STRATA_METRICS_ADDR_FILE {}", file.display()))?;
     }
@@ -64,7 +64,7 @@ pub fn bind(config: &Config, pool: PgPool) -> anyhow::Result<Option<actix_web::d
 async fn metrics(pool: web::Data<PgPool>) -> HttpResponse {
     match render(&pool).await {
         Ok(body) => HttpResponse::Ok()
-            .content_type(strata_shared::metrics::CONTENT_TYPE)
+            .content_type(strata_telemetry::metrics::CONTENT_TYPE)
             .body(body),
         Err(e) => {
             tracing::warn!(error = %format!("{e:#}"), "rendering metrics failed");
@@ -77,7 +77,7 @@ async fn metrics(pool: web::Data<PgPool>) -> HttpResponse {
 async fn render(pool: &PgPool) -> anyhow::Result<String> {
     let mut conn = pool.acquire().await?;
     let rows = db::schedules::metrics(&mut conn).await?;
-    let jobs = db::jobs::metrics(&mut conn).await?;
+    let jobs = strata_jobs::store::metrics(&mut conn).await?;
     drop(conn);
 
     let mut registry = Registry::with_prefix("strata");
@@ -140,13 +140,13 @@ async fn render(pool: &PgPool) -> anyhow::Result<String> {
     // One exposition: both registries, then a single `# EOF`.
     let mut out = String::new();
     encode_registry(&mut out, &registry)?;
-    strata_shared::metrics::encode_into(&mut out)?;
+    strata_telemetry::metrics::encode_into(&mut out)?;
     encode_eof(&mut out)?;
     Ok(out)
 }
 
 /// Jobs by kind and status, the queue, and each source's last successful backup.
-fn register_jobs(registry: &mut Registry, m: &db::jobs::JobMetrics) {
+fn register_jobs(registry: &mut Registry, m: &strata_jobs::store::JobMetrics) {
     let jobs = Family::<JobLabels, Gauge>::default();
     let depth = Gauge::<i64>::default();
     let oldest = F64Gauge::default();

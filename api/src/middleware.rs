@@ -10,7 +10,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::HttpMessage;
-use strata_shared::telemetry;
+use strata_telemetry as telemetry;
 use tracing::Instrument;
 
 use crate::http_metrics::UNMATCHED;

@@ -1,13 +1,13 @@
 //! The schedule ticker: tokio-cron-scheduler calls [`tick`] every second in each API
-//! replica; PostgreSQL decides which replica fires what (`strata_shared::schedule`).
+//! replica; PostgreSQL decides which replica fires what (`strata_jobs::schedule`).
 
 use std::sync::Arc;
 
+use crate::config::Config;
 use anyhow::Context;
 use chrono::Utc;
 use sqlx::PgPool;
-use strata_shared::config::Config;
-use strata_shared::schedule::{fire_due, FireOptions};
+use strata_jobs::schedule::{fire_due, FireOptions};
 use tokio::sync::Mutex;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
@@ -29,7 +29,7 @@ pub async fn start(pool: PgPool, config: &Config) -> anyhow::Result<Ticker> {
     let opts = Arc::new(FireOptions {
         misfire_grace: chrono::Duration::from_std(config.schedule_misfire_grace)
             .context("STRATA_SCHEDULE_MISFIRE_GRACE_SECS is too large")?,
-        max_attempts: config.job_max_attempts,
+        max_attempts: config.jobs.job_max_attempts,
         replica: replica_name(),
     });
     // One tick at a time per process: a slow tick makes the next one wait its turn

@@ -3,24 +3,24 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use crate::config::Config;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
-use strata_shared::config::Config;
-use strata_shared::repo::crypto::MasterKey;
-use strata_shared::{db, storage};
+use strata_catalog as db;
+use strata_engine::repo::crypto::MasterKey;
 use tokio::sync::watch;
 
 use crate::error::{json_error, path_error, query_error};
-use crate::relay::{self, RelayState};
 use crate::routes;
 use crate::state::AppState;
+use strata_jobs::relay::{self, RelayState};
 
 use crate::body::JSON_LIMIT;
 
 /// Creates the database if needed and applies every migration (`strata-api migrate`).
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-    db::ensure_database(&config.database_url).await?;
-    let pool = db::connect(&config.database_url, 2).await?;
+    db::ensure_database(&config.common.database_url).await?;
+    let pool = db::connect(&config.common.database_url, 2).await?;
     db::migrate(&pool).await?;
     tracing::info!(
         migrations = db::MIGRATOR.iter().count(),
@@ -32,15 +32,13 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
 
 /// Connects, migrates, binds, and serves until SIGINT / SIGTERM; in-flight requests finish.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    db::ensure_database(&config.database_url).await?;
-    let pool = db::connect(&config.database_url, 20).await?;
+    db::ensure_database(&config.common.database_url).await?;
+    let pool = db::connect(&config.common.database_url, 20).await?;
     db::migrate(&pool).await?;
-    let storage = storage::open(&config.storage_url, &config.s3)
-        .await
-        .context("opening storage")?;
-    let storage = storage::throttle::wrap(storage, config.transfer_limits);
+    let storage = config.storage.open().await.context("opening storage")?;
     // A bad key fails here, at start, rather than at the first download.
     let master_key = config
+        .storage
         .encryption_key
         .as_ref()
         .map(|k| MasterKey::new(k.expose()))
@@ -54,7 +52,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let relay = tokio::spawn(relay::run(
         pool.clone(),
-        config.clone(),
+        config.jobs.clone(),
+        "strata-api",
         relay_state.clone(),
         stop_rx,
     ));
@@ -77,7 +76,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let downloads = Arc::new(tokio::sync::Semaphore::new(config.max_downloads));
     let state = web::Data::new(AppState {
-        paths: strata_shared::paths::PathPolicy::from_config(&config),
+        paths: strata_engine::paths::PathPolicy::from_env(
+            &config.common.data_dir,
+            &config.storage.url,
+        )?,
         downloads,
         config,
         pool,

@@ -2,16 +2,16 @@
 
 use std::sync::Arc;
 
+use crate::config::Config;
 use anyhow::Context;
-use strata_shared::config::Config;
-use strata_shared::paths::PathPolicy;
-use strata_shared::repo::crypto::MasterKey;
-use strata_shared::repo::Repository;
-use strata_shared::storage::DynStorage;
+use strata_engine::paths::PathPolicy;
+use strata_engine::repo::crypto::MasterKey;
+use strata_engine::repo::Repository;
+use strata_storage::DynStorage;
 use tokio::sync::OnceCell;
 
 use crate::auth::AuthState;
-use crate::relay::RelayState;
+use strata_jobs::relay::RelayState;
 
 pub struct AppState {
     pub config: Config,

@@ -155,7 +155,7 @@ impl TestApp {
         let db_name = unique("strata_test");
         let database_url = create_database(&db_name).await;
         let queue = unique("strata.test");
-        let admin_key = strata_shared::auth::keys::generate().token;
+        let admin_key = strata_auth::keys::generate().token;
         let mut env: Vec<(String, String)> = vec![
             ("STRATA_BOOTSTRAP_ADMIN_KEY".into(), admin_key.clone()),
             ("STRATA_DATABASE_URL".into(), database_url.clone()),
@@ -176,7 +176,7 @@ impl TestApp {
                 "strata-it-{}",
                 &uuid::Uuid::new_v4().simple().to_string()[..20]
             );
-            let s3 = strata_shared::storage::S3Options {
+            let s3 = strata_storage::S3Options {
                 endpoint: Some(s3_endpoint()),
                 region: Some("us-east-1".into()),
                 access_key_id: Some(S3_ACCESS_KEY.into()),
@@ -184,7 +184,7 @@ impl TestApp {
                 force_path_style: true,
                 ..Default::default()
             };
-            strata_shared::storage::s3::S3Storage::new(&bucket, "", &s3)
+            strata_storage::s3::S3Storage::new(&bucket, "", &s3)
                 .await
                 .expect("S3 client")
                 .create_bucket_if_missing()
@@ -632,7 +632,7 @@ pub async fn delete_queues(queue: &str) {
         return;
     };
     if let Ok(ch) = conn.create_channel().await {
-        let topo = strata_shared::queue::Topology::new(queue);
+        let topo = strata_jobs::queue::Topology::new(queue);
         for q in [&topo.queue, &topo.dead_letter_queue] {
             let _ = ch
                 .queue_delete(q.as_str().into(), QueueDeleteOptions::default())

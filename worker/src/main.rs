@@ -4,6 +4,7 @@
 //! repository's data keys with a new master key (see docs/FORMAT.md);
 //! `strata-worker rebuild-catalog` rebuilds a lost PostgreSQL catalog from storage.
 
+mod config;
 mod databases;
 mod jobs;
 mod metrics;
@@ -11,12 +12,14 @@ mod runner;
 
 use std::sync::Arc;
 
+use crate::config::Config;
 use anyhow::{bail, Context};
-use strata_shared::config::Config;
-use strata_shared::paths::PathPolicy;
-use strata_shared::repo::crypto::{open_any, KeySlot, MasterKey};
-use strata_shared::repo::{identity, Repository, CONFIG_KEY};
-use strata_shared::{db, storage, telemetry};
+use strata_catalog as db;
+use strata_engine::paths::PathPolicy;
+use strata_engine::repo::crypto::{open_any, KeySlot, MasterKey};
+use strata_engine::repo::{identity, Repository, CONFIG_KEY};
+use strata_storage as storage;
+use strata_telemetry as telemetry;
 use tokio::sync::watch;
 
 /// Chunk buffers are 0.5–8 MiB and are made and freed by many threads (compression,
@@ -46,7 +49,7 @@ fn main() {
 
 async fn async_main() -> anyhow::Result<()> {
     let config = Config::from_env()?;
-    let telemetry = telemetry::init("strata-worker", &config.log_format);
+    let telemetry = telemetry::init("strata-worker", &config.common.log_format);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args
         .iter()
@@ -73,6 +76,7 @@ async fn async_main() -> anyhow::Result<()> {
 
 fn master_key(config: &Config) -> anyhow::Result<Option<MasterKey>> {
     config
+        .storage
         .encryption_key
         .as_ref()
         .map(|k| MasterKey::new(k.expose()))
@@ -80,20 +84,16 @@ fn master_key(config: &Config) -> anyhow::Result<Option<MasterKey>> {
         .map_err(anyhow::Error::from)
 }
 
-async fn run(mut config: Config) -> anyhow::Result<()> {
-    config.metrics_bind = Config::metrics_bind_or(strata_shared::config::WORKER_METRICS_BIND);
+async fn run(config: Config) -> anyhow::Result<()> {
     let master = master_key(&config)?;
-    db::ensure_database(&config.database_url).await?;
+    db::ensure_database(&config.common.database_url).await?;
     let pool = db::connect(
-        &config.database_url,
-        (config.worker_concurrency as u32 * 3).max(5),
+        &config.common.database_url,
+        (config.concurrency as u32 * 3).max(5),
     )
     .await?;
     db::migrate(&pool).await?;
-    let storage = storage::open(&config.storage_url, &config.s3)
-        .await
-        .context("opening storage")?;
-    let storage = storage::throttle::wrap(storage, config.transfer_limits);
+    let storage = config.storage.open().await.context("opening storage")?;
     // The catalog and the storage must describe one repository (created here on first
     // use). When they do, a worker that cannot open it (wrong key, missing key) refuses
     // to start, so it never claims a job it cannot run. When they disagree, it runs and
@@ -113,31 +113,54 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
     let metrics = metrics::start(&config)?;
     let metrics_handle = metrics.as_ref().map(|m| m.handle());
     let metrics_task = metrics.map(tokio::spawn);
-    let worker_id = runner::worker_id();
+    let worker_id = strata_jobs::runner::worker_id();
     tracing::info!(
         %worker_id,
         storage = %storage.describe(),
         repository = ?repo.as_ref().map(|r| r.config.repository_id),
         encrypted = repo.as_ref().is_some_and(|r| r.config.encryption.is_some()),
-        queue = %config.queue_name,
+        queue = %config.jobs.queue_name,
         "worker ready"
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let sweeper = tokio::spawn(runner::sweeper(
-        pool.clone(),
-        storage.clone(),
-        config.sweep_interval,
-        stop_rx.clone(),
-    ));
-    let runner = Arc::new(runner::Runner {
-        paths: Arc::new(PathPolicy::from_config(&config)),
-        config,
-        pool,
+    let handler = Arc::new(runner::Worker {
+        paths: Arc::new(PathPolicy::from_env(
+            &config.common.data_dir,
+            &config.storage.url,
+        )?),
+        config: config.clone(),
+        pool: pool.clone(),
         storage,
         master,
         repo: tokio::sync::Mutex::new(repo),
-        worker_id,
+    });
+    // The worker relays the outbox too: a retry, a release or a sweep it writes reaches
+    // RabbitMQ with no API process running. It stops after the jobs do, so a job handed
+    // back while stopping is published first.
+    let (relay_stop_tx, relay_stop_rx) = watch::channel(false);
+    let relay = tokio::spawn(strata_jobs::relay::run(
+        pool.clone(),
+        config.jobs.clone(),
+        "strata-worker",
+        Arc::new(strata_jobs::relay::RelayState::default()),
+        relay_stop_rx,
+    ));
+    let sweeper = tokio::spawn(strata_jobs::runner::sweeper(
+        pool.clone(),
+        handler.clone(),
+        config.jobs.sweep_interval,
+        stop_rx.clone(),
+    ));
+    let runner = Arc::new(strata_jobs::runner::Runner {
+        config: strata_jobs::runner::RunnerConfig {
+            jobs: config.jobs.clone(),
+            concurrency: config.concurrency,
+            stall: config.stall,
+            worker_id,
+        },
+        pool,
+        handler,
     });
     let consuming = tokio::spawn(runner.run(stop_rx));
     shutdown_signal().await;
@@ -145,6 +168,8 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let _ = consuming.await;
     let _ = sweeper.await;
+    let _ = relay_stop_tx.send(true);
+    let _ = relay.await;
     if let Some(handle) = metrics_handle {
         handle.stop(true).await;
     }
@@ -165,10 +190,10 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
 /// repository gets a new, empty one first (the way out when a repository's data is lost).
 async fn rebuild_catalog(config: Config, new_repository: bool) -> anyhow::Result<()> {
     let master = master_key(&config)?;
-    db::ensure_database(&config.database_url).await?;
-    let pool = db::connect(&config.database_url, 4).await?;
+    db::ensure_database(&config.common.database_url).await?;
+    let pool = db::connect(&config.common.database_url, 4).await?;
     db::migrate(&pool).await?;
-    let storage = storage::open(&config.storage_url, &config.s3)
+    let storage = storage::open(&config.storage.url, &config.storage.s3)
         .await
         .context("opening storage")?;
     match (identity::read_stored(&storage).await?, new_repository) {
@@ -190,7 +215,7 @@ async fn rebuild_catalog(config: Config, new_repository: bool) -> anyhow::Result
     let repo = Repository::open(storage, master.as_ref())
         .await
         .context("opening the repository (is STRATA_ENCRYPTION_KEY set for an encrypted one?)")?;
-    let report = strata_shared::repo::rebuild::rebuild(&repo, &pool).await?;
+    let report = strata_engine::repo::rebuild::rebuild(&repo, &pool).await?;
     let json = serde_json::to_string_pretty(&report)?;
     tracing::info!(report = %serde_json::to_string(&report)?, "rebuild-catalog done");
     println!("{json}");
@@ -206,7 +231,7 @@ async fn rotate_key(config: Config, keep_old: bool) -> anyhow::Result<()> {
         .filter(|k| !k.is_empty())
         .context("set STRATA_NEW_ENCRYPTION_KEY to the new master key")?;
     let new = MasterKey::new(&new)?;
-    let storage = storage::open(&config.storage_url, &config.s3)
+    let storage = storage::open(&config.storage.url, &config.storage.s3)
         .await
         .context("opening storage")?;
     let mut repo_config = Repository::read_config(&storage).await?;

@@ -3,7 +3,7 @@
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use strata_shared::db;
+use strata_catalog as db;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{reject_nul, ApiError, ApiResult};

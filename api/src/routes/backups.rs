@@ -3,13 +3,13 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use strata_shared::db;
-use strata_shared::db::jobs::NewJob;
-use strata_shared::model::{
+use strata_catalog as db;
+use strata_core::model::{
     parse_absolute_path, parse_relative_path, BackupId, BackupPayload, BackupStatus, BackupType,
-    DatabaseSpec, JobKind, PostgresUrl, RestorePayload, SourceSpec, VerifyMode, VerifyPayload,
+    DatabaseSpec, PostgresUrl, RestorePayload, SourceSpec, VerifyMode, VerifyPayload,
 };
-use strata_shared::paths::{resolve, PathPolicy};
+use strata_engine::paths::{resolve, PathPolicy};
+use strata_jobs::enqueue::{EnqueueError, EnqueueOptions, JobRequest};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -58,20 +58,26 @@ pub struct BackupAccepted {
     pub status_url: String,
 }
 
-/// Records a job and its outbox message in the caller's transaction. A second active
-/// backup or restore of the same source violates a unique index: `409` with its id.
-pub(crate) async fn enqueue(tx: &mut sqlx::PgConnection, job: NewJob<'_>) -> ApiResult<()> {
-    if let Err(e) = db::jobs::insert(&mut *tx, &job).await {
-        if db::is_unique_violation(&e, db::jobs::ONE_ACTIVE_PER_SOURCE) {
-            return Err(ApiError::conflict(
-                "job_in_progress",
-                "a backup or restore of this source is already queued or running",
-            ));
+/// Records a job and its outbox message in the caller's transaction (the jobs crate's
+/// [`strata_jobs::enqueue::enqueue`]). A second active backup or restore of the same
+/// source violates a unique index: `409` with its id.
+pub(crate) async fn enqueue(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    job_id: Uuid,
+    request: JobRequest,
+) -> ApiResult<()> {
+    let options = EnqueueOptions {
+        id: job_id,
+        ..EnqueueOptions::new(state.config.jobs.job_max_attempts)
+    };
+    match strata_jobs::enqueue::enqueue(tx, &request, options).await {
+        Ok(_) => Ok(()),
+        Err(e @ EnqueueError::SourceBusy) => {
+            Err(ApiError::conflict("job_in_progress", e.to_string()))
         }
-        return Err(e.into());
+        Err(EnqueueError::Database(e)) => Err(e.into()),
     }
-    db::outbox::insert(&mut *tx, job.id, 0.0).await?;
-    Ok(())
 }
 
 /// Adds the id of the job in the way to a `job_in_progress` conflict (read after the
@@ -83,7 +89,7 @@ pub(crate) async fn explain_conflict(state: &AppState, source_id: Uuid, err: Api
     let Ok(mut conn) = state.pool.acquire().await else {
         return err;
     };
-    match db::jobs::active_for_source(&mut conn, source_id).await {
+    match strata_jobs::store::active_for_source(&mut conn, source_id).await {
         Ok(Some(job)) => err
             .with("job_id", job.id.to_string())
             .with("job_kind", job.kind),
@@ -187,15 +193,7 @@ pub async fn create(
         }
         return Err(e.into());
     }
-    let job = NewJob {
-        id: job_id,
-        kind: JobKind::Backup,
-        source_id: Some(source.id),
-        backup_id: Some(backup_id.as_str()),
-        payload: serde_json::to_value(&payload).map_err(anyhow::Error::from)?,
-        max_attempts: state.config.job_max_attempts,
-    };
-    if let Err(e) = enqueue(&mut tx, job).await {
+    if let Err(e) = enqueue(&state, &mut tx, job_id, JobRequest::Backup(payload)).await {
         drop(tx);
         return Err(explain_conflict(&state, source.id, e).await);
     }
@@ -538,15 +536,7 @@ pub async fn restore(
     if let Some(id) = &pre_restore {
         db::backups::insert_pending(&mut tx, id, backup.source_id, BackupType::Full).await?;
     }
-    let job = NewJob {
-        id: job_id,
-        kind: JobKind::Restore,
-        source_id: Some(backup.source_id),
-        backup_id: Some(&backup.id),
-        payload: serde_json::to_value(&payload).map_err(anyhow::Error::from)?,
-        max_attempts: state.config.job_max_attempts,
-    };
-    if let Err(e) = enqueue(&mut tx, job).await {
+    if let Err(e) = enqueue(&state, &mut tx, job_id, JobRequest::Restore(payload)).await {
         drop(tx);
         return Err(explain_conflict(&state, backup.source_id, e).await);
     }
@@ -613,18 +603,11 @@ pub async fn verify(
         mode,
     };
     let mut tx = state.pool.begin().await?;
-    enqueue(
-        &mut tx,
-        NewJob {
-            id: job_id,
-            kind: JobKind::Verify,
-            source_id: Some(backup.source_id),
-            backup_id: Some(&backup.id),
-            payload: serde_json::to_value(&payload).map_err(anyhow::Error::from)?,
-            max_attempts: state.config.job_max_attempts,
-        },
-    )
-    .await?;
+    let request = JobRequest::Verify {
+        source_id: backup.source_id,
+        payload,
+    };
+    enqueue(&state, &mut tx, job_id, request).await?;
     tx.commit().await?;
     Ok(HttpResponse::Accepted().json(VerifyAccepted {
         job_id,
@@ -876,7 +859,7 @@ fn resolve_database_target(target: &str, spec: &SourceSpec) -> ApiResult<String>
     let field = "target";
     match &spec.database {
         Some(DatabaseSpec::Postgres(_)) => {
-            Ok(strata_shared::model::parse_pg_identifier(target, field)?)
+            Ok(strata_core::model::parse_pg_identifier(target, field)?)
         }
         Some(DatabaseSpec::Sqlite(s)) => {
             if target.starts_with('/') {

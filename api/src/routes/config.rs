@@ -7,13 +7,13 @@ use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use strata_shared::db;
-use strata_shared::model::{
+use strata_catalog as db;
+use strata_core::model::{
     parse_absolute_path, parse_source_name, DatabaseSpec, FilesSpec, PostgresSecrets, PostgresUrl,
     SourceSpec,
 };
-use strata_shared::repo::writer::compile_excludes;
-use strata_shared::retention::Policy;
+use strata_core::retention::Policy;
+use strata_engine::repo::writer::compile_excludes;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -59,7 +59,7 @@ pub fn redact(value: &mut Value) {
             }
         }
         Value::Array(items) => items.iter_mut().for_each(redact),
-        Value::String(s) if strata_shared::config::url_has_secret(s) => {
+        Value::String(s) if strata_core::config::url_has_secret(s) => {
             *s = REDACTED.into();
         }
         _ => {}

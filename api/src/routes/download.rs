@@ -6,10 +6,10 @@
 use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use strata_shared::model::{ArchiveFormat, BackupStatus};
-use strata_shared::repo::chain::load_chain;
-use strata_shared::repo::export::{export, ArchiveStream};
-use strata_shared::repo::session::Session;
+use strata_core::model::{ArchiveFormat, BackupStatus};
+use strata_engine::repo::chain::load_chain;
+use strata_engine::repo::export::{export, ArchiveStream};
+use strata_engine::repo::session::Session;
 use utoipa::IntoParams;
 
 use crate::error::{ApiError, ApiResult};

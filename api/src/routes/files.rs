@@ -4,7 +4,7 @@
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use strata_shared::auth::file_token::Scope;
+use strata_auth::file_token::Scope;
 use utoipa::ToSchema;
 
 use crate::auth::Principal;

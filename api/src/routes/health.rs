@@ -4,8 +4,7 @@ use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
-use strata_shared::db;
-use strata_shared::repo::identity;
+use strata_engine::repo::identity;
 
 use utoipa::ToSchema;
 
@@ -35,7 +34,7 @@ async fn check_storage(state: &AppState) -> Result<(), String> {
 }
 
 /// Whether the catalog and the storage describe the same repository (see
-/// `strata_shared::repo::identity`); a mismatch carries its code and what to do.
+/// `strata_engine::repo::identity`); a mismatch carries its code and what to do.
 async fn check_repository(state: &AppState) -> Result<(), (Option<&'static str>, String)> {
     let probe = async {
         let mut conn = state.pool.acquire().await?;
@@ -180,7 +179,9 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     };
     let busy = match &database {
         Ok(()) => match state.pool.acquire().await {
-            Ok(mut conn) => db::jobs::any_active(&mut conn).await.unwrap_or(true),
+            Ok(mut conn) => strata_jobs::store::any_active(&mut conn)
+                .await
+                .unwrap_or(true),
             Err(_) => true,
         },
         Err(_) => true,

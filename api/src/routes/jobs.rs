@@ -4,10 +4,10 @@
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use strata_shared::auth::Role;
-use strata_shared::db;
-use strata_shared::db::jobs::CancelOutcome;
-use strata_shared::model::{DeletePayload, ImportPayload, JobKind, JobStatus};
+use strata_auth::Role;
+use strata_catalog as db;
+use strata_core::model::{DeletePayload, ImportPayload, JobKind, JobStatus};
+use strata_jobs::store::CancelOutcome;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -55,8 +55,8 @@ pub struct JobView {
     pub schedule_id: Option<Uuid>,
 }
 
-impl From<db::jobs::JobRow> for JobView {
-    fn from(j: db::jobs::JobRow) -> Self {
+impl From<strata_jobs::store::JobRow> for JobView {
+    fn from(j: strata_jobs::store::JobRow) -> Self {
         Self {
             job_id: j.id,
             kind: j.kind,
@@ -104,7 +104,9 @@ pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> ApiResu
     let not_found = || ApiError::not_found("job_not_found", format!("no job {:?}", path.as_str()));
     let id = Uuid::parse_str(&path).map_err(|_| not_found())?;
     let mut conn = state.pool.acquire().await?;
-    let job = db::jobs::get(&mut conn, id).await?.ok_or_else(not_found)?;
+    let job = strata_jobs::store::get(&mut conn, id)
+        .await?
+        .ok_or_else(not_found)?;
     Ok(HttpResponse::Ok().json(JobView::from(job)))
 }
 
@@ -187,9 +189,9 @@ pub async fn list(
         Some(s) => Some(super::sources::named(&mut conn, s).await?.id),
         None => None,
     };
-    let rows = db::jobs::list(
+    let rows = strata_jobs::store::list(
         &mut conn,
-        &db::jobs::ListFilter {
+        &strata_jobs::store::ListFilter {
             status,
             kind,
             source_id,
@@ -241,7 +243,7 @@ pub async fn cancel(
     let not_found = || ApiError::not_found("job_not_found", format!("no job {:?}", path.as_str()));
     let id = Uuid::parse_str(&path).map_err(|_| not_found())?;
     let mut tx = state.pool.begin().await?;
-    let Some(job) = db::jobs::get(&mut tx, id).await? else {
+    let Some(job) = strata_jobs::store::get(&mut tx, id).await? else {
         return Err(not_found());
     };
     let kind = JobKind::parse(&job.kind).map_err(anyhow::Error::from)?;
@@ -265,7 +267,9 @@ pub async fn cancel(
         )
         .with("job_id", id.to_string()));
     }
-    let outcome = db::jobs::cancel(&mut tx, id).await?.ok_or_else(not_found)?;
+    let outcome = strata_jobs::store::cancel(&mut tx, id)
+        .await?
+        .ok_or_else(not_found)?;
     let mut upload = None;
     let response = match outcome {
         CancelOutcome::Cancelled(job) => {
@@ -314,7 +318,7 @@ pub fn role_to_create(kind: JobKind) -> Role {
 async fn undo_queued(
     conn: &mut sqlx::PgConnection,
     kind: JobKind,
-    job: &db::jobs::JobRow,
+    job: &strata_jobs::store::JobRow,
 ) -> ApiResult<()> {
     match kind {
         JobKind::Backup | JobKind::Import => {

@@ -4,8 +4,8 @@
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use strata_shared::auth::{keys, Role};
-use strata_shared::db;
+use strata_auth::{keys, Role};
+use strata_catalog as db;
 use utoipa::ToSchema;
 
 use crate::auth::Principal;

@@ -18,7 +18,7 @@ pub mod sources;
 pub mod upload;
 
 use actix_web::web;
-use strata_shared::auth::Role;
+use strata_auth::Role;
 
 use crate::error::ApiError;
 

@@ -4,8 +4,7 @@
 
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
-use strata_shared::db::jobs::NewJob;
-use strata_shared::model::JobKind;
+use strata_jobs::enqueue::JobRequest;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -60,18 +59,7 @@ pub async fn gc(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
         .with("job_kind", kind));
     }
     let job_id = Uuid::now_v7();
-    enqueue(
-        &mut tx,
-        NewJob {
-            id: job_id,
-            kind: JobKind::Gc,
-            source_id: None,
-            backup_id: None,
-            payload: serde_json::json!({}),
-            max_attempts: state.config.job_max_attempts,
-        },
-    )
-    .await?;
+    enqueue(&state, &mut tx, job_id, JobRequest::Gc).await?;
     tx.commit().await?;
     tracing::info!(%job_id, "garbage collection accepted");
     Ok(HttpResponse::Accepted().json(GcAccepted {

@@ -10,11 +10,11 @@ use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use strata_shared::db;
-use strata_shared::db::backups::BackupRow;
-use strata_shared::db::jobs::NewJob;
-use strata_shared::model::{BackupId, DeletePayload, JobKind};
-use strata_shared::retention::{decide, Item, Policy};
+use strata_catalog as db;
+use strata_catalog::backups::BackupRow;
+use strata_core::model::{BackupId, DeletePayload};
+use strata_core::retention::{decide, Item, Policy};
+use strata_jobs::enqueue::JobRequest;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -138,19 +138,12 @@ pub async fn delete(
     }
     db::backups::mark_deleting(&mut tx, &set).await?;
     let job_id = Uuid::now_v7();
-    let payload = payload(&set)?;
-    enqueue(
-        &mut tx,
-        NewJob {
-            id: job_id,
-            kind: JobKind::Delete,
-            source_id: Some(target.source_id),
-            backup_id: Some(&id),
-            payload,
-            max_attempts: state.config.job_max_attempts,
-        },
-    )
-    .await?;
+    let request = JobRequest::Delete {
+        source_id: target.source_id,
+        backup_id: id.clone(),
+        payload: payload(&set)?,
+    };
+    enqueue(&state, &mut tx, job_id, request).await?;
     tx.commit().await?;
     tracing::info!(%job_id, backup_id = %id, count = set.len(), "delete accepted");
     Ok(HttpResponse::Accepted().json(DeleteAccepted {
@@ -186,15 +179,15 @@ async fn in_use(
     conn: &mut sqlx::PgConnection,
     backup_ids: &[String],
 ) -> ApiResult<HashMap<String, (Uuid, String)>> {
-    Ok(strata_shared::prune::pinned(conn, backup_ids).await?)
+    Ok(strata_jobs::prune::pinned(conn, backup_ids).await?)
 }
 
-fn payload(ids: &[String]) -> ApiResult<Value> {
+fn payload(ids: &[String]) -> ApiResult<DeletePayload> {
     let backup_ids = ids
         .iter()
         .map(|i| BackupId::parse(i, "backup_id"))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(serde_json::to_value(DeletePayload { backup_ids }).map_err(anyhow::Error::from)?)
+    Ok(DeletePayload { backup_ids })
 }
 
 /// A prune request (documentation: the body is parsed by hand, so a bad value is a
@@ -423,7 +416,7 @@ pub async fn prune(
         let items: Vec<Item> = backups
             .iter()
             .filter(|b| b.source_id == source.id)
-            .map(strata_shared::prune::item)
+            .map(strata_jobs::prune::item)
             .collect();
         let d = decide(&items, &policy, now, &pinned);
         deleted.extend(d.delete.iter().cloned());
@@ -459,21 +452,14 @@ pub async fn prune(
     let deleted = &answer.deleted;
     db::backups::mark_deleting(&mut tx, deleted).await?;
     let job_id = Uuid::now_v7();
-    enqueue(
-        &mut tx,
-        NewJob {
-            id: job_id,
-            kind: JobKind::Prune,
-            source_id: match (&req.source, sources.as_slice()) {
-                (Some(_), [only]) => Some(only.id),
-                _ => None,
-            },
-            backup_id: None,
-            payload: payload(deleted)?,
-            max_attempts: state.config.job_max_attempts,
+    let request = JobRequest::Prune {
+        source_id: match (&req.source, sources.as_slice()) {
+            (Some(_), [only]) => Some(only.id),
+            _ => None,
         },
-    )
-    .await?;
+        payload: payload(deleted)?,
+    };
+    enqueue(&state, &mut tx, job_id, request).await?;
     tx.commit().await?;
     tracing::info!(%job_id, count = deleted.len(), "prune accepted");
     answer.job_id = Some(Some(job_id));

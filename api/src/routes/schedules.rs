@@ -1,16 +1,16 @@
 //! `/api/v1/backup/schedule…`: backups that run themselves. The API stores schedules
 //! and computes their next fire; every API replica's ticker fires them, and PostgreSQL
-//! makes each fire happen once (`strata_shared::schedule`).
+//! makes each fire happen once (`strata_jobs::schedule`).
 
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use strata_shared::db;
-use strata_shared::db::schedules::{FireRow, ScheduleFields, ScheduleRow, ScheduleView};
-use strata_shared::model::BackupType;
-use strata_shared::retention::Policy;
-use strata_shared::schedule::When;
+use strata_catalog as db;
+use strata_catalog::schedules::{FireRow, ScheduleFields, ScheduleRow, ScheduleView};
+use strata_core::model::BackupType;
+use strata_core::retention::Policy;
+use strata_jobs::schedule::When;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -240,7 +240,7 @@ fn parse_body(body: &[u8]) -> ApiResult<Input> {
         When::parse("0 0 * * *", t)?;
     }
     if let Some(c) = &input.cron {
-        strata_shared::schedule::parse_cron(c)?;
+        strata_jobs::schedule::parse_cron(c)?;
     }
     Ok(input)
 }

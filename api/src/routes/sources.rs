@@ -3,13 +3,13 @@
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use strata_shared::db;
-use strata_shared::model::{
+use strata_catalog as db;
+use strata_core::model::{
     parse_absolute_path, parse_pg_identifier, parse_postgres_url, parse_source_name, DatabaseSpec,
     FieldError, FilesSpec, PostgresSecrets, PostgresSpec, PostgresUrl, SourceSpec, SqliteSpec,
 };
-use strata_shared::paths::PathPolicy;
-use strata_shared::repo::writer::compile_excludes;
+use strata_engine::paths::PathPolicy;
+use strata_engine::repo::writer::compile_excludes;
 use utoipa::ToSchema;
 use uuid::Uuid;
 

@@ -14,10 +14,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use strata_shared::archive::{self, ArchiveError, Summary};
-use strata_shared::db;
-use strata_shared::db::jobs::NewJob;
-use strata_shared::model::{ArchiveFormat, BackupId, BackupType, ImportPayload, JobKind};
+use strata_catalog as db;
+use strata_core::model::{ArchiveFormat, BackupId, BackupType, ImportPayload};
+use strata_engine::archive::{self, ArchiveError, Summary};
+use strata_jobs::enqueue::JobRequest;
 use tokio::io::AsyncWriteExt;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -242,15 +242,7 @@ async fn record(
         }
         return Err(e.into());
     }
-    let job = NewJob {
-        id: job_id,
-        kind: JobKind::Import,
-        source_id: Some(source_id),
-        backup_id: Some(backup_id.as_str()),
-        payload: serde_json::to_value(&payload).map_err(anyhow::Error::from)?,
-        max_attempts: state.config.job_max_attempts,
-    };
-    enqueue(&mut tx, job).await?;
+    enqueue(state, &mut tx, job_id, JobRequest::Import(payload)).await?;
     tx.commit().await?;
     Ok(())
 }

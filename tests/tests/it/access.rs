@@ -4,8 +4,8 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use strata_api::routes::{Access, ROUTES};
-use strata_shared::auth::jwt::sign_hs256_for_tests;
-use strata_shared::auth::Role;
+use strata_auth::jwt::sign_hs256_for_tests;
+use strata_auth::Role;
 use strata_tests::{authed_client, Options, TestApp};
 
 const OLD_SECRET: &str = "old-hs256-secret-0123456789abcdef-0123";
@@ -120,7 +120,7 @@ async fn every_route_answers_every_credential_as_the_permission_table_says() {
         ),
         (
             "wrong key",
-            authed_client(&strata_shared::auth::keys::generate().token),
+            authed_client(&strata_auth::keys::generate().token),
             None,
         ),
         (
@@ -338,7 +338,7 @@ async fn repeated_failures_from_one_client_get_429_with_retry_after() {
         ..Default::default()
     })
     .await;
-    let wrong = authed_client(&strata_shared::auth::keys::generate().token);
+    let wrong = authed_client(&strata_auth::keys::generate().token);
     let url = format!("{}/api/v1/sources", app.base);
     let mut statuses = Vec::new();
     for _ in 0..5 {
@@ -376,8 +376,8 @@ async fn repeated_failures_from_one_client_get_429_with_retry_after() {
 
 #[tokio::test]
 async fn rs256_and_es256_tokens_verify_against_a_jwks_file() {
-    use strata_shared::auth::jwt::{sign_with_pem_for_tests, Algorithm};
-    let dir = std::path::Path::new(strata_shared::auth::TESTDATA_DIR);
+    use strata_auth::jwt::{sign_with_pem_for_tests, Algorithm};
+    let dir = std::path::Path::new(strata_auth::TESTDATA_DIR);
     let app = TestApp::spawn(Options {
         workers: 0,
         env: vec![

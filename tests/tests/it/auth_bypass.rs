@@ -13,7 +13,7 @@ use futures::StreamExt;
 use serde_json::json;
 use sqlx::Row;
 use strata_api::routes::{Access, RouteSpec, ROUTES};
-use strata_shared::auth::Role;
+use strata_auth::Role;
 use strata_tests::raw_http::{self, RawResponse};
 use strata_tests::{Options, TestApp};
 

@@ -37,7 +37,7 @@ async fn behind_a_trusted_proxy_the_limiter_and_the_audit_log_see_the_forwarded_
     })
     .await;
     let url = format!("{}/api/v1/sources", app.base);
-    let wrong = authed_client(&strata_shared::auth::keys::generate().token);
+    let wrong = authed_client(&strata_auth::keys::generate().token);
     let attacker = [("x-forwarded-for", "203.0.113.7")];
     for _ in 0..3 {
         assert_eq!(
@@ -84,7 +84,7 @@ async fn without_trusted_proxies_a_forwarded_header_changes_nothing() {
     })
     .await;
     let url = format!("{}/api/v1/sources", app.base);
-    let wrong = authed_client(&strata_shared::auth::keys::generate().token);
+    let wrong = authed_client(&strata_auth::keys::generate().token);
     // A new made-up address each time does not escape the limiter.
     for i in 0..3 {
         let xff = format!("192.0.2.{i}");

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use strata_shared::repo::format::ChunkId;
-use strata_shared::repo::Repository;
+use strata_engine::repo::format::ChunkId;
+use strata_engine::repo::Repository;
 use strata_tests::tree::{assert_same_tree, assert_tree_matches, snapshot, write_noise, Node};
 use strata_tests::{Options, TestApp};
 
@@ -73,7 +73,7 @@ impl PackState {
 
 /// The index, checked against the references computed from the manifests in storage.
 async fn index_state(app: &TestApp) -> HashMap<String, PackState> {
-    let storage = strata_shared::storage::open(
+    let storage = strata_storage::open(
         &format!("file://{}", app.dir.path().join("data/repo").display()),
         &Default::default(),
     )
@@ -81,7 +81,7 @@ async fn index_state(app: &TestApp) -> HashMap<String, PackState> {
     .unwrap();
     let repo = Repository::open(storage, None).await.unwrap();
     let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
-    let refs: HashSet<ChunkId> = strata_shared::repo::gc::referenced_chunks(&repo, &pool)
+    let refs: HashSet<ChunkId> = strata_engine::repo::gc::referenced_chunks(&repo, &pool)
         .await
         .unwrap();
     let packs: Vec<(String, i64, i32, bool)> =
@@ -562,11 +562,12 @@ impl std::io::Read for Gate {
 #[tokio::test]
 async fn a_writer_registered_before_a_condemnation_keeps_what_it_deduplicates_against() {
     use std::sync::Arc;
-    use strata_shared::repo::manifest::Manifest;
-    use strata_shared::repo::reader::ChunkReader;
-    use strata_shared::repo::session::Session;
-    use strata_shared::repo::tree::parse_segment;
-    use strata_shared::repo::writer::{write_snapshot, Progress, SnapshotInput, StreamInput};
+    use strata_engine::repo::manifest::Manifest;
+    use strata_engine::repo::progress::Progress;
+    use strata_engine::repo::reader::ChunkReader;
+    use strata_engine::repo::session::Session;
+    use strata_engine::repo::tree::parse_segment;
+    use strata_engine::repo::writer::{write_snapshot, SnapshotInput, StreamInput};
 
     let app = TestApp::spawn(options()).await;
     let (a, b) = (app.dir.path().join("a"), app.dir.path().join("b"));
@@ -580,7 +581,7 @@ async fn a_writer_registered_before_a_condemnation_keeps_what_it_deduplicates_ag
     let a_packs: HashSet<String> = pack_objects(&app).into_keys().collect();
 
     // A writer in this process, as a backup job runs one: session, known set, then held.
-    let storage = strata_shared::storage::open(
+    let storage = strata_storage::open(
         &format!("file://{}", app.dir.path().join("data/repo").display()),
         &Default::default(),
     )
@@ -632,7 +633,7 @@ async fn a_writer_registered_before_a_condemnation_keeps_what_it_deduplicates_ag
     );
     let now = chrono::Utc::now();
     let manifest = Manifest {
-        format_version: strata_shared::repo::format::FORMAT_VERSION,
+        format_version: strata_engine::repo::format::FORMAT_VERSION,
         backup_id: "held-writer".into(),
         source_id: uuid::Uuid::now_v7(),
         source_name: "b".into(),

@@ -152,7 +152,7 @@ async fn duplicate_messages_run_a_job_once_and_garbage_goes_to_the_dead_letter_q
     let job_id = accepted["job_id"].as_str().unwrap();
     app.wait_success(job_id).await;
 
-    let topo = strata_shared::queue::Topology::new(&app.queue);
+    let topo = strata_jobs::queue::Topology::new(&app.queue);
     // The same job message again, twice: a redelivery must not run the job again.
     let msg = serde_json::to_vec(&json!({ "job_id": job_id })).unwrap();
     publish_raw(&topo.queue, &msg).await;
@@ -212,7 +212,7 @@ async fn several_replicas_starting_at_once_migrate_one_database() {
         .fetch_one(&mut conn)
         .await
         .unwrap();
-    assert_eq!(applied as usize, strata_shared::db::MIGRATOR.iter().count());
+    assert_eq!(applied as usize, strata_catalog::MIGRATOR.iter().count());
     for (_, mut child) in children {
         child.kill().ok();
         child.wait().ok();

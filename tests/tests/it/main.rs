@@ -15,6 +15,7 @@ mod faults;
 mod gc;
 mod identity;
 mod jobs;
+mod lifecycle;
 mod limits;
 mod load;
 mod metrics;

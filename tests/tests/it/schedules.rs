@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeZone, Timelike, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::Row;
-use strata_shared::schedule::{fire_due, FireOptions};
+use strata_jobs::schedule::{fire_due, FireOptions};
 use strata_tests::tree::{assert_tree_matches, snapshot, write_noise};
 use strata_tests::{Options, TestApp};
 use uuid::Uuid;
@@ -563,7 +563,7 @@ async fn retention_after_scheduled_backups_over_simulated_days_keeps_the_policy_
     let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
     for id in &schedule_ids {
         // What the schedules' next runs would be had they been created that Saturday.
-        let when = strata_shared::schedule::When::parse(
+        let when = strata_jobs::schedule::When::parse(
             &sqlx::query_scalar::<_, String>("SELECT cron FROM schedules WHERE id = $1")
                 .bind(id)
                 .fetch_one(&pool)

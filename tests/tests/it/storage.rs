@@ -6,9 +6,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use strata_shared::storage::{
-    self, DynStorage, ObjectMeta, S3Options, S3Storage, Storage, StorageError,
-};
+use strata_storage as storage;
+use strata_storage::{self, DynStorage, ObjectMeta, S3Options, S3Storage, Storage, StorageError};
 
 /// The S3 secret the tests use; no description or Debug output may contain it.
 const TEST_SECRET: &str = "strata-testsecret-do-not-print";

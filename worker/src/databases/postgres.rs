@@ -12,11 +12,11 @@ use anyhow::Context;
 use futures::TryStreamExt;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
-use strata_shared::model::{PostgresSecrets, PostgresSpec, PostgresUrl};
-use strata_shared::repo::manifest::TableRecord;
+use strata_core::model::{PostgresSecrets, PostgresSpec, PostgresUrl};
+use strata_engine::repo::manifest::TableRecord;
 use tokio::io::AsyncWriteExt;
 
-use crate::jobs::Permanent;
+use crate::jobs::{JobError, JobResult};
 
 /// How to reach a database: a URL without any secret, and the secrets apart. The tools
 /// get the password through `PGPASSWORD` and the key passphrase through a service file
@@ -43,9 +43,9 @@ impl std::fmt::Debug for Target {
 impl Target {
     /// The source's database, with its stored secrets (and, for a source recorded by an
     /// older version, those still in its URL).
-    pub fn of_source(spec: &PostgresSpec, secrets: &PostgresSecrets) -> anyhow::Result<Self> {
+    pub fn of_source(spec: &PostgresSpec, secrets: &PostgresSecrets) -> JobResult<Self> {
         let parsed = PostgresUrl::stored(&spec.url)
-            .map_err(|e| Permanent::error("invalid_database_url", e.to_string()))?;
+            .map_err(|e| JobError::permanent("invalid_database_url", e.to_string()))?;
         let secrets = secrets.clone().or(parsed.secrets);
         let service_file = match &secrets.sslpassword {
             Some(p) => Some(Arc::new(service_file(p)?)),
@@ -91,9 +91,9 @@ impl Target {
             })
     }
 
-    pub async fn connect(&self) -> anyhow::Result<PgConnection> {
+    pub async fn connect(&self) -> JobResult<PgConnection> {
         let mut options = PgConnectOptions::from_str(self.url.as_str())
-            .map_err(|e| Permanent::error("invalid_database_url", self.scrub(&e.to_string())))?
+            .map_err(|e| JobError::permanent("invalid_database_url", self.scrub(&e.to_string())))?
             .application_name("strata-worker")
             .disable_statement_logging();
         if let Some(p) = &self.secrets.password {
@@ -102,7 +102,7 @@ impl Target {
         match tokio::time::timeout(Duration::from_secs(15), options.connect()).await {
             Ok(Ok(conn)) => Ok(conn),
             Ok(Err(e)) => Err(self.connect_error(&e)),
-            Err(_) => Err(Permanent::error(
+            Err(_) => Err(JobError::permanent(
                 "database_unreachable",
                 format!(
                     "cannot connect to PostgreSQL at {}: no answer within 15 s",
@@ -112,7 +112,7 @@ impl Target {
         }
     }
 
-    fn connect_error(&self, e: &sqlx::Error) -> anyhow::Error {
+    fn connect_error(&self, e: &sqlx::Error) -> JobError {
         let text = self.scrub(&e.to_string());
         let code = match e {
             sqlx::Error::Database(db) => match db.code().as_deref() {
@@ -131,7 +131,7 @@ impl Target {
             "database_unreachable" => "cannot connect to PostgreSQL",
             _ => "PostgreSQL refused the connection",
         };
-        Permanent::error(code, format!("{what} at {}: {text}", self.describe()))
+        JobError::permanent(code, format!("{what} at {}: {text}", self.describe()))
     }
 
     /// A command for a PostgreSQL client tool, connected through the environment (the
@@ -211,13 +211,13 @@ fn parse_tool_version(out: &str) -> Option<Version> {
     Some(Version { major, text })
 }
 
-async fn tool_version(program: &str) -> anyhow::Result<Version> {
+async fn tool_version(program: &str) -> JobResult<Version> {
     let out = tokio::process::Command::new(tool(program))
         .arg("--version")
         .output()
         .await
         .map_err(|e| {
-            Permanent::error(
+            JobError::permanent(
                 "pg_tools_missing",
                 format!(
                     "{program} cannot be run on this worker ({e}); install the PostgreSQL client tools (Debian: postgresql-client) or set STRATA_PG_BINDIR"
@@ -225,8 +225,8 @@ async fn tool_version(program: &str) -> anyhow::Result<Version> {
             )
         })?;
     let text = String::from_utf8_lossy(&out.stdout);
-    parse_tool_version(&text)
-        .with_context(|| format!("{program} --version printed {:?}", text.trim()))
+    Ok(parse_tool_version(&text)
+        .with_context(|| format!("{program} --version printed {:?}", text.trim()))?)
 }
 
 /// The server's version.
@@ -274,7 +274,7 @@ impl Drop for Dump {
 
 impl Dump {
     /// Waits for `pg_dump` to exit; its failure is the job's failure.
-    pub async fn finish(mut self) -> anyhow::Result<Vec<TableRecord>> {
+    pub async fn finish(mut self) -> JobResult<Vec<TableRecord>> {
         let mut child_status = None;
         for _ in 0..600 {
             if let Some(status) = self.child.try_wait()? {
@@ -293,7 +293,7 @@ impl Dump {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         if !status.success() {
-            return Err(Permanent::error(
+            return Err(JobError::permanent(
                 "database_dump_failed",
                 format!(
                     "pg_dump of {} failed ({status}): {}",
@@ -316,12 +316,12 @@ impl Dump {
 pub async fn start_dump(
     target: &Target,
     schemas: &[String],
-) -> anyhow::Result<(Dump, Box<dyn Read + Send>)> {
+) -> JobResult<(Dump, Box<dyn Read + Send>)> {
     let mut conn = target.connect().await?;
     let server = server_version(&mut conn).await?;
     let tool = tool_version("pg_dump").await?;
     if tool.major < server.major {
-        return Err(Permanent::error(
+        return Err(JobError::permanent(
             "pg_dump_too_old",
             format!(
                 "pg_dump {} cannot dump PostgreSQL {} (it must be the same major version or newer); install the PostgreSQL {} client tools on the worker",
@@ -345,7 +345,7 @@ pub async fn start_dump(
                 .fetch_one(&mut conn)
                 .await?;
         if !exists {
-            return Err(Permanent::error(
+            return Err(JobError::permanent(
                 "schema_not_found",
                 format!(
                     "the schema {schema:?} does not exist in {}",
@@ -369,7 +369,7 @@ pub async fn start_dump(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| {
-        Permanent::error(
+        JobError::permanent(
             "pg_tools_missing",
             format!("pg_dump cannot be started: {e}"),
         )
@@ -527,7 +527,7 @@ fn admin(target: &Target) -> Target {
     target.with_database("postgres")
 }
 
-async fn admin_connect(target: &Target) -> anyhow::Result<PgConnection> {
+async fn admin_connect(target: &Target) -> JobResult<PgConnection> {
     match admin(target).connect().await {
         Ok(c) => Ok(c),
         // No `postgres` database on this server: template1 always exists.
@@ -545,7 +545,7 @@ pub async fn database_exists(conn: &mut PgConnection, name: &str) -> anyhow::Res
 }
 
 /// Drops a database if it exists (closing its connections).
-pub async fn drop_database(server: &Target, name: &str) -> anyhow::Result<()> {
+pub async fn drop_database(server: &Target, name: &str) -> JobResult<()> {
     let mut conn = admin_connect(server).await?;
     ddl(
         &mut conn,
@@ -563,8 +563,8 @@ pub async fn load(
     name: &str,
     settings: Option<&DatabaseSettings>,
     dump: impl futures::Stream<Item = anyhow::Result<bytes::Bytes>> + Send,
-    progress: &strata_shared::repo::writer::Progress,
-) -> anyhow::Result<()> {
+    progress: &strata_engine::repo::progress::Progress,
+) -> JobResult<()> {
     let mut conn = admin_connect(server).await?;
     ddl(
         &mut conn,
@@ -590,7 +590,7 @@ pub async fn load(
             }
             _ => "database_create_failed",
         };
-        return Err(Permanent::error(
+        return Err(JobError::permanent(
             code,
             format!(
                 "cannot create database {name} on {}: {} (the source's user needs CREATEDB)",
@@ -613,7 +613,7 @@ pub async fn load(
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let mut child = cmd.spawn().map_err(|e| {
-        Permanent::error(
+        JobError::permanent(
             "pg_tools_missing",
             format!("psql cannot be started: {e}; install the PostgreSQL client tools"),
         )
@@ -649,7 +649,7 @@ pub async fn load(
     fed?;
     if !status.success() {
         let first: String = errors.lines().take(5).collect::<Vec<_>>().join("; ");
-        return Err(Permanent::error(
+        return Err(JobError::permanent(
             "database_restore_failed",
             format!(
                 "loading the dump into {name} failed ({status}): {}",
@@ -675,7 +675,7 @@ fn quote_literal(s: &str) -> String {
 pub async fn check_tables(
     db: &Target,
     expected: &[TableRecord],
-) -> anyhow::Result<(bool, Vec<serde_json::Value>)> {
+) -> JobResult<(bool, Vec<serde_json::Value>)> {
     let mut conn = db.connect().await?;
     let mut ok = true;
     let mut report = Vec::new();
@@ -708,17 +708,12 @@ pub async fn check_tables(
 /// Replaces database `live` by the restored database `restored`: new connections to
 /// `live` are refused, its sessions closed, and it is renamed `previous`; then `restored`
 /// takes its name. If any step fails, `live` is put back as it was.
-pub async fn swap(
-    server: &Target,
-    restored: &str,
-    live: &str,
-    previous: &str,
-) -> anyhow::Result<()> {
+pub async fn swap(server: &Target, restored: &str, live: &str, previous: &str) -> JobResult<()> {
     let mut conn = admin_connect(server).await?;
     let live_q = quote_ident(live);
     ddl(&mut conn, format!("ALTER DATABASE {live_q} WITH ALLOW_CONNECTIONS false")).await
         .map_err(|e| {
-            Permanent::error(
+            JobError::permanent(
                 "database_swap_failed",
                 format!(
                     "cannot close database {live} to new connections: {} (the source's user must own it); the live database is untouched",
@@ -769,7 +764,7 @@ pub async fn swap(
             format!("ALTER DATABASE {live_q} WITH ALLOW_CONNECTIONS true"),
         )
         .await;
-        return Err(Permanent::error(
+        return Err(JobError::permanent(
             "database_in_use",
             format!(
                 "database {live} could not be replaced: {}; its sessions could not all be closed (the source's user needs to own them or have pg_signal_backend). The live database is untouched",
@@ -800,7 +795,7 @@ pub async fn swap(
             format!("ALTER DATABASE {live_q} WITH ALLOW_CONNECTIONS true"),
         )
         .await;
-        return Err(Permanent::error(
+        return Err(JobError::permanent(
             "database_swap_failed",
             format!(
                 "the restored database could not take the name {live}: {}; the live database is back in place",
@@ -812,7 +807,7 @@ pub async fn swap(
 }
 
 /// Gives the restored database the target's name when no database has it yet.
-pub async fn swap_into_new(server: &Target, restored: &str, live: &str) -> anyhow::Result<()> {
+pub async fn swap_into_new(server: &Target, restored: &str, live: &str) -> JobResult<()> {
     let mut conn = admin_connect(server).await?;
     ddl(
         &mut conn,
@@ -824,7 +819,7 @@ pub async fn swap_into_new(server: &Target, restored: &str, live: &str) -> anyho
     )
     .await
     .map_err(|e| {
-        Permanent::error(
+        JobError::permanent(
             "database_swap_failed",
             format!(
                 "the restored database could not be named {live}: {}",
@@ -836,7 +831,7 @@ pub async fn swap_into_new(server: &Target, restored: &str, live: &str) -> anyho
 }
 
 /// Opens a database kept after a swap to connections again (when the user keeps it).
-pub async fn reopen(server: &Target, name: &str) -> anyhow::Result<()> {
+pub async fn reopen(server: &Target, name: &str) -> JobResult<()> {
     let mut conn = admin_connect(server).await?;
     ddl(
         &mut conn,
@@ -850,9 +845,9 @@ pub async fn reopen(server: &Target, name: &str) -> anyhow::Result<()> {
 }
 
 /// Whether a database exists on the source's server.
-pub async fn exists(server: &Target, name: &str) -> anyhow::Result<bool> {
+pub async fn exists(server: &Target, name: &str) -> JobResult<bool> {
     let mut conn = admin_connect(server).await?;
-    database_exists(&mut conn, name).await
+    Ok(database_exists(&mut conn, name).await?)
 }
 
 /// A database name made of `stem` and `suffix`, within PostgreSQL's 63 bytes.

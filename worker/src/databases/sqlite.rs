@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
-use strata_shared::model::sqlite_files;
-use strata_shared::repo::manifest::TableRecord;
+use strata_core::model::sqlite_files;
+use strata_engine::repo::manifest::TableRecord;
 
-use crate::jobs::Permanent;
+use crate::jobs::{JobError, JobResult};
 
 /// What a snapshot recorded.
 #[derive(Debug, Clone)]
@@ -27,23 +27,23 @@ pub fn version() -> String {
     rusqlite::version().to_string()
 }
 
-fn open_existing(path: &Path) -> anyhow::Result<Connection> {
+fn open_existing(path: &Path) -> JobResult<Connection> {
     match std::fs::metadata(path) {
         Ok(md) if md.is_file() => {}
         Ok(_) => {
-            return Err(Permanent::error(
+            return Err(JobError::permanent(
                 "sqlite_not_a_file",
                 format!("the SQLite database {} is not a file", path.display()),
             ))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Permanent::error(
+            return Err(JobError::permanent(
                 "sqlite_file_missing",
                 format!("the SQLite database {} does not exist", path.display()),
             ))
         }
         Err(e) => {
-            return Err(Permanent::error(
+            return Err(JobError::permanent(
                 "sqlite_unreadable",
                 format!("the SQLite database {} cannot be read: {e}", path.display()),
             ))
@@ -61,7 +61,7 @@ fn open_existing(path: &Path) -> anyhow::Result<Connection> {
         )
     })
     .map_err(|e| {
-        Permanent::error(
+        JobError::permanent(
             "sqlite_unreadable",
             format!(
                 "the SQLite database {} cannot be opened: {e}",
@@ -69,13 +69,14 @@ fn open_existing(path: &Path) -> anyhow::Result<Connection> {
             ),
         )
     })?;
-    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.busy_timeout(Duration::from_secs(30))
+        .map_err(anyhow::Error::from)?;
     // Reading the schema fails at once on a file that is not a database.
     conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
         r.get::<_, i64>(0)
     })
     .map_err(|e| {
-        Permanent::error(
+        JobError::permanent(
             "sqlite_not_a_database",
             format!("{} is not a usable SQLite database: {e}", path.display()),
         )
@@ -84,23 +85,23 @@ fn open_existing(path: &Path) -> anyhow::Result<Connection> {
 }
 
 /// Copies the database at `source` to `dest` (a new file) consistently. Blocking.
-pub fn snapshot(source: &Path, dest: &Path) -> anyhow::Result<Snapshot> {
+pub fn snapshot(source: &Path, dest: &Path) -> JobResult<Snapshot> {
     let started = Instant::now();
     let src = open_existing(source)?;
     let mut dst =
         Connection::open(dest).with_context(|| format!("creating the copy {}", dest.display()))?;
     {
-        let backup = Backup::new(&src, &mut dst)?;
+        let backup = Backup::new(&src, &mut dst).map_err(anyhow::Error::from)?;
         let deadline = Instant::now() + Duration::from_secs(300);
         loop {
             // All pages in one step: the copy holds a read lock only for as long as the
             // pages take to copy, and a writer in between cannot restart it.
-            match backup.step(-1)? {
+            match backup.step(-1).map_err(anyhow::Error::from)? {
                 StepResult::Done => break,
                 StepResult::More => continue,
                 StepResult::Busy | StepResult::Locked => {
                     if Instant::now() > deadline {
-                        return Err(Permanent::error(
+                        return Err(JobError::permanent(
                             "sqlite_busy",
                             format!(
                                 "{} stayed locked by another connection for 5 minutes",
@@ -117,7 +118,8 @@ pub fn snapshot(source: &Path, dest: &Path) -> anyhow::Result<Snapshot> {
     drop(src);
     let tables = count_tables(&dst)?;
     // The copy is a standalone file: no WAL beside it.
-    dst.pragma_update(None, "journal_mode", "DELETE")?;
+    dst.pragma_update(None, "journal_mode", "DELETE")
+        .map_err(anyhow::Error::from)?;
     drop(dst);
     let size = std::fs::metadata(dest)?.len();
     Ok(Snapshot {
@@ -256,8 +258,8 @@ mod tests {
 
         let missing = snapshot(&dir.path().join("nope.db"), &dir.path().join("x.db"));
         let err = missing.unwrap_err();
-        let p = err.downcast_ref::<Permanent>().unwrap();
-        assert_eq!(p.code, "sqlite_file_missing");
+        assert_eq!(err.code(), "sqlite_file_missing");
+        assert!(matches!(err, JobError::Permanent { .. }), "{err}");
         assert!(
             !dir.path().join("nope.db").exists(),
             "a missing database is not created"

@@ -3,22 +3,23 @@
 use anyhow::Context;
 use chrono::Utc;
 use std::sync::Arc;
-use strata_shared::db;
+use strata_catalog as db;
 
-use strata_shared::model::{BackupPayload, BackupType};
-use strata_shared::model::{DatabaseSpec, SourceSpec};
-use strata_shared::repo::chain::{load_chain, resolve};
-use strata_shared::repo::format::FORMAT_VERSION;
-use strata_shared::repo::manifest::DatabasePart;
-use strata_shared::repo::manifest::Manifest;
-use strata_shared::repo::reader::ChunkReader;
-use strata_shared::repo::writer::{write_snapshot, SnapshotInput, StreamInput, StreamOutput};
+use strata_core::model::{BackupPayload, BackupType};
+use strata_core::model::{DatabaseSpec, SourceSpec};
+use strata_engine::repo::chain::{load_chain, resolve};
+use strata_engine::repo::format::FORMAT_VERSION;
+use strata_engine::repo::manifest::DatabasePart;
+use strata_engine::repo::manifest::Manifest;
+use strata_engine::repo::reader::ChunkReader;
+use strata_engine::repo::writer::{write_snapshot, SnapshotInput, StreamInput, StreamOutput};
 
-use super::{JobContext, Outcome, Permanent};
+use super::{JobContext, JobError, JobResult, Outcome};
 use crate::databases::{postgres, sqlite};
+use strata_telemetry::metrics::BackupBytes;
 
 #[tracing::instrument(skip_all, fields(job_id = %ctx.job_id, backup_id = %payload.backup_id))]
-pub async fn run(ctx: &JobContext, payload: BackupPayload) -> anyhow::Result<Outcome> {
+pub async fn run(ctx: &JobContext, payload: BackupPayload) -> JobResult<Outcome> {
     let (source, backup) =
         super::source_and_backup(ctx, payload.source_id, &payload.backup_id, "backup").await?;
     let spec = &source.spec.0;
@@ -31,7 +32,7 @@ pub async fn run(ctx: &JobContext, payload: BackupPayload) -> anyhow::Result<Out
         .clone()
         .filter(|_| payload.include_database != Some(false));
     if files.is_none() && database.is_none() {
-        return Err(Permanent::error(
+        return Err(JobError::permanent(
             "nothing_to_back_up",
             "the backup includes neither the source's files nor its database",
         ));
@@ -151,7 +152,7 @@ pub async fn run(ctx: &JobContext, payload: BackupPayload) -> anyhow::Result<Out
     // Last checkpoint: a job whose repository session was lost (removed as stale) must
     // not publish a manifest, as garbage collection may have deleted what it references.
     if ctx.cancel.load(std::sync::atomic::Ordering::Relaxed) {
-        return Err(strata_shared::repo::writer::Stopped.into());
+        return Err(strata_engine::repo::progress::Stopped.into());
     }
     let manifest_key = ctx
         .repo
@@ -193,17 +194,23 @@ pub async fn run(ctx: &JobContext, payload: BackupPayload) -> anyhow::Result<Out
         }),
         warnings: completion.warnings.clone(),
         backup: Some((backup.id.clone(), completion)),
+        bytes: Some(BackupBytes {
+            source: source.name.clone(),
+            read: s.read_bytes,
+            stored: s.stored_size,
+            deduplicated: s.reused_bytes,
+        }),
     })
 }
 
-fn check_directory(path: &std::path::Path) -> anyhow::Result<()> {
+fn check_directory(path: &std::path::Path) -> JobResult<()> {
     match std::fs::metadata(path) {
         Ok(md) if md.is_dir() => Ok(()),
-        Ok(_) => Err(Permanent::error(
+        Ok(_) => Err(JobError::permanent(
             "source_not_a_directory",
             format!("the source path {} is not a directory", path.display()),
         )),
-        Err(e) => Err(Permanent::error(
+        Err(e) => Err(JobError::permanent(
             "source_unreadable",
             format!("the source path {} cannot be read: {e}", path.display()),
         )),
@@ -229,8 +236,8 @@ enum PendingDatabase {
 async fn start_database(
     ctx: &JobContext,
     db: &DatabaseSpec,
-    secrets: &strata_shared::model::PostgresSecrets,
-) -> anyhow::Result<(StreamInput, PendingDatabase)> {
+    secrets: &strata_core::model::PostgresSecrets,
+) -> JobResult<(StreamInput, PendingDatabase)> {
     match db {
         DatabaseSpec::Postgres(pg) => {
             ctx.progress.set_phase("connecting to the database");
@@ -288,7 +295,7 @@ async fn finish_database(
     dump: &StreamOutput,
     snapshot_at: chrono::DateTime<Utc>,
     spec: &SourceSpec,
-) -> anyhow::Result<DatabasePart> {
+) -> JobResult<DatabasePart> {
     Ok(match pending {
         PendingDatabase::Postgres {
             dump: running,

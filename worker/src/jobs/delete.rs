@@ -13,19 +13,19 @@
 use std::collections::HashSet;
 
 use serde_json::json;
-use strata_shared::db;
-use strata_shared::model::DeletePayload;
-use strata_shared::repo::gc;
-use strata_shared::repo::manifest::manifest_key;
+use strata_catalog as db;
+use strata_core::model::DeletePayload;
+use strata_engine::repo::gc;
+use strata_engine::repo::manifest::manifest_key;
 
-use super::{JobContext, Outcome, Permanent};
+use super::{JobContext, JobError, JobResult, Outcome};
 
 #[tracing::instrument(skip_all, fields(job_id = %ctx.job_id, count = payload.backup_ids.len()))]
 pub async fn run(
     ctx: &JobContext,
     payload: DeletePayload,
     gc_options: &gc::GcOptions,
-) -> anyhow::Result<Outcome> {
+) -> JobResult<Outcome> {
     let ids: Vec<String> = payload
         .backup_ids
         .iter()
@@ -53,11 +53,12 @@ pub async fn run(
         result,
         warnings: Vec::new(),
         backup: None,
+        bytes: None,
     })
 }
 
 /// Deletes the catalog rows of the payload's backups still marked `deleting`.
-async fn remove_from_catalog(ctx: &JobContext, ids: &[String]) -> anyhow::Result<Vec<String>> {
+async fn remove_from_catalog(ctx: &JobContext, ids: &[String]) -> JobResult<Vec<String>> {
     let mut tx = ctx.pool.begin().await?;
     let rows = db::backups::lock(&mut tx, ids).await?;
     let deleting: Vec<String> = rows
@@ -68,7 +69,7 @@ async fn remove_from_catalog(ctx: &JobContext, ids: &[String]) -> anyhow::Result
     match db::backups::delete_rows(&mut tx, &deleting).await {
         Ok(_) => {}
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23503") => {
-            return Err(Permanent::error(
+            return Err(JobError::permanent(
                 "backup_has_dependents",
                 format!("another backup still depends on one of these backups; nothing was deleted ({e})"),
             ));

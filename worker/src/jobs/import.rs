@@ -11,14 +11,16 @@ use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 use chrono::Utc;
-use strata_shared::archive::{self, Limits};
-use strata_shared::model::{BackupType, ImportPayload};
-use strata_shared::repo::format::FORMAT_VERSION;
-use strata_shared::repo::manifest::Manifest;
-use strata_shared::repo::writer::{write_snapshot, SnapshotInput, Stopped};
-use strata_shared::storage::StorageError;
+use strata_core::model::{BackupType, ImportPayload};
+use strata_engine::archive::{self, Limits};
+use strata_engine::repo::format::FORMAT_VERSION;
+use strata_engine::repo::manifest::Manifest;
+use strata_engine::repo::progress::Stopped;
+use strata_engine::repo::writer::{write_snapshot, SnapshotInput};
+use strata_storage::StorageError;
 
-use super::{JobContext, Outcome, Permanent};
+use super::{JobContext, JobError, JobResult, Outcome};
+use strata_telemetry::metrics::BackupBytes;
 
 /// Removes a temp file or directory when dropped.
 struct Scratch(PathBuf);
@@ -32,11 +34,11 @@ impl Drop for Scratch {
 /// Imports the upload. An import that ends without a backup (refused, failed for good,
 /// cancelled) has its upload deleted by the runner when it records that end.
 #[tracing::instrument(skip_all, fields(job_id = %ctx.job_id, backup_id = %payload.backup_id))]
-pub async fn run(ctx: &JobContext, payload: ImportPayload) -> anyhow::Result<Outcome> {
+pub async fn run(ctx: &JobContext, payload: ImportPayload) -> JobResult<Outcome> {
     import(ctx, &payload).await
 }
 
-async fn import(ctx: &JobContext, payload: &ImportPayload) -> anyhow::Result<Outcome> {
+async fn import(ctx: &JobContext, payload: &ImportPayload) -> JobResult<Outcome> {
     let limits = limits_from_env()?;
     let (source, backup) =
         super::source_and_backup(ctx, payload.source_id, &payload.backup_id, "import").await?;
@@ -58,12 +60,16 @@ async fn import(ctx: &JobContext, payload: &ImportPayload) -> anyhow::Result<Out
     {
         Ok(n) => ctx.progress.bytes_total.store(n, Ordering::Relaxed),
         Err(StorageError::NotFound(_)) => {
-            return Err(Permanent::error(
+            return Err(JobError::permanent(
                 "upload_missing",
                 "the uploaded archive is no longer in storage",
             ))
         }
-        Err(e) => return Err(anyhow::Error::from(e).context("downloading the upload")),
+        Err(e) => {
+            return Err(anyhow::Error::from(e)
+                .context("downloading the upload")
+                .into())
+        }
     }
     check_cancel(ctx)?;
 
@@ -146,6 +152,12 @@ async fn import(ctx: &JobContext, payload: &ImportPayload) -> anyhow::Result<Out
         }),
         warnings: completion.warnings.clone(),
         backup: Some((backup.id.clone(), completion)),
+        bytes: Some(BackupBytes {
+            source: source.name.clone(),
+            read: s.read_bytes,
+            stored: s.stored_size,
+            deduplicated: s.reused_bytes,
+        }),
     })
 }
 
@@ -155,7 +167,7 @@ async fn extract(
     archive_path: &Path,
     dest: &Path,
     limits: Limits,
-) -> anyhow::Result<archive::Summary> {
+) -> JobResult<archive::Summary> {
     let archive_path = archive_path.to_path_buf();
     let dest = dest.to_path_buf();
     let progress = ctx.progress.clone();
@@ -178,8 +190,8 @@ async fn extract(
     match extracted {
         Ok(summary) => Ok(summary),
         Err(e) if e.is_stopped() => Err(Stopped.into()),
-        Err(e) if e.code == "extract_failed" => Err(anyhow::Error::new(e)),
-        Err(e) => Err(Permanent::error(e.code, e.message)),
+        Err(e) if e.code == "extract_failed" => Err(anyhow::Error::new(e).into()),
+        Err(e) => Err(JobError::permanent(e.code, e.message)),
     }
 }
 
@@ -198,5 +210,5 @@ async fn delete_upload(ctx: &JobContext, key: &str) {
 
 /// The worker applies the same archive limits as the API (same variables).
 fn limits_from_env() -> anyhow::Result<Limits> {
-    Ok(strata_shared::config::UploadLimits::from_env()?.archive())
+    Ok(strata_engine::archive::UploadLimits::from_env()?.archive())
 }

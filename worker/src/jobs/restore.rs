@@ -7,41 +7,41 @@ use anyhow::Context;
 use chrono::Utc;
 use futures::TryStreamExt;
 use std::sync::Arc;
-use strata_shared::db;
-use strata_shared::model::{
+use strata_catalog as db;
+use strata_core::model::{
     sqlite_files, BackupId, BackupPayload, BackupType, DatabaseSpec, RestorePayload, SourceSpec,
 };
 
-use strata_shared::paths::resolve;
-use strata_shared::repo::chain::{load_chain, removed_between, resolve as resolve_chain, Removed};
-use strata_shared::repo::manifest::DatabasePart;
-use strata_shared::repo::reader::{
-    included, remove_all, restore_into, staging_path, stream_chunks, swap_into_place,
-    sync_filesystem, ChunkReader,
+use strata_engine::paths::resolve;
+use strata_engine::repo::chain::{load_chain, removed_between, resolve as resolve_chain, Removed};
+use strata_engine::repo::manifest::DatabasePart;
+use strata_engine::repo::reader::{stream_chunks, ChunkReader};
+use strata_engine::repo::restore::{
+    included, remove_all, restore_into, staging_path, swap_into_place, sync_filesystem,
 };
-use strata_shared::repo::writer::compile_excludes;
+use strata_engine::repo::writer::compile_excludes;
 use tokio::io::AsyncWriteExt;
 
-use super::{JobContext, Outcome, Permanent};
+use super::{JobContext, JobError, JobResult, Outcome};
 use crate::databases::{postgres, sqlite};
 
 mod keep;
 
 #[tracing::instrument(skip_all, fields(job_id = %ctx.job_id, backup_id = %payload.backup_id))]
-pub async fn run(ctx: &JobContext, payload: RestorePayload) -> anyhow::Result<Outcome> {
+pub async fn run(ctx: &JobContext, payload: RestorePayload) -> JobResult<Outcome> {
     let mut conn = ctx.pool.acquire().await?;
     let backup = db::backups::get(&mut conn, payload.backup_id.as_str())
         .await?
-        .ok_or_else(|| Permanent::error("backup_not_found", "the backup no longer exists"))?;
+        .ok_or_else(|| JobError::permanent("backup_not_found", "the backup no longer exists"))?;
     if backup.status != "complete" {
-        return Err(Permanent::error(
+        return Err(JobError::permanent(
             "backup_not_complete",
             format!("backup {} is {}, not complete", backup.id, backup.status),
         ));
     }
     let source = db::sources::get(&mut conn, payload.source_id)
         .await?
-        .ok_or_else(|| Permanent::error("source_not_found", "the source no longer exists"))?;
+        .ok_or_else(|| JobError::permanent("source_not_found", "the source no longer exists"))?;
     drop(conn);
     let manifest = ctx.repo.get_manifest(&backup.id).await?;
     let do_files = manifest.has_files && payload.include_files != Some(false);
@@ -50,7 +50,7 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> anyhow::Result<Ou
         .clone()
         .filter(|_| payload.include_database != Some(false));
     if !do_files && database.is_none() {
-        return Err(Permanent::error(
+        return Err(JobError::permanent(
             "nothing_to_restore",
             "the restore includes neither files nor a database this backup holds",
         ));
@@ -74,7 +74,7 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> anyhow::Result<Ou
                 .as_ref()
                 .map(|f| f.path.clone())
                 .ok_or_else(|| {
-                    Permanent::error("no_target", "the source has no path to restore to")
+                    JobError::permanent("no_target", "the source has no path to restore to")
                 })?,
         };
         let real = ctx.allowed_target(&given)?;
@@ -230,7 +230,9 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> anyhow::Result<Ou
             if let Some(p) = &prepared {
                 p.discard().await;
             }
-            return Err(e.context("keeping what no backup holds; nothing was changed"));
+            return Err(e
+                .context("keeping what no backup holds; nothing was changed")
+                .into());
         }
         if let Some(pre) = &payload.pre_restore_backup_id {
             match removed_since(ctx, pre, &chain, &payload.include).await {
@@ -273,7 +275,7 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> anyhow::Result<Ou
         if let Some(dir) = &staging {
             clean_dir(dir);
         }
-        return Err(strata_shared::repo::writer::Stopped.into());
+        return Err(strata_engine::repo::progress::Stopped.into());
     }
     // 2. Swap: the database first (it can be refused), then the directory.
     ctx.progress.set_phase("swapping");
@@ -327,15 +329,16 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> anyhow::Result<Ou
         }),
         warnings,
         backup: None,
+        bytes: None,
     })
 }
 
 /// Judges the target again: it must still land where it did (a symlink on the way may
 /// have been changed meanwhile).
-fn recheck_target(ctx: &JobContext, given: &Path, real: &Path) -> anyhow::Result<()> {
+fn recheck_target(ctx: &JobContext, given: &Path, real: &Path) -> JobResult<()> {
     let now = ctx.allowed_target(given)?;
     if now != real {
-        return Err(Permanent::error(
+        return Err(JobError::permanent(
             "target_changed",
             format!(
                 "the target {} resolved to {} when the job started and now to {}: a symlink on the \
@@ -354,7 +357,7 @@ fn recheck_target(ctx: &JobContext, given: &Path, real: &Path) -> anyhow::Result
 async fn removed_since(
     ctx: &JobContext,
     pre: &BackupId,
-    chain: &[strata_shared::repo::manifest::Manifest],
+    chain: &[strata_engine::repo::manifest::Manifest],
     include: &[PathBuf],
 ) -> anyhow::Result<Option<Removed>> {
     let mut conn = ctx.pool.acquire().await?;
@@ -380,12 +383,12 @@ async fn removed_since(
 /// How many paths a result lists (with a count and `truncated` for the rest).
 const LISTED_PATHS: usize = 100;
 
-fn check_parent(target: &Path) -> anyhow::Result<()> {
-    let parent = target
-        .parent()
-        .ok_or_else(|| Permanent::error("invalid_target", "the target has no parent directory"))?;
+fn check_parent(target: &Path) -> JobResult<()> {
+    let parent = target.parent().ok_or_else(|| {
+        JobError::permanent("invalid_target", "the target has no parent directory")
+    })?;
     if !parent.is_dir() {
-        return Err(Permanent::error(
+        return Err(JobError::permanent(
             "target_parent_missing",
             format!(
                 "the target's parent directory {} does not exist",
@@ -398,7 +401,7 @@ fn check_parent(target: &Path) -> anyhow::Result<()> {
 
 /// Refuses a restore that cannot fit: the new tree is written beside the target before
 /// it replaces the old one, so its whole size must be free there.
-fn check_free_space(target: &Path, needed: u64) -> anyhow::Result<()> {
+fn check_free_space(target: &Path, needed: u64) -> JobResult<()> {
     let Some(parent) = target.parent() else {
         return Ok(());
     };
@@ -406,7 +409,7 @@ fn check_free_space(target: &Path, needed: u64) -> anyhow::Result<()> {
         return Ok(());
     };
     if needed > free {
-        return Err(Permanent::error(
+        return Err(JobError::permanent(
             "target_disk_full",
             format!(
                 "the restore needs {needed} bytes free beside {} (the new tree is written there \
@@ -433,16 +436,16 @@ fn free_bytes(dir: &Path) -> Option<u64> {
 
 /// A write that failed for lack of space (or quota) is a permanent, clearly named
 /// failure: trying again cannot help, and the target was not touched.
-fn disk_full(e: anyhow::Error, target: &Path) -> anyhow::Error {
+fn disk_full(e: anyhow::Error, target: &Path) -> JobError {
     let full = e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .and_then(std::io::Error::raw_os_error)
             .is_some_and(|code| code == libc::ENOSPC || code == libc::EDQUOT)
     });
     if !full {
-        return e;
+        return e.into();
     }
-    Permanent::error(
+    JobError::permanent(
         "target_disk_full",
         format!(
             "the disk beside {} filled up while the backup was restored there; the target \
@@ -517,11 +520,11 @@ enum Prepared {
 async fn prepare_database(
     ctx: &JobContext,
     spec: &SourceSpec,
-    secrets: &strata_shared::model::PostgresSecrets,
+    secrets: &strata_core::model::PostgresSecrets,
     payload: &RestorePayload,
     part: &DatabasePart,
     place: DbPlace,
-) -> anyhow::Result<Prepared> {
+) -> JobResult<Prepared> {
     ctx.progress.set_phase("restoring the database");
     let job = ctx.job_id.simple().to_string();
     match part.engine.as_str() {
@@ -565,7 +568,7 @@ async fn prepare_database(
         }
         "postgres" => {
             let Some(DatabaseSpec::Postgres(pg)) = &spec.database else {
-                return Err(Permanent::error(
+                return Err(JobError::permanent(
                     "no_database_connection",
                     "the source no longer has a PostgreSQL connection to restore through",
                 ));
@@ -584,7 +587,7 @@ async fn prepare_database(
                 report,
             })
         }
-        other => Err(Permanent::error(
+        other => Err(JobError::permanent(
             "unsupported_database",
             format!("this worker cannot restore a {other} database"),
         )),
@@ -596,7 +599,7 @@ pub(super) async fn write_sqlite(
     ctx: &JobContext,
     part: &DatabasePart,
     path: &Path,
-) -> anyhow::Result<sqlite::Check> {
+) -> JobResult<sqlite::Check> {
     let written = async {
         let mut file = tokio::fs::File::create(path)
             .await
@@ -606,7 +609,7 @@ pub(super) async fn write_sqlite(
         let mut size = 0u64;
         while let Some(block) = chunks.try_next().await? {
             if ctx.cancel.load(std::sync::atomic::Ordering::Relaxed) {
-                return Err(strata_shared::repo::writer::Stopped.into());
+                return Err(strata_engine::repo::progress::Stopped.into());
             }
             file.write_all(&block)
                 .await
@@ -631,7 +634,7 @@ pub(super) async fn write_sqlite(
         Ok(check) if check.ok => Ok(check),
         Ok(check) => {
             remove_sqlite(path);
-            Err(Permanent::with_details(
+            Err(JobError::permanent_with(
                 "restore_check_failed",
                 format!(
                     "the restored SQLite database fails its checks (integrity_check: {}); nothing was replaced",
@@ -642,7 +645,7 @@ pub(super) async fn write_sqlite(
         }
         Err(e) => {
             remove_sqlite(path);
-            Err(e)
+            Err(e.into())
         }
     }
 }
@@ -660,7 +663,7 @@ pub(super) async fn load_postgres(
     server: &postgres::Target,
     part: &DatabasePart,
     name: &str,
-) -> anyhow::Result<serde_json::Value> {
+) -> JobResult<serde_json::Value> {
     let settings: Option<postgres::DatabaseSettings> = part
         .settings
         .clone()
@@ -683,7 +686,7 @@ pub(super) async fn load_postgres(
         })),
         Ok((false, tables)) => {
             let _ = postgres::drop_database(server, name).await;
-            Err(Permanent::with_details(
+            Err(JobError::permanent_with(
                 "restore_check_failed",
                 "the restored database's tables do not match the backup's record; nothing was replaced",
                 serde_json::json!({ "engine": "postgres", "tables": tables }),
@@ -699,7 +702,7 @@ pub(super) async fn load_postgres(
 impl Prepared {
     /// Puts the prepared database in place; returns its report and, for PostgreSQL, the
     /// name the replaced database now has.
-    async fn swap(&self, _ctx: &JobContext) -> anyhow::Result<(serde_json::Value, Option<String>)> {
+    async fn swap(&self, _ctx: &JobContext) -> JobResult<(serde_json::Value, Option<String>)> {
         match self {
             Prepared::SqliteInside { report } => Ok((report.clone(), None)),
             Prepared::Sqlite {
@@ -775,7 +778,7 @@ async fn pre_restore_backup(
     payload: &RestorePayload,
     id: &BackupId,
     target: Option<&Path>,
-) -> anyhow::Result<Option<serde_json::Value>> {
+) -> JobResult<Option<serde_json::Value>> {
     let mut conn = ctx.pool.acquire().await?;
     let row = db::backups::get(&mut conn, id.as_str()).await?;
     match row.as_ref().map(|r| r.status.as_str()) {
@@ -814,7 +817,7 @@ async fn pre_restore_backup(
             Ok(None)
         }
         Err(e) => {
-            if !e.is::<strata_shared::repo::writer::Stopped>() {
+            if !e.is_stopped() {
                 let mut conn = ctx.pool.acquire().await?;
                 db::backups::mark_failed(&mut conn, id.as_str()).await?;
             }

@@ -1,25 +1,25 @@
 //! The verify job: read every pack a backup's chain needs and check every chunk.
 
-use strata_shared::db;
-use strata_shared::model::{DatabaseSpec, VerifyMode, VerifyPayload};
-use strata_shared::repo::manifest::Manifest;
-use strata_shared::repo::reader::restore_into;
+use strata_catalog as db;
+use strata_core::model::{DatabaseSpec, VerifyMode, VerifyPayload};
+use strata_engine::repo::manifest::Manifest;
+use strata_engine::repo::restore::restore_into;
 
 use crate::databases::postgres;
-use strata_shared::repo::chain::load_chain;
-use strata_shared::repo::verify::verify;
+use strata_engine::repo::chain::load_chain;
+use strata_engine::repo::verify::verify;
 
-use super::{JobContext, Outcome, Permanent};
+use super::{JobContext, JobError, JobResult, Outcome};
 
 #[tracing::instrument(skip_all, fields(job_id = %ctx.job_id, backup_id = %payload.backup_id))]
-pub async fn run(ctx: &JobContext, payload: VerifyPayload) -> anyhow::Result<Outcome> {
+pub async fn run(ctx: &JobContext, payload: VerifyPayload) -> JobResult<Outcome> {
     let mut conn = ctx.pool.acquire().await?;
     let backup = db::backups::get(&mut conn, payload.backup_id.as_str())
         .await?
-        .ok_or_else(|| Permanent::error("backup_not_found", "the backup no longer exists"))?;
+        .ok_or_else(|| JobError::permanent("backup_not_found", "the backup no longer exists"))?;
     drop(conn);
     if backup.status != "complete" {
-        return Err(Permanent::error(
+        return Err(JobError::permanent(
             "backup_not_complete",
             format!("backup {} is {}, not complete", backup.id, backup.status),
         ));
@@ -27,7 +27,7 @@ pub async fn run(ctx: &JobContext, payload: VerifyPayload) -> anyhow::Result<Out
     let manifest = match ctx.repo.get_manifest(&backup.id).await {
         Ok(m) => m,
         Err(e) => {
-            return Err(Permanent::with_details(
+            return Err(JobError::permanent_with(
                 "backup_damaged",
                 format!("the manifest of backup {} cannot be read: {e:#}", backup.id),
                 serde_json::json!({ "backup_id": backup.id, "ok": false }),
@@ -49,7 +49,7 @@ pub async fn run(ctx: &JobContext, payload: VerifyPayload) -> anyhow::Result<Out
     let json = serde_json::to_value(&report)?;
     if !report.ok {
         let files: usize = report.problems.iter().map(|p| p.files_affected).sum();
-        return Err(Permanent::with_details(
+        return Err(JobError::permanent_with(
             "backup_damaged",
             format!(
                 "backup {} is damaged: {} problem(s) affecting {files} file(s); see the job's result",
@@ -63,6 +63,7 @@ pub async fn run(ctx: &JobContext, payload: VerifyPayload) -> anyhow::Result<Out
         result: json,
         warnings: Vec::new(),
         backup: None,
+        bytes: None,
     })
 }
 
@@ -73,7 +74,7 @@ async fn drill(
     ctx: &JobContext,
     source_id: &uuid::Uuid,
     chain: Vec<Manifest>,
-) -> anyhow::Result<Outcome> {
+) -> JobResult<Outcome> {
     let started = std::time::Instant::now();
     let last = chain.last().expect("a chain has its backup").clone();
     let mut ok = true;
@@ -116,14 +117,14 @@ async fn drill(
                     "symlinks": stats.symlinks,
                 })
             }
-            Err(e) if e.is::<strata_shared::repo::writer::Stopped>() => return Err(e),
+            Err(e) if e.is::<strata_engine::repo::progress::Stopped>() => return Err(e.into()),
             Err(e) => {
                 files_ok = false;
                 serde_json::json!({ "ok": false, "error": format!("{e:#}") })
             }
         };
         ok &= files_ok;
-        let _ = strata_shared::repo::reader::remove_all(&dir);
+        let _ = strata_engine::repo::restore::remove_all(&dir);
     }
 
     if let Some(part) = &last.database {
@@ -184,7 +185,7 @@ async fn drill(
     report["seconds"] = serde_json::json!(started.elapsed().as_secs_f64());
     drop(scratch);
     if !ok {
-        return Err(Permanent::with_details(
+        return Err(JobError::permanent_with(
             "restore_drill_failed",
             format!(
                 "the restore drill of backup {} failed; see the job's result",
@@ -197,14 +198,15 @@ async fn drill(
         result: report,
         warnings: Vec::new(),
         backup: None,
+        bytes: None,
     })
 }
 
-fn failure_report(engine: &str, e: &anyhow::Error) -> serde_json::Value {
-    let mut r = serde_json::json!({ "ok": false, "engine": engine, "error": format!("{e:#}") });
-    if let Some(p) = e.downcast_ref::<Permanent>() {
-        r["code"] = serde_json::json!(p.code);
-        if let Some(d) = &p.details {
+fn failure_report(engine: &str, e: &JobError) -> serde_json::Value {
+    let mut r = serde_json::json!({ "ok": false, "engine": engine, "error": e.to_string() });
+    if let JobError::Permanent { code, details, .. } = e {
+        r["code"] = serde_json::json!(code);
+        if let Some(d) = details {
             r["details"] = d.clone();
         }
     }

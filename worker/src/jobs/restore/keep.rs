@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use filetime::FileTime;
-use strata_shared::repo::reader::remove_all;
-use strata_shared::repo::writer::is_excluded;
-use strata_shared::repo::writer::GlobSet;
+use strata_engine::repo::restore::remove_all;
+use strata_engine::repo::writer::is_excluded;
+use strata_engine::repo::writer::GlobSet;
 
 /// How many kept paths the result lists.
 const LISTED: usize = 100;
@@ -231,7 +231,7 @@ mod tests {
     use super::*;
 
     fn excludes(patterns: &[&str]) -> GlobSet {
-        strata_shared::repo::writer::compile_excludes(
+        strata_engine::repo::writer::compile_excludes(
             &patterns.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         )
         .unwrap()
