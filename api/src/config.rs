@@ -36,6 +36,12 @@ pub struct Config {
     /// `STRATA_MAX_DOWNLOADS` (default 8): archive downloads one API process streams at
     /// once; more get `429` with `Retry-After`.
     pub max_downloads: usize,
+    /// `STRATA_IDEMPOTENCY_TTL_SECS` (default 86400): how long a create's answer is
+    /// replayed for its `Idempotency-Key`; an older key is a new request.
+    pub idempotency_ttl: Duration,
+    /// `STRATA_SCHEDULE_FIRES_KEEP_DAYS` (default 90): how long the history of schedule
+    /// fires is kept (each schedule's newest fire always is).
+    pub schedule_fires_keep: Duration,
 }
 
 impl Config {
@@ -69,6 +75,10 @@ impl Config {
             )?),
             body_idle_timeout: Duration::from_secs(body_idle_secs),
             max_downloads,
+            idempotency_ttl: Duration::from_secs(parse_var("STRATA_IDEMPOTENCY_TTL_SECS", 86_400)?),
+            schedule_fires_keep: Duration::from_secs(
+                parse_var::<u64>("STRATA_SCHEDULE_FIRES_KEEP_DAYS", 90)?.saturating_mul(86_400),
+            ),
         })
     }
 }

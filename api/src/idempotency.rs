@@ -12,6 +12,8 @@ use crate::error::{ApiError, ApiResult};
 
 pub const HEADER: &str = "Idempotency-Key";
 const MAX_LEN: usize = 255;
+/// How long an answer is kept unless `STRATA_IDEMPOTENCY_TTL_SECS` says otherwise.
+pub const DEFAULT_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// A request's idempotency key, with the fingerprint of what it asked.
 #[derive(Debug, Clone)]
@@ -19,6 +21,8 @@ pub struct Key {
     actor: String,
     key: String,
     request_hash: String,
+    /// How long the answer is kept (`STRATA_IDEMPOTENCY_TTL_SECS`): an older key is new.
+    ttl: std::time::Duration,
 }
 
 impl Key {
@@ -44,10 +48,15 @@ impl Key {
             .get::<Principal>()
             .map(|p| p.actor.clone())
             .unwrap_or_default();
+        let ttl = req
+            .app_data::<actix_web::web::Data<crate::state::AppState>>()
+            .map(|s| s.config.idempotency_ttl)
+            .unwrap_or(DEFAULT_TTL);
         Ok(Some(Self {
             actor,
             key: key.to_string(),
             request_hash: fingerprint(req.method().as_str(), req.path(), body),
+            ttl,
         }))
     }
 
@@ -57,10 +66,11 @@ impl Key {
         let mut conn = pool.acquire().await?;
         let row: Option<(String, i32, sqlx::types::Json<serde_json::Value>)> = sqlx::query_as(
             "SELECT request_hash, status, response FROM idempotency_keys
-             WHERE actor = $1 AND key = $2",
+             WHERE actor = $1 AND key = $2 AND created_at >= now() - make_interval(secs => $3)",
         )
         .bind(&self.actor)
         .bind(&self.key)
+        .bind(self.ttl.as_secs_f64())
         .fetch_optional(&mut *conn)
         .await?;
         let Some((hash, status, response)) = row else {
@@ -92,13 +102,18 @@ impl Key {
     ) -> ApiResult<bool> {
         let done = sqlx::query(
             "INSERT INTO idempotency_keys (actor, key, request_hash, status, response)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (actor, key) DO UPDATE
+                SET request_hash = EXCLUDED.request_hash, status = EXCLUDED.status,
+                    response = EXCLUDED.response, created_at = now()
+              WHERE idempotency_keys.created_at < now() - make_interval(secs => $6)",
         )
         .bind(&self.actor)
         .bind(&self.key)
         .bind(&self.request_hash)
         .bind(i32::from(status))
         .bind(sqlx::types::Json(response))
+        .bind(self.ttl.as_secs_f64())
         .execute(tx)
         .await?;
         Ok(done.rows_affected() == 1)

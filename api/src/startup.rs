@@ -55,7 +55,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.jobs.clone(),
         "strata-api",
         relay_state.clone(),
-        stop_rx,
+        stop_rx.clone(),
     ));
 
     let metrics = crate::metrics::bind(&config, pool.clone())?;
@@ -67,6 +67,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         None
     };
 
+    let housekeeping = tokio::spawn(housekeeping(
+        pool.clone(),
+        config.idempotency_ttl,
+        config.schedule_fires_keep,
+        stop_rx.clone(),
+    ));
     let auth = crate::auth::setup(&config, &pool).await?;
     crate::auth::bootstrap_admin(&config, &pool, &format!("http://{addr}")).await?;
     // Written once the API can answer: scripts and tests wait for it.
@@ -136,6 +142,36 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     served?;
     let _ = stop_tx.send(true);
     let _ = relay.await;
+    let _ = housekeeping.await;
     tracing::info!("strata-api stopped");
     Ok(())
+}
+
+/// Deletes expired idempotency keys and old schedule fires: at start, then hourly.
+async fn housekeeping(
+    pool: sqlx::PgPool,
+    key_ttl: std::time::Duration,
+    fires_keep: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let pruned = async {
+            let mut conn = pool.acquire().await?;
+            db::housekeeping::prune(&mut conn, key_ttl, fires_keep).await
+        }
+        .await;
+        match pruned {
+            Ok(p) if p != Default::default() => tracing::info!(
+                idempotency_keys = p.idempotency_keys,
+                schedule_fires = p.schedule_fires,
+                "expired rows deleted"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "housekeeping failed; it runs again in an hour"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }

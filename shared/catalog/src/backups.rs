@@ -94,6 +94,18 @@ pub async fn get(conn: &mut PgConnection, id: &str) -> Result<Option<BackupRow>,
         .await
 }
 
+/// A backup row locked `FOR SHARE` in the caller's transaction: a concurrent delete or
+/// prune (which marks it `deleting` under `FOR UPDATE`) waits for that transaction.
+pub async fn get_for_share(
+    conn: &mut PgConnection,
+    id: &str,
+) -> Result<Option<BackupRow>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM backups WHERE id = $1 FOR SHARE")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
 /// Filters and cursor of the backup list.
 #[derive(Debug, Default, Clone)]
 pub struct ListFilter {

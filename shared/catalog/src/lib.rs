@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod backups;
 pub mod chunks;
+pub mod housekeeping;
 pub mod keys;
 pub mod repo_lock;
 pub mod repo_sessions;

@@ -1,6 +1,6 @@
 //! Object storage for repositories: one trait, two implementations (local directory and S3).
 //!
-//! Keys are '/'-separated relative paths such as `packs/ab/abcdef...`, `snapshots/<id>/manifest`
+//! Keys are '/'-separated relative paths such as `packs/ab/abcdef...`, `snapshots/<backup id>`
 //! or `config`. Both implementations accept exactly the same set of keys (see [`validate_key`]),
 //! so a repository that works on one backend works on the other.
 

@@ -157,3 +157,144 @@ async fn a_stalled_job_is_handed_back_and_finishes_once_storage_answers() {
         "the restored tree differs"
     );
 }
+
+/// An `Idempotency-Key` answers the same way for `STRATA_IDEMPOTENCY_TTL_SECS`; after
+/// that it is a new request (a backup named again is refused as a name, not replayed).
+/// Expired keys and schedule fires older than `STRATA_SCHEDULE_FIRES_KEEP_DAYS` (except
+/// each schedule's newest) are deleted by the API's housekeeping, at start and hourly.
+#[tokio::test]
+async fn idempotency_keys_expire_and_old_schedule_fires_are_pruned() {
+    use reqwest::StatusCode;
+    use serde_json::{json, Value};
+    let mut app = TestApp::spawn(Options::default()).await;
+    let src = app.dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    write_noise(&src.join("f.bin"), 1, 10_000);
+    app.create_source("src", &src).await;
+    let post = |key: &'static str, body: Value| {
+        let req = app
+            .client
+            .post(format!("{}/api/v1/backup/create", app.base))
+            .header("Idempotency-Key", key)
+            .json(&body);
+        async move {
+            let res = req.send().await.unwrap();
+            (res.status(), res.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, first) = post("k", json!({"source": "src", "name": "one"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    app.wait_success(first["job_id"].as_str().unwrap()).await;
+
+    // The key's answer ages past the default 24 hours.
+    let mut db = app.db().await;
+    sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '25 hours'")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    // Another body with the same key is no longer `idempotency_key_reused`: a new request.
+    let (status, second) = post("k", json!({"source": "src", "name": "two"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{second}");
+    assert_ne!(second["job_id"], first["job_id"]);
+    app.wait_success(second["job_id"].as_str().unwrap()).await;
+    // And the key now answers with the new request's job.
+    let (status, again) = post("k", json!({"source": "src", "name": "two"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{again}");
+    assert_eq!(again["job_id"], second["job_id"]);
+
+    // Schedule fires: 200 and 100 days old go, a recent one and the newest stay.
+    let (status, schedule) = app
+        .post(
+            "/api/v1/backup/schedule",
+            json!({"cron": "0 3 * * *", "type": "full"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{schedule}");
+    let schedule_id: uuid::Uuid = schedule["id"].as_str().unwrap().parse().unwrap();
+    for days in [200, 100, 10] {
+        sqlx::query(
+            "INSERT INTO schedule_fires (schedule_id, fire_at, outcome, recorded_by)
+             VALUES ($1, now() - make_interval(days => $2), 'missed', 'test')",
+        )
+        .bind(schedule_id)
+        .bind(days)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    }
+    sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '2 days'")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    app.kill_api();
+    app.restart_api().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+        let fires: Vec<i32> = sqlx::query_scalar(
+            "SELECT EXTRACT(DAY FROM now() - fire_at)::int FROM schedule_fires
+              WHERE schedule_id = $1 ORDER BY fire_at",
+        )
+        .bind(schedule_id)
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+        if keys == 0 && fires == [10] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not pruned: {keys} keys, fires {fires:?} days old\n{}",
+            app.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A restore and a verify accepted while their backup was complete, whose backup is
+/// being deleted by the time a worker takes them, fail `backup_not_complete` at once
+/// (the job re-checks the backup in its own transaction) and never read it.
+#[tokio::test]
+async fn restore_and_verify_recheck_that_their_backup_is_still_complete() {
+    let mut app = TestApp::spawn(Options::default()).await;
+    let src = app.dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    write_noise(&src.join("f.bin"), 3, 50_000);
+    app.create_source("src", &src).await;
+    let b = app.backup("src", "full").await;
+    app.wait_success(b["job_id"].as_str().unwrap()).await;
+    let backup_id = b["backup_id"].as_str().unwrap().to_string();
+
+    app.kill_worker(0);
+    let target = app.dir.path().join("target");
+    let restore = app.restore(&backup_id, &target).await;
+    let (status, verify) = app
+        .post(
+            &format!("/api/v1/backup/{backup_id}/verify"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{verify}");
+    let mut db = app.db().await;
+    sqlx::query("UPDATE backups SET status = 'deleting' WHERE id = $1")
+        .bind(&backup_id)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    app.spawn_worker();
+    for job in [&restore, &verify] {
+        let ended = app
+            .wait_job(job["job_id"].as_str().unwrap(), Duration::from_secs(60))
+            .await;
+        assert_eq!(ended["status"], "failed", "{ended}");
+        assert_eq!(ended["error"]["code"], "backup_not_complete", "{ended}");
+        assert_eq!(
+            ended["attempts"], 1,
+            "a permanent failure is not retried: {ended}"
+        );
+    }
+    assert!(!target.exists(), "the restore wrote its target");
+}

@@ -62,6 +62,25 @@ pub async fn source_and_backup(
     Ok((source, backup))
 }
 
+/// The backup a restore or verify reads, re-checked when the job starts, in its own
+/// transaction with the row locked `FOR SHARE`: a backup deleted (or being deleted)
+/// since the API accepted the job is `backup_not_found` / `backup_not_complete`, and a
+/// delete cannot mark it `deleting` in between.
+pub async fn complete_backup(ctx: &JobContext, backup_id: &BackupId) -> JobResult<BackupRow> {
+    let mut tx = ctx.pool.begin().await?;
+    let backup = db::backups::get_for_share(&mut tx, backup_id.as_str())
+        .await?
+        .ok_or_else(|| JobError::permanent("backup_not_found", "the backup no longer exists"))?;
+    if backup.status != "complete" {
+        return Err(JobError::permanent(
+            "backup_not_complete",
+            format!("backup {} is {}, not complete", backup.id, backup.status),
+        ));
+    }
+    tx.commit().await?;
+    Ok(backup)
+}
+
 impl JobContext {
     /// A restore target checked right before it is written: where it really lands, or a
     /// permanent `target_not_allowed`.

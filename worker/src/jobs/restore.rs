@@ -29,16 +29,8 @@ mod keep;
 
 #[tracing::instrument(skip_all, fields(job_id = %ctx.job_id, backup_id = %payload.backup_id))]
 pub async fn run(ctx: &JobContext, payload: RestorePayload) -> JobResult<Outcome> {
+    let backup = super::complete_backup(ctx, &payload.backup_id).await?;
     let mut conn = ctx.pool.acquire().await?;
-    let backup = db::backups::get(&mut conn, payload.backup_id.as_str())
-        .await?
-        .ok_or_else(|| JobError::permanent("backup_not_found", "the backup no longer exists"))?;
-    if backup.status != "complete" {
-        return Err(JobError::permanent(
-            "backup_not_complete",
-            format!("backup {} is {}, not complete", backup.id, backup.status),
-        ));
-    }
     let source = db::sources::get(&mut conn, payload.source_id)
         .await?
         .ok_or_else(|| JobError::permanent("source_not_found", "the source no longer exists"))?;

@@ -13,17 +13,7 @@ use super::{JobContext, JobError, JobResult, Outcome};
 
 #[tracing::instrument(skip_all, fields(job_id = %ctx.job_id, backup_id = %payload.backup_id))]
 pub async fn run(ctx: &JobContext, payload: VerifyPayload) -> JobResult<Outcome> {
-    let mut conn = ctx.pool.acquire().await?;
-    let backup = db::backups::get(&mut conn, payload.backup_id.as_str())
-        .await?
-        .ok_or_else(|| JobError::permanent("backup_not_found", "the backup no longer exists"))?;
-    drop(conn);
-    if backup.status != "complete" {
-        return Err(JobError::permanent(
-            "backup_not_complete",
-            format!("backup {} is {}, not complete", backup.id, backup.status),
-        ));
-    }
+    let backup = super::complete_backup(ctx, &payload.backup_id).await?;
     let manifest = match ctx.repo.get_manifest(&backup.id).await {
         Ok(m) => m,
         Err(e) => {
