@@ -1,5 +1,5 @@
 //! Documentation-only schemas: the shape on the wire of values whose Rust types live in
-//! `strata_shared` (which does not depend on utoipa) or are checked as plain strings.
+//! the shared crates (`strata-core`…) (which does not depend on utoipa) or are checked as plain strings.
 //! Handlers point at them with `#[schema(value_type = …)]` / `#[param(value_type = …)]`.
 
 use utoipa::ToSchema;

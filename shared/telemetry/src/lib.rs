@@ -111,9 +111,8 @@ fn filter() -> EnvFilter {
         .max_level_hint()
         .is_some_and(|max| max < LevelFilter::INFO);
     if below_info {
-        EnvFilter::new(format!(
-            "{spec},strata_api=info,strata_worker=info,strata_shared=info"
-        ))
+        // A directive's target matches by prefix: `strata` is every `strata_*` crate.
+        EnvFilter::new(format!("{spec},strata=info"))
     } else {
         parsed
     }
