@@ -43,7 +43,10 @@ pub struct JobView {
     /// Why a failed job failed (`{code, message}`).
     pub error: Option<serde_json::Value>,
     pub warnings: Vec<serde_json::Value>,
-    /// What a succeeded job produced (depends on its kind).
+    /// What a succeeded job produced, by kind: `BackupResult` (backup),
+    /// `ImportResult` (import), `RestoreResult` (restore), `VerifyResult` (verify),
+    /// `CollectResult` (delete, prune, gc).
+    #[schema(value_type = Option<strata_jobs::results::JobOutput>)]
     pub result: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,

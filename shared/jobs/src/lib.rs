@@ -9,6 +9,7 @@ pub mod outbox;
 pub mod prune;
 pub mod queue;
 pub mod relay;
+pub mod results;
 pub mod runner;
 pub mod schedule;
 pub mod store;

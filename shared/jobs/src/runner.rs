@@ -28,6 +28,7 @@ use uuid::Uuid;
 use crate::enqueue::JobRequest;
 use crate::error::{JobError, JobResult};
 use crate::queue::{self, Topology};
+use crate::results::JobOutput;
 use crate::store::{self, JobRow, Progress as DbProgress};
 use crate::JobsConfig;
 
@@ -36,15 +37,24 @@ use crate::JobsConfig;
 pub const STALL_GRACE: Duration = Duration::from_secs(10);
 
 /// How a job ended well.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Outcome {
-    /// The job's result, as clients read it.
-    pub result: serde_json::Value,
+    /// The job's result, as clients read it (its byte counters feed the metrics).
+    pub result: JobOutput,
     pub warnings: Vec<serde_json::Value>,
     /// A backup job's catalog entry, committed together with the job's final status.
     pub backup: Option<(String, Completion)>,
-    /// What a backup or import read and stored, for the byte counters.
-    pub bytes: Option<BackupBytes>,
+}
+
+impl Outcome {
+    /// A result without warnings or a backup to complete.
+    pub fn of(result: JobOutput) -> Self {
+        Self {
+            result,
+            warnings: Vec::new(),
+            backup: None,
+        }
+    }
 }
 
 /// What a job gets to run with.
@@ -447,7 +457,7 @@ impl<H: Handler> Runner<H> {
                     job.id,
                     worker_id,
                     JobStatus::Succeeded,
-                    Some(&outcome.result),
+                    Some(&outcome.result.to_value()),
                     None,
                     &outcome.warnings,
                 )
@@ -465,7 +475,7 @@ impl<H: Handler> Runner<H> {
                 tx.commit().await?;
                 span.record("status", "succeeded");
                 tracing::info!(warnings = outcome.warnings.len(), "job succeeded");
-                Some((JobStatus::Succeeded, outcome.bytes))
+                Some((JobStatus::Succeeded, outcome.result.bytes()))
             }
             Err(JobError::Cancelled) => {
                 // A client asked the job to stop; it stopped at a checkpoint, having

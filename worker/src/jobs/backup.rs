@@ -16,7 +16,7 @@ use strata_engine::repo::writer::{write_snapshot, SnapshotInput, StreamInput, St
 
 use super::{JobContext, JobError, JobResult, Outcome};
 use crate::databases::{postgres, sqlite};
-use strata_telemetry::metrics::BackupBytes;
+use strata_jobs::results::{BackupResult, DatabaseSummary, JobOutput, Stored};
 
 #[tracing::instrument(skip_all, fields(job_id = %ctx.job_id, backup_id = %payload.backup_id))]
 pub async fn run(ctx: &JobContext, payload: BackupPayload) -> JobResult<Outcome> {
@@ -162,44 +162,31 @@ pub async fn run(ctx: &JobContext, payload: BackupPayload) -> JobResult<Outcome>
     let completion = manifest.completion(manifest_key)?;
     let s = &output.stats;
     Ok(Outcome {
-        result: serde_json::json!({
-            "backup_id": backup.id,
-            "source": source.name,
-            "type": manifest.backup_type,
-            "requested_type": manifest.requested_type,
-            "parent": parent_id,
-            "chain": chain,
-            "files": s.files,
-            "changed_files": s.changed_files,
-            "unchanged_files": s.unchanged_files,
-            "deleted": s.deleted,
-            "dirs": s.dirs,
-            "symlinks": s.symlinks,
-            "logical_size": s.logical_size,
-            "read_bytes": s.read_bytes,
-            "stored_size": s.stored_size,
-            "reused_bytes": s.reused_bytes,
-            "new_chunks": s.new_chunks,
-            "reused_chunks": s.reused_chunks,
-            "parts": manifest.parts(),
-            "database": database_part.as_ref().map(|d| serde_json::json!({
-                "engine": d.engine,
-                "name": d.name,
-                "size": d.size,
-                "tables": d.tables.len(),
-                "rows": d.tables.iter().map(|t| t.rows).sum::<u64>(),
-                "snapshot_at": d.snapshot_at,
-                "server_version": d.server_version,
-            })),
+        result: JobOutput::Backup(BackupResult {
+            backup_id: backup.id.clone(),
+            source: source.name.clone(),
+            backup_type: manifest.backup_type.clone(),
+            requested_type: manifest.requested_type.clone(),
+            parent: parent_id,
+            chain,
+            changed_files: s.changed_files,
+            unchanged_files: s.unchanged_files,
+            deleted: s.deleted,
+            stored: stored(s),
+            parts: manifest.parts(),
+            database: database_part.as_ref().map(|d| DatabaseSummary {
+                engine: d.engine.to_string(),
+                name: d.name.clone(),
+                size: d.size,
+                tables: d.tables.len(),
+                rows: d.tables.iter().map(|t| t.rows).sum::<u64>(),
+                snapshot_at: d.snapshot_at,
+                server_version: Some(d.server_version.clone()),
+            }),
+            retention: None,
         }),
         warnings: completion.warnings.clone(),
         backup: Some((backup.id.clone(), completion)),
-        bytes: Some(BackupBytes {
-            source: source.name.clone(),
-            read: s.read_bytes,
-            stored: s.stored_size,
-            deduplicated: s.reused_bytes,
-        }),
     })
 }
 
@@ -336,4 +323,19 @@ async fn finish_database(
             settings: None,
         },
     })
+}
+
+/// The figures of a snapshot, as results report them.
+pub(super) fn stored(s: &strata_engine::repo::manifest::SnapshotStats) -> Stored {
+    Stored {
+        files: s.files,
+        dirs: s.dirs,
+        symlinks: s.symlinks,
+        logical_size: s.logical_size,
+        read_bytes: s.read_bytes,
+        stored_size: s.stored_size,
+        reused_bytes: s.reused_bytes,
+        new_chunks: s.new_chunks,
+        reused_chunks: s.reused_chunks,
+    }
 }

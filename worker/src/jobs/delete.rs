@@ -12,11 +12,12 @@
 
 use std::collections::HashSet;
 
-use serde_json::json;
 use strata_catalog as db;
 use strata_core::model::DeletePayload;
 use strata_engine::repo::gc;
 use strata_engine::repo::manifest::manifest_key;
+
+use strata_jobs::results::{CollectResult, JobOutput};
 
 use super::{JobContext, JobError, JobResult, Outcome};
 
@@ -47,14 +48,10 @@ pub async fn run(
         "backups deleted; collecting garbage"
     );
     let report = gc::collect(&ctx.repo, &ctx.pool, gc_options, &ctx.progress, &ctx.cancel).await?;
-    let mut result = serde_json::to_value(&report)?;
-    result["deleted_backups"] = json!(gone);
-    Ok(Outcome {
-        result,
-        warnings: Vec::new(),
-        backup: None,
-        bytes: None,
-    })
+    Ok(Outcome::of(JobOutput::Collect(CollectResult {
+        deleted_backups: Some(gone),
+        report: serde_json::to_value(&report)?,
+    })))
 }
 
 /// Deletes the catalog rows of the payload's backups still marked `deleting`.

@@ -20,7 +20,7 @@ use strata_engine::repo::writer::{write_snapshot, SnapshotInput};
 use strata_storage::StorageError;
 
 use super::{JobContext, JobError, JobResult, Outcome};
-use strata_telemetry::metrics::BackupBytes;
+use strata_jobs::results::{ImportResult, JobOutput};
 
 /// Removes a temp file or directory when dropped.
 struct Scratch(PathBuf);
@@ -134,30 +134,16 @@ async fn import(ctx: &JobContext, payload: &ImportPayload) -> JobResult<Outcome>
     let completion = manifest.completion(manifest_key)?;
     let s = &output.stats;
     Ok(Outcome {
-        result: serde_json::json!({
-            "backup_id": backup.id,
-            "source": source.name,
-            "type": manifest.backup_type,
-            "format": payload.format,
-            "archive": summary,
-            "files": s.files,
-            "dirs": s.dirs,
-            "symlinks": s.symlinks,
-            "logical_size": s.logical_size,
-            "read_bytes": s.read_bytes,
-            "stored_size": s.stored_size,
-            "reused_bytes": s.reused_bytes,
-            "new_chunks": s.new_chunks,
-            "reused_chunks": s.reused_chunks,
+        result: JobOutput::Import(ImportResult {
+            backup_id: backup.id.clone(),
+            source: source.name.clone(),
+            backup_type: manifest.backup_type.clone(),
+            format: payload.format.to_string(),
+            archive: serde_json::to_value(&summary)?,
+            stored: super::backup::stored(s),
         }),
         warnings: completion.warnings.clone(),
         backup: Some((backup.id.clone(), completion)),
-        bytes: Some(BackupBytes {
-            source: source.name.clone(),
-            read: s.read_bytes,
-            stored: s.stored_size,
-            deduplicated: s.reused_bytes,
-        }),
     })
 }
 

@@ -22,6 +22,8 @@ use strata_engine::repo::restore::{
 use strata_engine::repo::writer::compile_excludes;
 use tokio::io::AsyncWriteExt;
 
+use strata_jobs::results::{JobOutput, RestoreResult};
+
 use super::{JobContext, JobError, JobResult, Outcome};
 use crate::databases::{postgres, sqlite};
 
@@ -305,23 +307,22 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> JobResult<Outcome
     }
     let stats = files_stats.unwrap_or_default();
     Ok(Outcome {
-        result: serde_json::json!({
-            "backup_id": backup.id,
-            "chain": chain_ids,
-            "include": payload.include,
-            "target": files_target.map(|(_, real)| real.display().to_string()),
-            "files": stats.files,
-            "dirs": stats.dirs,
-            "symlinks": stats.symlinks,
-            "bytes": stats.bytes,
-            "database": database_result,
-            "pre_restore_backup_id": payload.pre_restore_backup_id,
-            "kept": kept,
-            "removed": removed,
+        result: JobOutput::Restore(RestoreResult {
+            backup_id: backup.id,
+            chain: chain_ids,
+            include: payload.include,
+            target: files_target.map(|(_, real)| real.display().to_string()),
+            files: stats.files,
+            dirs: stats.dirs,
+            symlinks: stats.symlinks,
+            bytes: stats.bytes,
+            database: database_result,
+            pre_restore_backup_id: payload.pre_restore_backup_id.map(|b| b.to_string()),
+            kept,
+            removed: serde_json::to_value(removed)?,
         }),
         warnings,
         backup: None,
-        bytes: None,
     })
 }
 

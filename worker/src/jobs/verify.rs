@@ -9,6 +9,8 @@ use crate::databases::postgres;
 use strata_engine::repo::chain::load_chain;
 use strata_engine::repo::verify::verify;
 
+use strata_jobs::results::{JobOutput, VerifyResult};
+
 use super::{JobContext, JobError, JobResult, Outcome};
 
 #[tracing::instrument(skip_all, fields(job_id = %ctx.job_id, backup_id = %payload.backup_id))]
@@ -49,12 +51,7 @@ pub async fn run(ctx: &JobContext, payload: VerifyPayload) -> JobResult<Outcome>
             json,
         ));
     }
-    Ok(Outcome {
-        result: json,
-        warnings: Vec::new(),
-        backup: None,
-        bytes: None,
-    })
+    Ok(Outcome::of(JobOutput::Verify(VerifyResult(json))))
 }
 
 /// A restore drill: the backup restored into scratch targets (a temporary directory, a
@@ -184,12 +181,7 @@ async fn drill(
             report,
         ));
     }
-    Ok(Outcome {
-        result: report,
-        warnings: Vec::new(),
-        backup: None,
-        bytes: None,
-    })
+    Ok(Outcome::of(JobOutput::Verify(VerifyResult(report))))
 }
 
 fn failure_report(engine: &str, e: &JobError) -> serde_json::Value {
