@@ -233,3 +233,6 @@ impl Repository {
         Ok(manifest)
     }
 }
+
+#[cfg(test)]
+mod tests;
