@@ -92,6 +92,7 @@ impl Handler for Worker {
         let ctx = JobContext {
             job_id: run.job.id,
             pool: self.pool.clone(),
+            index: strata_engine::repo::index::PgIndex::shared(self.pool.clone()),
             repo,
             progress: run.progress.clone(),
             cancel: run.cancel.clone(),

@@ -103,7 +103,7 @@ pub async fn download(
     };
     let blocks = export(
         repo.clone(),
-        state.pool.clone(),
+        strata_engine::repo::index::PgIndex::shared(state.pool.clone()),
         chain,
         format,
         state.config.body_idle_timeout,

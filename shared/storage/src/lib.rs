@@ -1,4 +1,5 @@
-//! Object storage for repositories: one trait, two implementations (local directory and S3).
+//! Object storage for repositories: one trait, two implementations (local directory and S3),
+//! and an in-memory one for tests ([`MemStorage`]).
 //!
 //! Keys are '/'-separated relative paths such as `packs/ab/abcdef...`, `snapshots/<backup id>`
 //! or `config`. Both implementations accept exactly the same set of keys (see [`validate_key`]),
@@ -11,11 +12,13 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub mod local;
+pub mod mem;
 pub mod metered;
 pub mod s3;
 pub mod throttle;
 
 pub use local::LocalStorage;
+pub use mem::MemStorage;
 pub use s3::S3Storage;
 
 #[derive(Debug, thiserror::Error)]

@@ -81,9 +81,12 @@ async fn index_state(app: &TestApp) -> HashMap<String, PackState> {
     .unwrap();
     let repo = Repository::open(storage, None).await.unwrap();
     let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
-    let refs: HashSet<ChunkId> = strata_engine::repo::gc::referenced_chunks(&repo, &pool)
-        .await
-        .unwrap();
+    let refs: HashSet<ChunkId> = strata_engine::repo::gc::referenced_chunks(
+        &repo,
+        &strata_engine::repo::index::PgIndex::new(pool.clone()),
+    )
+    .await
+    .unwrap();
     let packs: Vec<(String, i64, i32, bool)> =
         sqlx::query_as("SELECT id, size, chunk_count, condemned_at IS NOT NULL FROM packs")
             .fetch_all(&pool)
@@ -606,7 +609,8 @@ async fn a_writer_registered_before_a_condemnation_keeps_what_it_deduplicates_ag
                 }),
                 parent: None,
             };
-            write_snapshot(&repo, &pool, input, progress, Default::default()).await
+            let index = strata_engine::repo::index::PgIndex::shared(pool);
+            write_snapshot(&repo, &index, input, progress, Default::default()).await
         })
     };
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -671,7 +675,10 @@ async fn a_writer_registered_before_a_condemnation_keeps_what_it_deduplicates_ag
     assert!(index.values().all(|p| !p.condemned), "{index:?}");
 
     // And what the manifest references reads back as x.
-    let reader = ChunkReader::new(repo.clone(), pool.clone());
+    let reader = ChunkReader::new(
+        repo.clone(),
+        strata_engine::repo::index::PgIndex::shared(pool.clone()),
+    );
     let mut content = Vec::new();
     for segment in &manifest.tree {
         let raw = reader.get(*segment).await.unwrap();

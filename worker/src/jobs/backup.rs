@@ -79,7 +79,7 @@ pub async fn run(ctx: &JobContext, payload: BackupPayload) -> JobResult<Outcome>
         .as_ref()
         .filter(|_| files.is_some())
         .map(|chain| {
-            let reader = Arc::new(ChunkReader::new(ctx.repo.clone(), ctx.pool.clone()));
+            let reader = Arc::new(ChunkReader::new(ctx.repo.clone(), ctx.index.clone()));
             resolve(reader, tokio::runtime::Handle::current(), chain)
         });
     let mut chain: Vec<String> = parent_chain
@@ -101,7 +101,7 @@ pub async fn run(ctx: &JobContext, payload: BackupPayload) -> JobResult<Outcome>
     };
     let output = write_snapshot(
         &ctx.repo,
-        &ctx.pool,
+        &ctx.index,
         SnapshotInput {
             root: files.as_ref().map(|f| f.path.clone()),
             exclude: files

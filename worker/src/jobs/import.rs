@@ -81,7 +81,7 @@ async fn import(ctx: &JobContext, payload: &ImportPayload) -> JobResult<Outcome>
 
     let output = write_snapshot(
         &ctx.repo,
-        &ctx.pool,
+        &ctx.index,
         SnapshotInput {
             root: Some(tree.0.clone()),
             exclude: Vec::new(),

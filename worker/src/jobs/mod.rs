@@ -16,6 +16,7 @@ use strata_catalog::backups::BackupRow;
 use strata_catalog::sources::SourceRow;
 use strata_core::model::BackupId;
 use strata_engine::paths::PathPolicy;
+use strata_engine::repo::index::DynIndex;
 use strata_engine::repo::progress::{CancelFlag, Progress};
 use strata_engine::repo::Repository;
 use uuid::Uuid;
@@ -24,6 +25,8 @@ use uuid::Uuid;
 pub struct JobContext {
     pub job_id: Uuid,
     pub pool: sqlx::PgPool,
+    /// The chunk index (in `pool`).
+    pub index: DynIndex,
     pub repo: Repository,
     pub progress: Arc<Progress>,
     pub cancel: CancelFlag,

@@ -119,7 +119,7 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> JobResult<Outcome
         let replaces_live_data = std::fs::symlink_metadata(target).is_ok();
         let restored = restore_into(
             &ctx.repo,
-            &ctx.pool,
+            &ctx.index,
             &chain,
             &payload.include,
             &dir,
@@ -360,7 +360,7 @@ async fn removed_since(
         return Ok(None);
     }
     let before = load_chain(&ctx.repo, ctx.repo.get_manifest(pre.as_str()).await?).await?;
-    let reader = Arc::new(ChunkReader::new(ctx.repo.clone(), ctx.pool.clone()));
+    let reader = Arc::new(ChunkReader::new(ctx.repo.clone(), ctx.index.clone()));
     let handle = tokio::runtime::Handle::current();
     let before = resolve_chain(reader.clone(), handle.clone(), &before);
     let include = include.to_vec();
@@ -597,7 +597,7 @@ pub(super) async fn write_sqlite(
         let mut file = tokio::fs::File::create(path)
             .await
             .with_context(|| format!("creating {}", path.display()))?;
-        let chunks = stream_chunks(&ctx.repo, &ctx.pool, part.chunks.clone());
+        let chunks = stream_chunks(&ctx.repo, &ctx.index, part.chunks.clone());
         futures::pin_mut!(chunks);
         let mut size = 0u64;
         while let Some(block) = chunks.try_next().await? {
@@ -664,7 +664,7 @@ pub(super) async fn load_postgres(
     ctx.progress
         .bytes_total
         .fetch_add(part.size, std::sync::atomic::Ordering::Relaxed);
-    let chunks = stream_chunks(&ctx.repo, &ctx.pool, part.chunks.clone());
+    let chunks = stream_chunks(&ctx.repo, &ctx.index, part.chunks.clone());
     let started = std::time::Instant::now();
     let loaded = postgres::load(server, name, settings.as_ref(), chunks, &ctx.progress).await;
     let checked = match loaded {

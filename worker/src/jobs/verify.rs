@@ -32,7 +32,7 @@ pub async fn run(ctx: &JobContext, payload: VerifyPayload) -> JobResult<Outcome>
     }
     let report = verify(
         &ctx.repo,
-        &ctx.pool,
+        &ctx.index,
         &chain,
         ctx.progress.clone(),
         ctx.cancel.clone(),
@@ -79,7 +79,7 @@ async fn drill(
         let dir = scratch.path().join("files");
         let stats = restore_into(
             &ctx.repo,
-            &ctx.pool,
+            &ctx.index,
             &chain,
             &[],
             &dir,

@@ -22,10 +22,10 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
-use sqlx::PgPool;
 use tokio::sync::mpsc;
 
 use super::format::ChunkId;
+use super::index::DynIndex;
 use super::manifest::Manifest;
 use super::reader::ChunkReader;
 use super::tree::{Entry, EntryKind};
@@ -64,7 +64,7 @@ enum Op {
 /// ends, whatever the client does. Must be called on a Tokio runtime.
 pub fn export<G: Send + 'static>(
     repo: Repository,
-    pool: PgPool,
+    index: DynIndex,
     chain: Vec<Manifest>,
     format: ArchiveFormat,
     stall: std::time::Duration,
@@ -78,7 +78,7 @@ pub fn export<G: Send + 'static>(
         .unwrap_or_default();
     // Chunks are read one by one: many downloads may run at once in one API process,
     // and a pack cache would hold 16 MiB packs for each.
-    let reader = Arc::new(ChunkReader::ranged(repo, pool));
+    let reader = Arc::new(ChunkReader::ranged(repo, index));
     tokio::spawn(produce(reader, chain, op_tx));
     tokio::task::spawn_blocking(move || {
         let runtime = tokio::runtime::Handle::current();

@@ -21,7 +21,7 @@
 //! is deleted: what it references is unknown. One collection runs at a time (an advisory
 //! lock only collections take); backups never wait for one.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -31,6 +31,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 use super::format::{BlobKind, ChunkId, PACK_TARGET};
+use super::index::{DynIndex, Index, PackRow, PgIndex};
 use super::manifest::manifest_key;
 use super::pack::{pack_key, PackBuilder};
 use super::progress::{CancelFlag, Progress, Stopped};
@@ -158,6 +159,7 @@ pub async fn collect(
     let result = Collection {
         repo,
         pool,
+        index: PgIndex::shared(pool.clone()),
         options,
         progress,
         cancel,
@@ -173,18 +175,17 @@ pub async fn collect(
 /// tools check a repository against it).
 pub async fn referenced_chunks(
     repo: &Repository,
-    pool: &PgPool,
+    index: &dyn Index,
 ) -> anyhow::Result<HashSet<ChunkId>> {
     let (mut seen, mut refs) = (HashSet::new(), HashSet::new());
-    Collection {
+    scan_manifests(
         repo,
-        pool,
-        options: &GcOptions::default(),
-        progress: &Progress::default(),
-        cancel: &CancelFlag::default(),
-        report: &mut GcReport::default(),
-    }
-    .scan_manifests(&mut seen, &mut refs)
+        index,
+        &mut seen,
+        &mut refs,
+        &Progress::default(),
+        &CancelFlag::default(),
+    )
     .await?;
     Ok(refs)
 }
@@ -207,6 +208,8 @@ struct Usage {
 struct Collection<'a> {
     repo: &'a Repository,
     pool: &'a PgPool,
+    /// The chunk index in `pool`.
+    index: DynIndex,
     options: &'a GcOptions,
     progress: &'a Progress,
     cancel: &'a CancelFlag,
@@ -276,60 +279,21 @@ impl Collection<'_> {
         Ok(())
     }
 
-    /// Adds to `refs` what the manifests not in `seen` reference (a manifest never
-    /// changes once written, so one already read need not be read again).
+    /// Adds to `refs` what the manifests not in `seen` reference.
     async fn scan_manifests(
         &mut self,
         seen: &mut HashSet<String>,
         refs: &mut HashSet<ChunkId>,
     ) -> anyhow::Result<()> {
-        let listed = self.repo.storage.list(SNAPSHOTS_PREFIX).await?;
-        let fresh: Vec<_> = listed
-            .into_iter()
-            .filter(|m| !seen.contains(&m.key))
-            .collect();
-        self.progress
-            .files_total
-            .store(fresh.len() as u64, Ordering::Relaxed);
-        self.progress.files_done.store(0, Ordering::Relaxed);
-        for meta in fresh {
-            check(self.cancel)?;
-            let Some(backup_id) = meta.key.strip_prefix(SNAPSHOTS_PREFIX) else {
-                continue;
-            };
-            debug_assert_eq!(manifest_key(backup_id), meta.key);
-            let manifest = match self.repo.get_manifest(backup_id).await {
-                Ok(m) => m,
-                // Deleted since it was listed (a delete job runs): it references nothing.
-                Err(e) if is_not_found(&e) => continue,
-                Err(e) => {
-                    return Err(e.context(format!(
-                    "garbage collection stopped: cannot read manifest {}; nothing more was deleted",
-                    meta.key
-                )))
-                }
-            };
-            for segment in &manifest.tree {
-                refs.insert(*segment);
-                let raw = read_blob(self.repo, self.pool, *segment)
-                    .await
-                    .with_context(|| {
-                        format!(
-                        "garbage collection stopped: cannot read the entry list of backup {backup_id}"
-                    )
-                    })?;
-                for entry in parse_segment(&raw)? {
-                    refs.extend(entry.chunks);
-                }
-            }
-            if let Some(db) = &manifest.database {
-                refs.extend(db.chunks.iter().copied());
-            }
-            seen.insert(meta.key);
-            self.report.manifests_scanned += 1;
-            self.progress.files_done.fetch_add(1, Ordering::Relaxed);
-        }
-        self.progress.files_done.store(0, Ordering::Relaxed);
+        self.report.manifests_scanned += scan_manifests(
+            self.repo,
+            self.index.as_ref(),
+            seen,
+            refs,
+            self.progress,
+            self.cancel,
+        )
+        .await?;
         Ok(())
     }
 
@@ -355,10 +319,8 @@ impl Collection<'_> {
                 is_pack.then_some((id, m.size))
             })
             .collect();
-        let mut conn = self.pool.acquire().await?;
-        let packs = db::chunks::all_packs(&mut conn).await?;
-        let usage = usage(&db::chunks::all_locations(&mut conn).await?, referenced);
-        drop(conn);
+        let packs = self.index.packs().await?;
+        let locations = self.index.locations().await?;
 
         let known: HashSet<&str> = packs.iter().map(|p| p.id.as_str()).collect();
         let orphans: Vec<(String, u64)> = stored
@@ -366,22 +328,20 @@ impl Collection<'_> {
             .filter(|(id, _)| !known.contains(id.as_str()))
             .map(|(id, size)| (id.clone(), *size))
             .collect();
+        let marking = mark(
+            &packs,
+            &locations,
+            referenced,
+            self.options.repack_threshold,
+            h0,
+        );
         let (mut unused, mut repack) = (Vec::new(), Vec::new());
-        for pack in packs.iter().filter(|p| p.condemned_at.is_none()) {
-            let u = usage.get(&pack.id).copied().unwrap_or_default();
-            if u.live_rows == 0 {
-                unused.push(pack.id.clone());
-            } else if u.live_rows < u.rows || u.live_rows < pack.chunk_count as u64 {
-                // Some chunk is dead (or moved away): the pack would shrink.
-                let dead = (pack.size as u64).saturating_sub(u.live_bytes) as f64;
-                if pack.size > 0
-                    && dead / pack.size as f64 >= self.options.repack_threshold
-                    && pack.created_at < h0
-                {
-                    repack.push(pack.id.clone());
-                } else {
-                    self.report.packs_kept_partially_used += 1;
-                }
+        for (id, m) in marking {
+            match m {
+                Mark::Unused => unused.push(id),
+                Mark::Repack => repack.push(id),
+                Mark::Partial => self.report.packs_kept_partially_used += 1,
+                Mark::Live => {}
             }
         }
         Ok((unused, repack, orphans))
@@ -510,14 +470,14 @@ impl Collection<'_> {
         referenced: &HashSet<ChunkId>,
         h1: DateTime<Utc>,
     ) -> anyhow::Result<()> {
-        let mut conn = self.pool.acquire().await?;
-        let condemned: Vec<db::chunks::PackRow> = db::chunks::all_packs(&mut conn)
+        let condemned: Vec<PackRow> = self
+            .index
+            .packs()
             .await?
             .into_iter()
             .filter(|p| p.condemned_at.is_some())
             .collect();
-        let usage = usage(&db::chunks::all_locations(&mut conn).await?, referenced);
-        drop(conn);
+        let usage = usage(&self.index.locations().await?, referenced);
         let mut revive = Vec::new();
         let mut doomed = Vec::new();
         for pack in condemned {
@@ -631,6 +591,116 @@ fn upload_age(key: &str, now: DateTime<Utc>) -> Option<Duration> {
     (now - stored).to_std().ok()
 }
 
+/// Adds to `refs` what the manifests in storage not in `seen` reference (a manifest
+/// never changes once written, so one already read need not be read again); returns
+/// how many manifests it read. A manifest or entry list that cannot be read is an error.
+async fn scan_manifests(
+    repo: &Repository,
+    index: &dyn Index,
+    seen: &mut HashSet<String>,
+    refs: &mut HashSet<ChunkId>,
+    progress: &Progress,
+    cancel: &CancelFlag,
+) -> anyhow::Result<u64> {
+    let listed = repo.storage.list(SNAPSHOTS_PREFIX).await?;
+    let fresh: Vec<_> = listed
+        .into_iter()
+        .filter(|m| !seen.contains(&m.key))
+        .collect();
+    progress
+        .files_total
+        .store(fresh.len() as u64, Ordering::Relaxed);
+    progress.files_done.store(0, Ordering::Relaxed);
+    let mut scanned = 0;
+    for meta in fresh {
+        check(cancel)?;
+        let Some(backup_id) = meta.key.strip_prefix(SNAPSHOTS_PREFIX) else {
+            continue;
+        };
+        debug_assert_eq!(manifest_key(backup_id), meta.key);
+        let manifest = match repo.get_manifest(backup_id).await {
+            Ok(m) => m,
+            // Deleted since it was listed (a delete job runs): it references nothing.
+            Err(e) if is_not_found(&e) => continue,
+            Err(e) => {
+                return Err(e.context(format!(
+                    "garbage collection stopped: cannot read manifest {}; nothing more was deleted",
+                    meta.key
+                )))
+            }
+        };
+        for segment in &manifest.tree {
+            refs.insert(*segment);
+            let raw = read_blob(repo, index, *segment).await.with_context(|| {
+                format!(
+                    "garbage collection stopped: cannot read the entry list of backup {backup_id}"
+                )
+            })?;
+            for entry in parse_segment(&raw)? {
+                refs.extend(entry.chunks);
+            }
+        }
+        if let Some(db) = &manifest.database {
+            refs.extend(db.chunks.iter().copied());
+        }
+        seen.insert(meta.key);
+        scanned += 1;
+        progress.files_done.fetch_add(1, Ordering::Relaxed);
+    }
+    progress.files_done.store(0, Ordering::Relaxed);
+    Ok(scanned)
+}
+
+/// What marking decides for a pack of the index that is not condemned yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// Every chunk of it is referenced: kept.
+    Live,
+    /// Some chunks are referenced, some not, below the repack threshold (or the pack is
+    /// younger than the horizon): kept as it is.
+    Partial,
+    /// Some chunks are referenced and the dead fraction reaches the threshold: its live
+    /// chunks are copied into new packs and it is condemned.
+    Repack,
+    /// No referenced chunk: condemned (if created before the horizon).
+    Unused,
+}
+
+/// Marking, the pure part of a collection: given the index's packs and its
+/// pack → chunks listing ([`Index::packs`], [`Index::locations`]) and the chunks the
+/// manifests reference ([`referenced_chunks`]), what becomes of each pack not condemned
+/// yet. Packs created at or after `h0` are never repacked (a running writer may still
+/// be recording them).
+pub fn mark(
+    packs: &[PackRow],
+    locations: &[(String, Vec<u8>, i32)],
+    referenced: &HashSet<ChunkId>,
+    repack_threshold: f64,
+    h0: DateTime<Utc>,
+) -> BTreeMap<String, Mark> {
+    let usage = usage(locations, referenced);
+    let mut out = BTreeMap::new();
+    for pack in packs.iter().filter(|p| p.condemned_at.is_none()) {
+        let u = usage.get(&pack.id).copied().unwrap_or_default();
+        let m = if u.live_rows == 0 {
+            Mark::Unused
+        } else if u.live_rows < u.rows || u.live_rows < pack.chunk_count as u64 {
+            // Some chunk is dead (or moved away): the pack would shrink.
+            let dead = (pack.size as u64).saturating_sub(u.live_bytes) as f64;
+            if pack.size > 0 && dead / pack.size as f64 >= repack_threshold && pack.created_at < h0
+            {
+                Mark::Repack
+            } else {
+                Mark::Partial
+            }
+        } else {
+            Mark::Live
+        };
+        out.insert(pack.id.clone(), m);
+    }
+    out
+}
+
 /// Per pack: its chunk rows, and those referenced with their bytes.
 fn usage(
     locations: &[(String, Vec<u8>, i32)],
@@ -665,13 +735,16 @@ async fn delete_object(repo: &Repository, pack_id: &str) -> anyhow::Result<()> {
 }
 
 /// Reads one blob through the index with a ranged read (no whole-pack fetch).
-async fn read_blob(repo: &Repository, pool: &PgPool, id: ChunkId) -> anyhow::Result<bytes::Bytes> {
-    let mut conn = pool.acquire().await?;
-    let loc = db::chunks::locate(&mut conn, &[id.0.to_vec()])
+async fn read_blob(
+    repo: &Repository,
+    index: &dyn Index,
+    id: ChunkId,
+) -> anyhow::Result<bytes::Bytes> {
+    let loc = index
+        .locate(&[id])
         .await?
-        .pop()
+        .remove(&id)
         .with_context(|| format!("chunk {id} is not in the chunk index"))?;
-    drop(conn);
     let stored = repo
         .storage
         .get_range(
@@ -681,7 +754,7 @@ async fn read_blob(repo: &Repository, pool: &PgPool, id: ChunkId) -> anyhow::Res
         )
         .await
         .with_context(|| format!("reading chunk {id} from pack {}", loc.pack_id))?;
-    repo.codec().decode(id, stored, loc.raw_length as usize)
+    repo.codec().decode(id, stored, loc.raw_length)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod export;
 pub mod format;
 pub mod gc;
 pub mod identity;
+pub mod index;
 pub mod manifest;
 pub mod pack;
 pub mod progress;
@@ -232,3 +233,6 @@ impl Repository {
         Ok(manifest)
     }
 }
+
+#[cfg(test)]
+mod tests;

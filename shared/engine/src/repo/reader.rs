@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex};
 use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use sqlx::PgPool;
 use tokio::sync::OnceCell;
 
 use super::format::ChunkId;
+use super::index::DynIndex;
+pub use super::index::Location;
 use super::pack::pack_key;
 use super::Repository;
-use strata_catalog as db;
 
 /// How many packs stay in memory while a restore reads them.
 const PACK_CACHE: usize = 4;
@@ -22,15 +22,6 @@ const PACK_CACHE: usize = 4;
 const INLINE_DECODE: usize = 128 * 1024;
 /// How many chunks are fetched and verified at once.
 pub(super) const PARALLEL_CHUNKS: usize = 8;
-
-/// Where a chunk lives.
-#[derive(Debug, Clone)]
-pub struct Location {
-    pub pack_id: String,
-    pub offset: usize,
-    pub length: usize,
-    pub raw_length: usize,
-}
 
 /// Packs being read or recently read, with their order of arrival (oldest first).
 #[derive(Default)]
@@ -43,16 +34,16 @@ struct PackCache {
 /// [`ChunkReader::ranged`], reading each chunk alone.
 pub struct ChunkReader {
     repo: Repository,
-    pool: PgPool,
+    index: DynIndex,
     cache: Mutex<PackCache>,
     ranged: bool,
 }
 
 impl ChunkReader {
-    pub fn new(repo: Repository, pool: PgPool) -> Self {
+    pub fn new(repo: Repository, index: DynIndex) -> Self {
         Self {
             repo,
-            pool,
+            index,
             cache: Mutex::new(PackCache::default()),
             ranged: false,
         }
@@ -61,30 +52,15 @@ impl ChunkReader {
     /// A reader that fetches each chunk with a ranged read and keeps no pack: a few
     /// chunks in memory instead of up to [`PACK_CACHE`] packs of 16 MiB — for downloads,
     /// many of which may run at once in the API process.
-    pub fn ranged(repo: Repository, pool: PgPool) -> Self {
+    pub fn ranged(repo: Repository, index: DynIndex) -> Self {
         Self {
             ranged: true,
-            ..Self::new(repo, pool)
+            ..Self::new(repo, index)
         }
     }
 
     pub async fn locate(&self, ids: &[ChunkId]) -> anyhow::Result<HashMap<ChunkId, Location>> {
-        let raw: Vec<Vec<u8>> = ids.iter().map(|i| i.0.to_vec()).collect();
-        let mut conn = self.pool.acquire().await?;
-        let rows = db::chunks::locate(&mut conn, &raw).await?;
-        let mut out = HashMap::with_capacity(rows.len());
-        for r in rows {
-            out.insert(
-                ChunkId::from_slice(&r.id)?,
-                Location {
-                    pack_id: r.pack_id,
-                    offset: r.offset as usize,
-                    length: r.length as usize,
-                    raw_length: r.raw_length as usize,
-                },
-            );
-        }
-        Ok(out)
+        self.index.locate(ids).await
     }
 
     async fn pack(&self, pack_id: &str) -> anyhow::Result<Bytes> {
@@ -170,10 +146,10 @@ impl ChunkReader {
 /// a few at a time (a database dump on its way back into the database).
 pub fn stream_chunks(
     repo: &Repository,
-    pool: &PgPool,
+    index: &DynIndex,
     ids: Vec<ChunkId>,
 ) -> impl futures::Stream<Item = anyhow::Result<Bytes>> + Send + 'static {
-    let reader = Arc::new(ChunkReader::new(repo.clone(), pool.clone()));
+    let reader = Arc::new(ChunkReader::new(repo.clone(), index.clone()));
     let batches: Vec<Vec<ChunkId>> = ids.chunks(1024).map(<[ChunkId]>::to_vec).collect();
     let locator = reader.clone();
     futures::stream::iter(batches)

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use sqlx::PgPool;
 use tokio::sync::mpsc;
 
 use super::format::ChunkId;
+use super::index::DynIndex;
 use super::manifest::Manifest;
 use super::progress::{CancelFlag, Progress, Stopped};
 use super::tree::{Entry, EntryKind};
@@ -62,7 +62,7 @@ pub fn included(path: &Path, include: &[PathBuf]) -> bool {
 #[allow(clippy::too_many_arguments)]
 pub async fn restore_into(
     repo: &Repository,
-    pool: &PgPool,
+    index: &DynIndex,
     chain: &[Manifest],
     include: &[PathBuf],
     staging: &Path,
@@ -81,7 +81,7 @@ pub async fn restore_into(
     }
     progress.set_phase("restoring");
 
-    let reader = Arc::new(ChunkReader::new(repo.clone(), pool.clone()));
+    let reader = Arc::new(ChunkReader::new(repo.clone(), index.clone()));
     // The chain is resolved on a blocking thread and handed over in batches.
     let (batch_tx, mut batch_rx) = mpsc::channel::<anyhow::Result<Vec<Entry>>>(2);
     let entries = super::chain::resolve(reader.clone(), tokio::runtime::Handle::current(), chain);

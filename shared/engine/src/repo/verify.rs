@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use serde::Serialize;
-use sqlx::PgPool;
 
 use super::format::ChunkId;
+use super::index::DynIndex;
 use super::manifest::Manifest;
 use super::pack::pack_key;
 use super::progress::{CancelFlag, Progress, Stopped};
@@ -49,7 +49,7 @@ pub struct VerifyReport {
 #[tracing::instrument(skip_all, fields(backup_id = %chain.last().map(|m| m.backup_id.as_str()).unwrap_or_default()))]
 pub async fn verify(
     repo: &Repository,
-    pool: &PgPool,
+    index: &DynIndex,
     chain: &[Manifest],
     progress: Arc<Progress>,
     cancel: CancelFlag,
@@ -66,7 +66,7 @@ pub async fn verify(
         problems: Vec::new(),
     };
     progress.set_phase("reading entry lists");
-    let reader = Arc::new(ChunkReader::new(repo.clone(), pool.clone()));
+    let reader = Arc::new(ChunkReader::new(repo.clone(), index.clone()));
     // Which files need which chunk. Reading the entry lists also checks them.
     let entries = super::chain::resolve(reader.clone(), tokio::runtime::Handle::current(), chain);
     let resolve_cancel = cancel.clone();

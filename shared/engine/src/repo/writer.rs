@@ -15,12 +15,12 @@ use std::sync::{Arc, Mutex};
 use anyhow::{anyhow, bail, Context};
 pub use globset::GlobSet;
 use globset::{Glob, GlobSetBuilder};
-use sqlx::PgPool;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
 use super::chain::EntryStream;
 use super::format::{BlobCodec, BlobKind, ChunkId, PACK_TARGET};
+use super::index::{DynIndex, Index};
 use super::manifest::{SnapshotStats, Warning};
 use super::pack::{pack_key, PackBuilder};
 use super::progress::{CancelFlag, Progress, Stopped};
@@ -109,7 +109,7 @@ struct EncodedBlob {
 #[tracing::instrument(skip_all, fields(root = %input.root.as_deref().unwrap_or(Path::new("")).display()))]
 pub async fn write_snapshot(
     repo: &Repository,
-    pool: &PgPool,
+    index: &DynIndex,
     input: SnapshotInput,
     progress: Arc<Progress>,
     cancel: CancelFlag,
@@ -118,14 +118,7 @@ pub async fn write_snapshot(
     progress.set_phase("indexing");
     // The caller registered a repository session before this: chunks of packs condemned
     // since are left out, so they are written again rather than referenced.
-    let known: HashSet<ChunkId> = {
-        let mut conn = pool.acquire().await?;
-        db::chunks::known_ids(&mut conn)
-            .await?
-            .iter()
-            .filter_map(|b| ChunkId::from_slice(b).ok())
-            .collect()
-    };
+    let known: HashSet<ChunkId> = index.known_ids().await?;
 
     let (raw_tx, raw_rx) = mpsc::channel::<RawBlob>(4);
     let (enc_tx, mut enc_rx) = mpsc::channel::<EncodedBlob>(4);
@@ -208,9 +201,9 @@ pub async fn write_snapshot(
                 if pack.len() >= PACK_TARGET {
                     let full = std::mem::take(&mut pack);
                     let permit = uploads.clone().acquire_owned().await?;
-                    let (repo, pool) = (repo.clone(), pool.clone());
+                    let (repo, index) = (repo.clone(), index.clone());
                     in_flight.spawn(async move {
-                        let size = upload_pack(&repo, &pool, full).await;
+                        let size = upload_pack(&repo, index.as_ref(), full).await;
                         drop(permit);
                         size
                     });
@@ -220,7 +213,7 @@ pub async fn write_snapshot(
                 }
             }
             if !pack.is_empty() {
-                stored += upload_pack(repo, pool, pack).await?;
+                stored += upload_pack(repo, index.as_ref(), pack).await?;
             }
             Ok::<(), anyhow::Error>(())
         }
@@ -259,16 +252,15 @@ pub async fn write_snapshot(
 }
 
 /// Closes, uploads and indexes one pack; returns its size.
-async fn upload_pack(repo: &Repository, pool: &PgPool, pack: PackBuilder) -> anyhow::Result<u64> {
+async fn upload_pack(
+    repo: &Repository,
+    index: &dyn Index,
+    pack: PackBuilder,
+) -> anyhow::Result<u64> {
     let stored = put_pack(repo, pack).await?;
-    let mut tx = pool.begin().await?;
-    lock_stored_pack(repo, &mut tx, &stored).await?;
-    db::chunks::insert_pack(&mut tx, &stored.id, stored.size as i64, &stored.rows)
-        .await
-        .with_context(|| format!("indexing pack {}", stored.id))?;
-    tx.commit()
-        .await
-        .with_context(|| format!("indexing pack {}", stored.id))?;
+    let write = index.lock_pack(&stored.id).await?;
+    ensure_stored(repo, &stored).await?;
+    write.commit(stored.size, &stored.rows).await?;
     Ok(stored.size)
 }
 
@@ -302,15 +294,21 @@ pub(crate) async fn put_pack(repo: &Repository, pack: PackBuilder) -> anyhow::Re
 }
 
 /// Takes the pack's lock in `tx` (held until it commits, with the index rows) and makes
-/// sure the object is still there: garbage collection may have swept a byte-identical
-/// pack (same id) between the upload and now; it cannot any more until `tx` ends, and
-/// after that only once the pack is condemned again.
+/// sure the object is still there (see [`ensure_stored`]).
 pub(crate) async fn lock_stored_pack(
     repo: &Repository,
     tx: &mut sqlx::PgConnection,
     pack: &StoredPack,
 ) -> anyhow::Result<()> {
     db::repo_lock::pack_xact(tx, &pack.id).await?;
+    ensure_stored(repo, pack).await
+}
+
+/// Makes sure an uploaded pack's object is still there, its lock held: garbage
+/// collection may have swept a byte-identical pack (same id) between the upload and
+/// the lock; it cannot any more until the lock is released with the index rows, and
+/// after that only once the pack is condemned again.
+async fn ensure_stored(repo: &Repository, pack: &StoredPack) -> anyhow::Result<()> {
     let key = pack_key(&pack.id);
     if repo.storage.head(&key).await?.is_none() {
         tracing::info!(pack = %pack.id, "a pack with the same bytes was swept meanwhile; uploading it again");
