@@ -5,6 +5,7 @@
 //! deletes manifests and catalog rows, then collects the packs nobody needs.
 
 use std::collections::{HashMap, HashSet};
+use strata_core::errors::ErrorCode;
 
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
@@ -77,14 +78,14 @@ pub async fn delete(
         Some("true") => true,
         Some(other) => {
             return Err(ApiError::bad_request(
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 "cascade",
                 format!("{other:?} is not valid; expected true or false"),
             ))
         }
     };
     let id = path.into_inner();
-    let not_found = || ApiError::not_found("backup_not_found", format!("no backup {id:?}"));
+    let not_found = || ApiError::new(ErrorCode::BackupNotFound, format!("no backup {id:?}"));
     if id.contains('\0') {
         return Err(not_found());
     }
@@ -96,8 +97,7 @@ pub async fn delete(
     check_deletable(&target)?;
     let dependents = db::backups::dependents(&mut tx, &id).await?;
     if !dependents.is_empty() && !cascade {
-        return Err(ApiError::conflict(
-            "backup_has_dependents",
+        return Err(ApiError::new(ErrorCode::BackupHasDependents,
             format!(
                 "{} backup(s) need backup {id:?} to be restored; delete with ?cascade=true to delete them too",
                 dependents.len()
@@ -111,8 +111,8 @@ pub async fn delete(
     let rows = db::backups::lock(&mut tx, &set).await?;
     for row in &rows {
         if row.status == "pending" {
-            return Err(ApiError::conflict(
-                "backup_not_complete",
+            return Err(ApiError::new(
+                ErrorCode::BackupNotComplete,
                 format!("backup {:?} is still being written", row.id),
             )
             .with("backup_id", row.id.clone()));
@@ -125,8 +125,8 @@ pub async fn delete(
         .collect();
     let in_use = in_use(&mut tx, &set).await?;
     if let Some((backup_id, job)) = set.iter().find_map(|b| in_use.get(b).map(|j| (b, j))) {
-        return Err(ApiError::conflict(
-            "job_in_progress",
+        return Err(ApiError::new(
+            ErrorCode::JobInProgress,
             format!(
                 "a {} job queued or running needs backup {backup_id:?}; wait for it or cancel it",
                 job.1
@@ -158,12 +158,12 @@ pub async fn delete(
 /// A backup being deleted or still being written cannot be deleted (again).
 fn check_deletable(b: &BackupRow) -> ApiResult<()> {
     match b.status.as_str() {
-        "deleting" => Err(ApiError::conflict(
-            "backup_being_deleted",
+        "deleting" => Err(ApiError::new(
+            ErrorCode::BackupBeingDeleted,
             format!("backup {:?} is already being deleted", b.id),
         )),
-        "pending" => Err(ApiError::conflict(
-            "backup_not_complete",
+        "pending" => Err(ApiError::new(
+            ErrorCode::BackupNotComplete,
             format!(
                 "backup {:?} is still being written; cancel its job first",
                 b.id
@@ -273,7 +273,7 @@ fn parse_prune(body: &[u8]) -> ApiResult<PruneRequest> {
                 Value::String(s) => req.source = Some(s),
                 _ => {
                     return Err(ApiError::bad_request(
-                        "invalid_source",
+                        ErrorCode::InvalidSource,
                         "source",
                         "must be a source id or name",
                     ))
@@ -284,7 +284,7 @@ fn parse_prune(body: &[u8]) -> ApiResult<PruneRequest> {
                 Value::Bool(b) => req.dry_run = b,
                 _ => {
                     return Err(ApiError::bad_request(
-                        "invalid_dry_run",
+                        ErrorCode::InvalidDryRun,
                         "dry_run",
                         "must be true or false",
                     ))
@@ -297,7 +297,7 @@ fn parse_prune(body: &[u8]) -> ApiResult<PruneRequest> {
                 let n = v.as_u64().filter(|n| *n <= u64::from(u32::MAX));
                 let Some(n) = n else {
                     return Err(ApiError::bad_request(
-                        "invalid_policy",
+                        ErrorCode::InvalidPolicy,
                         k,
                         format!("{k} must be a non-negative integer"),
                     ));
@@ -306,7 +306,7 @@ fn parse_prune(body: &[u8]) -> ApiResult<PruneRequest> {
             }
             _ => {
                 return Err(ApiError::bad_request(
-                    "unknown_field",
+                    ErrorCode::UnknownField,
                     &key,
                     format!(
                         "unknown field {key:?}; expected source, dry_run or one of {:?}",
@@ -323,8 +323,7 @@ fn parse_prune(body: &[u8]) -> ApiResult<PruneRequest> {
             .find(|f| policy_field(&req.policy, f).is_some())
             .copied()
             .unwrap_or("keep_last");
-        return Err(ApiError::bad_request(
-            "policy_keeps_nothing",
+        return Err(ApiError::bad_request(ErrorCode::PolicyKeepsNothing,
             field,
             "this policy would delete every backup; to delete backups one by one use DELETE /api/v1/backup/{id}",
         ));
@@ -354,8 +353,7 @@ fn effective_policy(request: &Policy, source: &db::sources::SourceRow) -> ApiRes
         return Ok(Policy::DEFAULT);
     };
     let stored: Policy = serde_json::from_value(stored.0.clone()).map_err(|e| {
-        ApiError::conflict(
-            "invalid_stored_policy",
+        ApiError::new(ErrorCode::InvalidStoredPolicy,
             format!(
                 "the retention policy stored for source {:?} is not valid ({e}); name a policy in the request",
                 source.name
@@ -366,8 +364,7 @@ fn effective_policy(request: &Policy, source: &db::sources::SourceRow) -> ApiRes
         return Ok(Policy::DEFAULT);
     }
     if stored.keeps_nothing() {
-        return Err(ApiError::conflict(
-            "invalid_stored_policy",
+        return Err(ApiError::new(ErrorCode::InvalidStoredPolicy,
             format!(
                 "the retention policy stored for source {:?} would delete every backup; name a policy in the request",
                 source.name

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use strata_catalog as db;
 use strata_catalog::schedules::{FireRow, ScheduleFields, ScheduleRow, ScheduleView};
+use strata_core::errors::ErrorCode;
 use strata_core::model::BackupType;
 use strata_core::retention::Policy;
 use strata_jobs::schedule::When;
@@ -174,14 +175,14 @@ struct Input {
     enabled: Option<bool>,
 }
 
-fn bad(code: &'static str, field: &str, message: impl Into<String>) -> ApiError {
+fn bad(code: ErrorCode, field: &str, message: impl Into<String>) -> ApiError {
     ApiError::bad_request(code, field, message)
 }
 
 fn parse_body(body: &[u8]) -> ApiResult<Input> {
     let map = crate::error::json_object(body)?;
     let mut input = Input::default();
-    let string = |v: Value, field: &str, code: &'static str| -> ApiResult<String> {
+    let string = |v: Value, field: &str, code: ErrorCode| -> ApiResult<String> {
         match v {
             Value::String(s) => {
                 reject_nul(&s, field)?;
@@ -193,7 +194,7 @@ fn parse_body(body: &[u8]) -> ApiResult<Input> {
     let boolean = |v: Value, field: &str| -> ApiResult<bool> {
         v.as_bool().ok_or_else(|| {
             bad(
-                "invalid_body",
+                ErrorCode::InvalidBody,
                 field,
                 format!("{field} must be true or false"),
             )
@@ -204,19 +205,19 @@ fn parse_body(body: &[u8]) -> ApiResult<Input> {
             continue;
         }
         match key.as_str() {
-            "source" => input.source = Some(string(v, "source", "invalid_source")?),
+            "source" => input.source = Some(string(v, "source", ErrorCode::InvalidSource)?),
             "type" => {
-                let t = string(v, "type", "invalid_backup_type")?;
+                let t = string(v, "type", ErrorCode::InvalidBackupType)?;
                 input.backup_type = Some(BackupType::parse(&t)?);
             }
-            "cron" => input.cron = Some(string(v, "cron", "invalid_cron")?),
-            "timezone" => input.timezone = Some(string(v, "timezone", "invalid_timezone")?),
+            "cron" => input.cron = Some(string(v, "cron", ErrorCode::InvalidCron)?),
+            "timezone" => input.timezone = Some(string(v, "timezone", ErrorCode::InvalidTimezone)?),
             "retention" => input.retention = Some(parse_policy(v)?),
             "retention_days" => {
                 let n = v.as_u64().filter(|n| *n <= u64::from(u32::MAX));
                 input.retention_days = Some(n.ok_or_else(|| {
                     bad(
-                        "invalid_policy",
+                        ErrorCode::InvalidPolicy,
                         "retention_days",
                         "retention_days must be a non-negative integer",
                     )
@@ -226,7 +227,7 @@ fn parse_body(body: &[u8]) -> ApiResult<Input> {
             "enabled" => input.enabled = Some(boolean(v, "enabled")?),
             _ => {
                 return Err(bad(
-                    "unknown_field",
+                    ErrorCode::UnknownField,
                     &key,
                     format!(
                         "unknown field {key:?}; expected source, type, cron, timezone, retention, \
@@ -251,8 +252,7 @@ fn parse_policy(v: Value) -> ApiResult<Option<Policy>> {
         Value::Null => return Ok(None),
         Value::Object(m) => m,
         _ => {
-            return Err(bad(
-                "invalid_policy",
+            return Err(bad(ErrorCode::InvalidPolicy,
                 "retention",
                 "retention must be an object (keep_last, daily, weekly, monthly, yearly, retention_days) or null",
             ))
@@ -263,7 +263,7 @@ fn parse_policy(v: Value) -> ApiResult<Option<Policy>> {
         let field = format!("retention.{k}");
         if !Policy::FIELDS.contains(&k.as_str()) {
             return Err(bad(
-                "unknown_field",
+                ErrorCode::UnknownField,
                 &field,
                 format!(
                     "unknown retention rule {k:?}; expected one of {:?}",
@@ -277,7 +277,7 @@ fn parse_policy(v: Value) -> ApiResult<Option<Policy>> {
         let n = v.as_u64().filter(|n| *n <= u64::from(u32::MAX));
         let Some(n) = n else {
             return Err(bad(
-                "invalid_policy",
+                ErrorCode::InvalidPolicy,
                 &field,
                 format!("{field} must be a non-negative integer"),
             ));
@@ -303,7 +303,7 @@ fn merged_policy(current: Option<Policy>, input: &Input) -> ApiResult<Option<Pol
     match policy {
         Some(p) if p.is_unset() => Ok(None),
         Some(p) if p.keeps_nothing() => Err(bad(
-            "policy_keeps_nothing",
+            ErrorCode::PolicyKeepsNothing,
             if input.retention_days.is_some() {
                 "retention_days"
             } else {
@@ -342,7 +342,7 @@ async fn view(conn: &mut sqlx::PgConnection, id: Uuid, fires: bool) -> ApiResult
 }
 
 fn not_found(id: &str) -> ApiError {
-    ApiError::not_found("schedule_not_found", format!("no schedule {id:?}"))
+    ApiError::new(ErrorCode::ScheduleNotFound, format!("no schedule {id:?}"))
 }
 
 fn parse_id(raw: &str) -> ApiResult<Uuid> {
@@ -370,7 +370,7 @@ pub async fn create(
     let input = parse_body(&body)?;
     let Some(cron) = input.cron.clone() else {
         return Err(bad(
-            "cron_required",
+            ErrorCode::CronRequired,
             "cron",
             "a schedule needs a cron expression, e.g. \"0 2 * * *\"",
         ));
