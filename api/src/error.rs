@@ -197,25 +197,6 @@ pub fn reject_nul(value: &str, field: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A request body that must be one JSON object, parsed by hand so that each bad value
-/// can be a `400` naming its field: `malformed_json` when it is not JSON,
-/// `invalid_body` when it is not an object.
-pub(crate) fn json_object(body: &[u8]) -> ApiResult<serde_json::Map<String, serde_json::Value>> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            ErrorCode::MalformedJson,
-            format!("the body is not valid JSON: {e}"),
-        )
-    })?;
-    match value {
-        serde_json::Value::Object(map) => Ok(map),
-        _ => Err(ApiError::new(
-            ErrorCode::InvalidBody,
-            "the body must be a JSON object",
-        )),
-    }
-}
-
 /// The safety net of [`actix_web::middleware::ErrorHandlers`]: an error answer that is not
 /// JSON (one actix made itself: a payload error of an extractor, an overflow…) becomes the
 /// wire error with the same status, so no client ever parses `text/plain`.

@@ -10,7 +10,6 @@ use strata_core::errors::ErrorCode;
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
 use strata_catalog as db;
 use strata_catalog::backups::BackupRow;
 use strata_core::model::{BackupId, DeletePayload};
@@ -190,11 +189,11 @@ fn payload(ids: &[String]) -> ApiResult<DeletePayload> {
     Ok(DeletePayload { backup_ids })
 }
 
-/// A prune request (documentation: the body is parsed by hand, so a bad value is a
-/// `400` naming its field). Every field is optional, and so is the body itself; the
-/// policy fields, when any is given, replace each source's stored policy.
-#[derive(ToSchema)]
-#[allow(dead_code)]
+/// A prune request. Every field is optional, and so is the body itself; the policy
+/// fields, when any is given, replace each source's stored policy. A bad value is a
+/// `400` naming its field.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PruneBody {
     /// Source id or name; every source when absent.
     source: Option<String>,
@@ -258,65 +257,25 @@ struct PruneRequest {
     dry_run: bool,
 }
 
-/// Parses the body by hand, so a bad value is a `400` naming its field.
+/// Parses the body like every JSON body (typed, unknown fields refused); an empty body
+/// prunes every source by its stored policy.
 fn parse_prune(body: &[u8]) -> ApiResult<PruneRequest> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(PruneRequest::default());
+    let b: PruneBody = super::backups::parse_optional_body(body)?;
+    if let Some(s) = &b.source {
+        crate::error::reject_nul(s, "source")?;
     }
-    let map = crate::error::json_object(body)?;
-    let mut req = PruneRequest::default();
-    let mut policy = Map::new();
-    for (key, v) in map {
-        match key.as_str() {
-            "source" => match v {
-                Value::Null => {}
-                Value::String(s) => req.source = Some(s),
-                _ => {
-                    return Err(ApiError::bad_request(
-                        ErrorCode::InvalidSource,
-                        "source",
-                        "must be a source id or name",
-                    ))
-                }
-            },
-            "dry_run" => match v {
-                Value::Null => {}
-                Value::Bool(b) => req.dry_run = b,
-                _ => {
-                    return Err(ApiError::bad_request(
-                        ErrorCode::InvalidDryRun,
-                        "dry_run",
-                        "must be true or false",
-                    ))
-                }
-            },
-            k if Policy::FIELDS.contains(&k) => {
-                if v.is_null() {
-                    continue;
-                }
-                let n = v.as_u64().filter(|n| *n <= u64::from(u32::MAX));
-                let Some(n) = n else {
-                    return Err(ApiError::bad_request(
-                        ErrorCode::InvalidPolicy,
-                        k,
-                        format!("{k} must be a non-negative integer"),
-                    ));
-                };
-                policy.insert(k.to_string(), json!(n));
-            }
-            _ => {
-                return Err(ApiError::bad_request(
-                    ErrorCode::UnknownField,
-                    &key,
-                    format!(
-                        "unknown field {key:?}; expected source, dry_run or one of {:?}",
-                        Policy::FIELDS
-                    ),
-                ))
-            }
-        }
-    }
-    req.policy = serde_json::from_value(Value::Object(policy)).map_err(anyhow::Error::from)?;
+    let req = PruneRequest {
+        source: b.source,
+        dry_run: b.dry_run.unwrap_or(false),
+        policy: Policy {
+            keep_last: b.keep_last,
+            daily: b.daily,
+            weekly: b.weekly,
+            monthly: b.monthly,
+            yearly: b.yearly,
+            retention_days: b.retention_days,
+        },
+    };
     if !req.policy.is_unset() && req.policy.keeps_nothing() {
         let field = Policy::FIELDS
             .iter()
@@ -384,8 +343,8 @@ fn effective_policy(request: &Policy, source: &db::sources::SourceRow) -> ApiRes
     responses(
         (status = 200, description = "A dry run, or nothing to delete (then `job_id` and `status_url` are null)", body = PruneResult),
         (status = 202, description = "Accepted: the backups are marked `deleting` and the prune job is queued", body = PruneResult),
-        (status = 400, description = "Invalid body: `malformed_json`, `invalid_body`, `unknown_field`, `invalid_source`, \
-            `invalid_dry_run`, `invalid_policy`, `policy_keeps_nothing`; `field` names it", body = ErrorBody),
+        (status = 400, description = "Invalid body: `malformed_json`, `invalid_body` (a wrong type, an unknown field), \
+            `policy_keeps_nothing`; `field` names it", body = ErrorBody),
         (status = 404, description = "No such source (`source_not_found`)", body = ErrorBody),
         (status = 409, description = "A source's stored policy is invalid (`invalid_stored_policy`), or a job is in the way (`job_in_progress`)", body = ErrorBody),
     ),

@@ -54,8 +54,7 @@ macro_rules! error_codes {
 error_codes! {
     // Requests: bodies, queries, routes.
     MalformedJson = "malformed_json", 400, "The body is not valid JSON.";
-    InvalidBody = "invalid_body", 400, "The body does not fit the request: a wrong type, a missing or unknown field (`field` names it by its path), or a body that could not be read.";
-    UnknownField = "unknown_field", 400, "The body names a field the request does not have (`field` names it).";
+    InvalidBody = "invalid_body", 400, "The body does not fit the request: a wrong type, a missing or an unknown field (`field` names it by its path), on every route with a JSON body; or a body that could not be read.";
     InvalidQuery = "invalid_query", 400, "The query string does not fit the request (`field` names the parameter).";
     InvalidCharacter = "invalid_character", 400, "A string holds a NUL character.";
     InvalidRequest = "invalid_request", 400, "The request could not be read (an error actix answered itself).";
@@ -103,10 +102,7 @@ error_codes! {
     InvalidCron = "invalid_cron", 400, "Not a valid cron expression.";
     CronRequired = "cron_required", 400, "A schedule needs a `cron` expression.";
     InvalidTimezone = "invalid_timezone", 400, "Not an IANA time zone name.";
-    InvalidPolicy = "invalid_policy", 400, "A retention policy field is not valid.";
     PolicyKeepsNothing = "policy_keeps_nothing", 400, "A retention policy that would keep no backup.";
-    InvalidDryRun = "invalid_dry_run", 400, "`dry_run` is not true or false.";
-    InvalidSource = "invalid_source", 400, "`source` is not a source id or name.";
     SourceRequired = "source_required", 400, "Several sources exist: name one.";
     InvalidTarget = "invalid_target", 400, "A restore target that cannot be used (the wrong shape, or a path with no parent directory).";
     AmbiguousTarget = "ambiguous_target", 400, "A restore of files and a database needs a target for each.";
