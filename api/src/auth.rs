@@ -7,6 +7,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use strata_core::errors::ErrorCode;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -48,17 +49,12 @@ pub struct AuthState {
 }
 
 fn unauthorized() -> ApiError {
-    ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "missing or invalid credentials",
-    )
+    ApiError::new(ErrorCode::Unauthorized, "missing or invalid credentials")
 }
 
 fn forbidden(need: Role) -> ApiError {
     ApiError::new(
-        StatusCode::FORBIDDEN,
-        "forbidden",
+        ErrorCode::Forbidden,
         format!("this operation needs the {need} role"),
     )
 }
@@ -342,8 +338,7 @@ fn in_scope(req: &ServiceRequest, p: Principal) -> Result<Principal, ApiError> {
     match req.match_info().get("backup_id") {
         Some(id) if id == scope => Ok(p),
         _ => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "token_scope",
+            ErrorCode::TokenScope,
             "this file token was issued for another backup",
         )),
     }
@@ -363,8 +358,7 @@ async fn check(
     let failed = |record: bool| {
         if let Err(wait) = limiter.check(client, Instant::now()) {
             let mut e = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_failures",
+                ErrorCode::TooManyFailures,
                 "too many failed authentications from this client; try again later",
             );
             e.retry_after = Some(wait.as_secs().max(1));

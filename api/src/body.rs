@@ -8,9 +8,10 @@
 //! and serde's messages name the value, not the field; these replace them.
 
 use std::time::Duration;
+use strata_core::errors::ErrorCode;
 
 use actix_web::dev::Payload;
-use actix_web::http::{header, StatusCode};
+use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 use futures::future::LocalBoxFuture;
 use futures::StreamExt;
@@ -41,8 +42,7 @@ impl<T> JsonBody<T> {
 /// `408 body_timeout`: the client stopped sending its body.
 pub fn body_timeout(idle: Duration, field: Option<&str>) -> ApiError {
     let mut e = ApiError::new(
-        StatusCode::REQUEST_TIMEOUT,
-        "body_timeout",
+        ErrorCode::BodyTimeout,
         format!(
             "the request body stalled: nothing arrived for {} s (STRATA_BODY_IDLE_TIMEOUT_SECS)",
             idle.as_secs()
@@ -54,8 +54,7 @@ pub fn body_timeout(idle: Duration, field: Option<&str>) -> ApiError {
 
 fn too_large(limit: usize) -> ApiError {
     ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
+        ErrorCode::PayloadTooLarge,
         format!("the request body is larger than {limit} bytes"),
     )
 }
@@ -103,8 +102,7 @@ async fn read(
             }
             Some(Err(e)) => {
                 return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_body",
+                    ErrorCode::InvalidBody,
                     format!("the request body could not be read: {e}"),
                 ))
             }
@@ -156,8 +154,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
         Box::pin(async move {
             if !json {
                 return Err(ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
+                    ErrorCode::UnsupportedMediaType,
                     "the body must be JSON with `Content-Type: application/json`",
                 ));
             }
@@ -188,7 +185,7 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
                 Some(f) => format!("{f}: {inner}"),
                 None => inner.to_string(),
             };
-            let mut err = ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", message);
+            let mut err = ApiError::new(ErrorCode::InvalidBody, message);
             err.field = field;
             Err(err)
         }
@@ -197,8 +194,7 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
 
 fn malformed(e: &serde_json::Error) -> ApiError {
     ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "malformed_json",
+        ErrorCode::MalformedJson,
         format!("the body is not valid JSON: {e}"),
     )
 }

@@ -4,12 +4,14 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{json, Map, Value};
+use strata_core::errors::ErrorCode;
 use strata_core::model::FieldError;
 
 #[derive(Debug)]
 pub struct ApiError {
+    /// The answer's status: the code's own ([`ErrorCode::status`]) unless overridden.
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub field: Option<String>,
     /// Extra machine-readable facts (e.g. the id of the job in the way).
@@ -20,10 +22,19 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
 }
 
+/// The HTTP status of `code`; a code only jobs record is a bug here, answered as a 500.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    debug_assert!(code.status().is_some(), "{code} is recorded by jobs only");
+    code.status()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error answered with `code`'s own status.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status,
+            status: status_of(code),
             code,
             message: message.into(),
             field: None,
@@ -33,18 +44,18 @@ impl ApiError {
         }
     }
 
-    pub fn bad_request(code: &'static str, field: &str, message: impl Into<String>) -> Self {
-        let mut e = Self::new(StatusCode::BAD_REQUEST, code, message);
+    /// The same error answered with another status (a code whose status varies).
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// A `400` naming the offending field.
+    pub fn bad_request(code: ErrorCode, field: &str, message: impl Into<String>) -> Self {
+        debug_assert_eq!(code.status(), Some(400), "{code}");
+        let mut e = Self::new(code, message);
         e.field = Some(field.to_string());
         e
-    }
-
-    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, code, message)
-    }
-
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, code, message)
     }
 
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
@@ -54,8 +65,7 @@ impl ApiError {
 
     pub fn internal(err: anyhow::Error) -> Self {
         let mut e = Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
+            ErrorCode::InternalError,
             "an internal error occurred; it has been logged",
         );
         e.source = Some(err);
@@ -76,7 +86,7 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         if let Some(source) = &self.source {
-            tracing::error!(error = %format!("{source:#}"), code = self.code, "request failed");
+            tracing::error!(error = %format!("{source:#}"), code = self.code.as_str(), "request failed");
         }
         let mut body = Map::new();
         body.insert("code".into(), json!(self.code));
@@ -97,7 +107,9 @@ impl ResponseError for ApiError {
 
 impl From<FieldError> for ApiError {
     fn from(e: FieldError) -> Self {
-        Self::bad_request(e.code, &e.field, e.message)
+        let mut err = Self::new(e.code, e.message);
+        err.field = Some(e.field);
+        err
     }
 }
 
@@ -124,28 +136,24 @@ pub fn json_error(
     use actix_web::error::JsonPayloadError as J;
     let e = match &err {
         J::ContentType => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "the body must be JSON with `Content-Type: application/json`",
         ),
-        J::Overflow { .. } | J::OverflowKnownLength { .. } => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "the request body is too large",
-        ),
+        J::Overflow { .. } | J::OverflowKnownLength { .. } => {
+            ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large")
+        }
         J::Deserialize(d) if d.is_data() => {
-            let mut e = ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", d.to_string());
+            let mut e = ApiError::new(ErrorCode::InvalidBody, d.to_string());
             if let Some(field) = field_in_serde_message(&d.to_string()) {
                 e.field = Some(field);
             }
             e
         }
         J::Deserialize(d) => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
+            ErrorCode::MalformedJson,
             format!("the body is not valid JSON: {d}"),
         ),
-        other => ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", other.to_string()),
+        other => ApiError::new(ErrorCode::InvalidBody, other.to_string()),
     };
     e.into()
 }
@@ -163,7 +171,7 @@ pub fn query_error(
     _req: &actix_web::HttpRequest,
 ) -> actix_web::Error {
     let msg = err.to_string();
-    let mut e = ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", msg.clone());
+    let mut e = ApiError::new(ErrorCode::InvalidQuery, msg.clone());
     e.field = field_in_serde_message(&msg);
     e.into()
 }
@@ -173,12 +181,7 @@ pub fn path_error(
     err: actix_web::error::PathError,
     _req: &actix_web::HttpRequest,
 ) -> actix_web::Error {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("no such resource: {err}"),
-    )
-    .into()
+    ApiError::new(ErrorCode::NotFound, format!("no such resource: {err}")).into()
 }
 
 /// PostgreSQL text cannot hold a NUL character: a request string with one is the
@@ -186,33 +189,12 @@ pub fn path_error(
 pub fn reject_nul(value: &str, field: &str) -> Result<(), ApiError> {
     if value.contains('\0') {
         return Err(ApiError::bad_request(
-            "invalid_character",
+            ErrorCode::InvalidCharacter,
             field,
             "must not contain a NUL character",
         ));
     }
     Ok(())
-}
-
-/// A request body that must be one JSON object, parsed by hand so that each bad value
-/// can be a `400` naming its field: `malformed_json` when it is not JSON,
-/// `invalid_body` when it is not an object.
-pub(crate) fn json_object(body: &[u8]) -> ApiResult<serde_json::Map<String, serde_json::Value>> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
-            format!("the body is not valid JSON: {e}"),
-        )
-    })?;
-    match value {
-        serde_json::Value::Object(map) => Ok(map),
-        _ => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
-            "the body must be a JSON object",
-        )),
-    }
 }
 
 /// The safety net of [`actix_web::middleware::ErrorHandlers`]: an error answer that is not
@@ -233,25 +215,27 @@ pub fn json_error_responses<B: actix_web::body::MessageBody + 'static>(
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let code = match status.as_u16() {
-        400 => "invalid_request",
-        404 => "not_found",
-        405 => "method_not_allowed",
-        408 => "body_timeout",
-        411 => "length_required",
-        413 => "payload_too_large",
-        414 => "uri_too_long",
-        415 => "unsupported_media_type",
-        431 => "headers_too_large",
-        s if s >= 500 => "internal_error",
-        _ => "request_refused",
+        400 => ErrorCode::InvalidRequest,
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        408 => ErrorCode::BodyTimeout,
+        411 => ErrorCode::LengthRequired,
+        413 => ErrorCode::PayloadTooLarge,
+        414 => ErrorCode::UriTooLong,
+        415 => ErrorCode::UnsupportedMediaType,
+        431 => ErrorCode::HeadersTooLarge,
+        s if s >= 500 => ErrorCode::InternalError,
+        _ => ErrorCode::RequestRefused,
     };
     let message = match status.canonical_reason() {
         Some(reason) => format!("the request was refused: {}", reason.to_lowercase()),
         None => format!("the request was refused with status {}", status.as_u16()),
     };
     let (req, old) = res.into_parts();
-    tracing::debug!(status = %status, code, "a non-JSON error answer was rewritten into the wire shape");
-    let mut new = ApiError::new(status, code, message).error_response();
+    tracing::debug!(status = %status, code = code.as_str(), "a non-JSON error answer was rewritten into the wire shape");
+    let mut new = ApiError::new(code, message)
+        .with_status(status)
+        .error_response();
     for name in [header::RETRY_AFTER, header::ALLOW, header::WWW_AUTHENTICATE] {
         if let Some(v) = old.headers().get(&name) {
             new.headers_mut().insert(name.clone(), v.clone());

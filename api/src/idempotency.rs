@@ -6,6 +6,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use sqlx::PgConnection;
+use strata_core::errors::ErrorCode;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -34,7 +35,7 @@ impl Key {
         };
         let bad = || {
             ApiError::bad_request(
-                "invalid_idempotency_key",
+                ErrorCode::InvalidIdempotencyKey,
                 HEADER,
                 format!("must be 1 to {MAX_LEN} printable ASCII characters"),
             )
@@ -78,8 +79,7 @@ impl Key {
         };
         if hash != self.request_hash {
             return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
+                ErrorCode::IdempotencyKeyReused,
                 "this Idempotency-Key was used for a different request",
             )
             .with("field", HEADER));

@@ -40,7 +40,7 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `invalid_body`, `source_not_found`, `forbidden`…
-    #[schema(example = "invalid_source_name")]
+    #[schema(value_type = schemas::ErrorCodeName)]
     pub code: String,
     /// For humans; names the field when one is at fault.
     pub message: String,
@@ -99,6 +99,7 @@ pub struct ErrorDetail {
     components(schemas(
         ErrorBody,
         ErrorDetail,
+        schemas::ErrorCodeName,
         audit::AuditOutcome,
         keys::RoleName,
         schemas::BackupTypeName,
@@ -382,5 +383,27 @@ mod tests {
             let id = op["operationId"].as_str().expect("an operationId");
             assert!(ids.insert(id.to_string()), "operationId {id} repeats");
         }
+    }
+
+    #[test]
+    fn an_error_code_is_one_of_every_code() {
+        let doc: serde_json::Value = serde_json::from_str(spec_json()).expect("JSON");
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            schemas["ErrorDetail"]["properties"]["code"]["$ref"], "#/components/schemas/ErrorCode",
+            "{}",
+            schemas["ErrorDetail"]
+        );
+        let listed: Vec<&str> = schemas["ErrorCode"]["enum"]
+            .as_array()
+            .expect("an enum")
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let all: Vec<&str> = strata_core::errors::ErrorCode::ALL
+            .iter()
+            .map(|c| c.as_str())
+            .collect();
+        assert_eq!(listed, all);
     }
 }

@@ -103,7 +103,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         Ok(_) => Some(Repository::open(storage.clone(), master.as_ref()).await?),
         Err(mismatch) => {
             tracing::error!(
-                code = identity::MISMATCH_CODE,
+                code = identity::MISMATCH_CODE.as_str(),
                 error = %mismatch,
                 "the catalog and the repository disagree: jobs that need the repository will be refused"
             );

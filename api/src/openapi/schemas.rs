@@ -2,7 +2,37 @@
 //! the shared crates (`strata-core`…) (which does not depend on utoipa) or are checked as plain strings.
 //! Handlers point at them with `#[schema(value_type = …)]` / `#[param(value_type = …)]`.
 
-use utoipa::ToSchema;
+use std::borrow::Cow;
+
+use strata_core::errors::ErrorCode;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
+
+/// An error's machine-readable `code`: every value of `strata_core::errors::ErrorCode`
+/// (the table with each code's status and meaning is docs/ERRORS.md).
+pub struct ErrorCodeName;
+
+impl PartialSchema for ErrorCodeName {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "Stable and machine-readable; the table of every code with its HTTP status \
+                 and meaning is docs/ERRORS.md. Codes whose status there is `job` appear only \
+                 in a job's `error` or result.",
+            ))
+            .enum_values(Some(ErrorCode::ALL.iter().map(|c| c.as_str())))
+            .examples([ErrorCode::InvalidSourceName.as_str()])
+            .into()
+    }
+}
+
+impl ToSchema for ErrorCodeName {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("ErrorCode")
+    }
+}
 
 /// What a backup holds relative to its parent.
 #[derive(ToSchema)]

@@ -4,6 +4,7 @@ use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use strata_catalog as db;
+use strata_core::errors::ErrorCode;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{reject_nul, ApiError, ApiResult};
@@ -110,7 +111,7 @@ pub async fn list(
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request(
-            "invalid_limit",
+            ErrorCode::InvalidLimit,
             "limit",
             "must be between 1 and 1000",
         ));
@@ -118,7 +119,7 @@ pub async fn list(
     if let Some(o) = &q.outcome {
         if !["allowed", "denied", "failed"].contains(&o.as_str()) {
             return Err(ApiError::bad_request(
-                "invalid_outcome",
+                ErrorCode::InvalidOutcome,
                 "outcome",
                 "expected one of: allowed, denied, failed",
             ));

@@ -4,6 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use strata_catalog as db;
+use strata_core::errors::ErrorCode;
 use strata_core::model::{
     parse_absolute_path, parse_relative_path, BackupId, BackupPayload, BackupStatus, BackupType,
     DatabaseSpec, PostgresUrl, RestorePayload, SourceSpec, VerifyMode, VerifyPayload,
@@ -74,7 +75,7 @@ pub(crate) async fn enqueue(
     match strata_jobs::enqueue::enqueue(tx, &request, options).await {
         Ok(_) => Ok(()),
         Err(e @ EnqueueError::SourceBusy) => {
-            Err(ApiError::conflict("job_in_progress", e.to_string()))
+            Err(ApiError::new(ErrorCode::JobInProgress, e.to_string()))
         }
         Err(EnqueueError::Database(e)) => Err(e.into()),
     }
@@ -83,7 +84,7 @@ pub(crate) async fn enqueue(
 /// Adds the id of the job in the way to a `job_in_progress` conflict (read after the
 /// failed transaction ended, so the answer names the job that won).
 pub(crate) async fn explain_conflict(state: &AppState, source_id: Uuid, err: ApiError) -> ApiError {
-    if err.code != "job_in_progress" {
+    if err.code != ErrorCode::JobInProgress {
         return err;
     }
     let Ok(mut conn) = state.pool.acquire().await else {
@@ -145,14 +146,14 @@ pub async fn create(
     let spec = &source.spec.0;
     if create.include_database == Some(true) && spec.database.is_none() {
         return Err(ApiError::bad_request(
-            "source_has_no_database",
+            ErrorCode::SourceHasNoDatabase,
             "include_database",
             "this source has no database part",
         ));
     }
     if create.include_files == Some(true) && spec.files.is_none() {
         return Err(ApiError::bad_request(
-            "source_has_no_files",
+            ErrorCode::SourceHasNoFiles,
             "include_files",
             "this source has no files part",
         ));
@@ -166,7 +167,7 @@ pub async fn create(
             "include_database"
         };
         return Err(ApiError::bad_request(
-            "nothing_to_back_up",
+            ErrorCode::NothingToBackUp,
             field,
             "excluding this part leaves nothing of the source to back up",
         ));
@@ -223,7 +224,7 @@ pub async fn create(
 /// A backup name in use: `400`, as the PocketBase-style API answers.
 pub(crate) fn name_taken(id: &BackupId) -> ApiError {
     ApiError::bad_request(
-        "backup_name_taken",
+        ErrorCode::BackupNameTaken,
         "name",
         format!("a backup named {:?} already exists", id.as_str()),
     )
@@ -341,7 +342,7 @@ pub async fn list(
     let limit = q.limit.unwrap_or(20);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request(
-            "invalid_limit",
+            ErrorCode::InvalidLimit,
             "limit",
             "must be between 1 and 1000",
         ));
@@ -417,7 +418,10 @@ pub struct BackupDetail {
 pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
     let mut conn = state.pool.acquire().await?;
     let backup = find_backup(&mut conn, &path).await?.ok_or_else(|| {
-        ApiError::not_found("backup_not_found", format!("no backup {:?}", path.as_str()))
+        ApiError::new(
+            ErrorCode::BackupNotFound,
+            format!("no backup {:?}", path.as_str()),
+        )
     })?;
     let chain = db::backups::chain(&mut conn, &backup.id).await?;
     Ok(HttpResponse::Ok().json(BackupDetail {
@@ -508,7 +512,7 @@ pub async fn restore(
     let mut conn = state.pool.acquire().await?;
     let source = db::sources::get(&mut conn, backup.source_id)
         .await?
-        .ok_or_else(|| ApiError::not_found("source_not_found", "the backup's source is gone"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::SourceNotFound, "the backup's source is gone"))?;
     drop(conn);
     let plan = plan_restore(&req, &backup, &source, &state.paths)?;
     let over_source = plan.over_source(&source.spec.0);
@@ -626,10 +630,10 @@ async fn complete_backup(
     let mut conn = state.pool.acquire().await?;
     let backup = find_backup(&mut conn, id)
         .await?
-        .ok_or_else(|| ApiError::not_found("backup_not_found", format!("no backup {id:?}")))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::BackupNotFound, format!("no backup {id:?}")))?;
     if backup.status != BackupStatus::Complete.as_str() {
-        return Err(ApiError::conflict(
-            "backup_not_complete",
+        return Err(ApiError::new(
+            ErrorCode::BackupNotComplete,
             format!(
                 "backup {:?} is {}; only complete backups can be {purpose}",
                 backup.id, backup.status
@@ -710,34 +714,33 @@ fn plan_restore(
     policy: &PathPolicy,
 ) -> ApiResult<RestorePlan> {
     let spec = &source.spec.0;
-    let part =
-        |wanted: Option<bool>, has: bool, field: &str, code: &'static str| match (wanted, has) {
-            (Some(true), false) => Err(ApiError::bad_request(
-                code,
-                field,
-                format!(
-                    "backup {} holds no {} part",
-                    backup.id,
-                    &field["include_".len()..]
-                ),
-            )),
-            (wanted, has) => Ok(has && wanted != Some(false)),
-        };
+    let part = |wanted: Option<bool>, has: bool, field: &str, code: ErrorCode| match (wanted, has) {
+        (Some(true), false) => Err(ApiError::bad_request(
+            code,
+            field,
+            format!(
+                "backup {} holds no {} part",
+                backup.id,
+                &field["include_".len()..]
+            ),
+        )),
+        (wanted, has) => Ok(has && wanted != Some(false)),
+    };
     let do_files = part(
         req.include_files,
         backup.has_part("files"),
         "include_files",
-        "backup_has_no_files",
+        ErrorCode::BackupHasNoFiles,
     )?;
     let do_database = part(
         req.include_database,
         backup.has_part("database"),
         "include_database",
-        "backup_has_no_database",
+        ErrorCode::BackupHasNoDatabase,
     )?;
     if !do_files && !do_database {
         return Err(ApiError::bad_request(
-            "nothing_to_restore",
+            ErrorCode::NothingToRestore,
             "include_files",
             "the restore would include neither files nor a database",
         ));
@@ -770,8 +773,7 @@ fn plan_restore(
                     (Some(t.clone()), Some(db))
                 }
                 _ => {
-                    return Err(ApiError::bad_request(
-                        "ambiguous_target",
+                    return Err(ApiError::bad_request(ErrorCode::AmbiguousTarget,
                         "target",
                         "this restore writes files and a database: give {\"files\": \"/path\", \"database\": \"name\"} (or a bare name for both)",
                     ))
@@ -789,7 +791,7 @@ fn plan_restore(
                     }
                     _ => {
                         return Err(ApiError::bad_request(
-                            "invalid_target",
+                            ErrorCode::InvalidTarget,
                             &format!("target.{key}"),
                             "must be a string",
                         ))
@@ -800,7 +802,7 @@ fn plan_restore(
                     "database" => database = Some(text),
                     _ => {
                         return Err(ApiError::bad_request(
-                            "invalid_target",
+                            ErrorCode::InvalidTarget,
                             &format!("target.{key}"),
                             "unknown part; expected `files` or `database`",
                         ))
@@ -811,7 +813,7 @@ fn plan_restore(
         }
         Some(_) => {
             return Err(ApiError::bad_request(
-                "invalid_target",
+                ErrorCode::InvalidTarget,
                 "target",
                 "must be a string or an object {\"files\", \"database\"}",
             ))
@@ -876,7 +878,7 @@ fn resolve_database_target(target: &str, spec: &SourceSpec) -> ApiResult<String>
                 .into_owned())
         }
         None => Err(ApiError::bad_request(
-            "invalid_target",
+            ErrorCode::InvalidTarget,
             field,
             "the source no longer has a database to restore through",
         )),
@@ -890,8 +892,7 @@ fn check_target_name(target: &str) -> ApiResult<()> {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
     if !named {
-        return Err(ApiError::bad_request(
-            "invalid_target",
+        return Err(ApiError::bad_request(ErrorCode::InvalidTarget,
             "target",
             "must be an absolute path, or a name of a-z, 0-9, `_` and `-` (restored beside the source)",
         ));
@@ -913,7 +914,7 @@ fn resolve_target(
     check_target_name(target)?;
     let files = source.spec.0.files.as_ref().ok_or_else(|| {
         ApiError::bad_request(
-            "invalid_target",
+            ErrorCode::InvalidTarget,
             "target",
             "this source has no directory to restore beside; give an absolute path",
         )

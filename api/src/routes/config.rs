@@ -8,6 +8,7 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use strata_catalog as db;
+use strata_core::errors::ErrorCode;
 use strata_core::model::{
     parse_absolute_path, parse_source_name, DatabaseSpec, FilesSpec, PostgresSecrets, PostgresUrl,
     SourceSpec,
@@ -225,7 +226,7 @@ pub async fn import(
     if let Some(v) = req.version {
         if v != VERSION {
             return Err(ApiError::bad_request(
-                "unsupported_config_version",
+                ErrorCode::UnsupportedConfigVersion,
                 "version",
                 format!("this Strata imports configuration version {VERSION}, not {v}"),
             ));

@@ -2,6 +2,7 @@
 //! clients, one format for every list that pages by creation time.
 
 use std::fmt::Display;
+use strata_core::errors::ErrorCode;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -14,7 +15,7 @@ pub fn encode(at: DateTime<Utc>, id: impl Display) -> String {
 
 fn bad() -> ApiError {
     ApiError::bad_request(
-        "invalid_cursor",
+        ErrorCode::InvalidCursor,
         "from",
         "not a cursor returned by this API",
     )

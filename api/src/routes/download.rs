@@ -6,6 +6,7 @@
 use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
+use strata_core::errors::ErrorCode;
 use strata_core::model::{ArchiveFormat, BackupStatus};
 use strata_engine::repo::chain::load_chain;
 use strata_engine::repo::export::{export, ArchiveStream};
@@ -73,12 +74,15 @@ pub async fn download(
         super::backups::find_backup(&mut conn, &path)
             .await?
             .ok_or_else(|| {
-                ApiError::not_found("backup_not_found", format!("no backup {:?}", path.as_str()))
+                ApiError::new(
+                    ErrorCode::BackupNotFound,
+                    format!("no backup {:?}", path.as_str()),
+                )
             })?
     };
     if backup.status != BackupStatus::Complete.as_str() {
-        return Err(ApiError::conflict(
-            "backup_not_complete",
+        return Err(ApiError::new(
+            ErrorCode::BackupNotComplete,
             format!(
                 "backup {:?} is {}; only complete backups can be downloaded",
                 backup.id, backup.status
@@ -123,8 +127,7 @@ const RETRY_AFTER_SECS: u64 = 5;
 
 fn too_many_downloads(max: usize) -> ApiError {
     let mut e = ApiError::new(
-        actix_web::http::StatusCode::TOO_MANY_REQUESTS,
-        "too_many_downloads",
+ErrorCode::TooManyDownloads,
         format!(
             "{max} downloads are already being streamed (STRATA_MAX_DOWNLOADS); try again in a few seconds"
         ),

@@ -5,6 +5,7 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use strata_auth::file_token::Scope;
+use strata_core::errors::ErrorCode;
 use utoipa::ToSchema;
 
 use crate::auth::Principal;
@@ -63,7 +64,7 @@ pub async fn token(
     if let Some(id) = &ask.backup_id {
         let mut conn = state.pool.acquire().await?;
         if super::backups::find_backup(&mut conn, id).await?.is_none() {
-            let mut e = ApiError::not_found("backup_not_found", format!("no backup {id:?}"));
+            let mut e = ApiError::new(ErrorCode::BackupNotFound, format!("no backup {id:?}"));
             e.field = Some("backup_id".into());
             return Err(e);
         }

@@ -35,7 +35,9 @@ async fn check_storage(state: &AppState) -> Result<(), String> {
 
 /// Whether the catalog and the storage describe the same repository (see
 /// `strata_engine::repo::identity`); a mismatch carries its code and what to do.
-async fn check_repository(state: &AppState) -> Result<(), (Option<&'static str>, String)> {
+async fn check_repository(
+    state: &AppState,
+) -> Result<(), (Option<strata_core::errors::ErrorCode>, String)> {
     let probe = async {
         let mut conn = state.pool.acquire().await?;
         identity::assess(&state.storage, &mut conn).await
@@ -203,7 +205,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
                 Ok(()) => Check::from(&Ok(())),
                 Err((code, error)) => Check {
                     status: CheckState::Error,
-                    code: code.map(str::to_string),
+                    code: code.map(|c| c.as_str().to_string()),
                     error: Some(error),
                 },
             },

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use strata_auth::Role;
 use strata_catalog as db;
+use strata_core::errors::ErrorCode;
 use strata_core::model::{DeletePayload, ImportPayload, JobKind, JobStatus};
 use strata_jobs::store::CancelOutcome;
 use utoipa::{IntoParams, ToSchema};
@@ -104,7 +105,12 @@ pub fn status_url(job_id: Uuid) -> String {
     ),
 )]
 pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    let not_found = || ApiError::not_found("job_not_found", format!("no job {:?}", path.as_str()));
+    let not_found = || {
+        ApiError::new(
+            ErrorCode::JobNotFound,
+            format!("no job {:?}", path.as_str()),
+        )
+    };
     let id = Uuid::parse_str(&path).map_err(|_| not_found())?;
     let mut conn = state.pool.acquire().await?;
     let job = strata_jobs::store::get(&mut conn, id)
@@ -165,7 +171,7 @@ pub async fn list(
     let limit = q.limit.unwrap_or(20);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request(
-            "invalid_limit",
+            ErrorCode::InvalidLimit,
             "limit",
             "must be between 1 and 1000",
         ));
@@ -243,7 +249,12 @@ pub async fn cancel(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let not_found = || ApiError::not_found("job_not_found", format!("no job {:?}", path.as_str()));
+    let not_found = || {
+        ApiError::new(
+            ErrorCode::JobNotFound,
+            format!("no job {:?}", path.as_str()),
+        )
+    };
     let id = Uuid::parse_str(&path).map_err(|_| not_found())?;
     let mut tx = state.pool.begin().await?;
     let Some(job) = strata_jobs::store::get(&mut tx, id).await? else {
@@ -256,16 +267,15 @@ pub async fn cancel(
     let role = req.extensions().get::<Principal>().map(|p| p.role);
     if role.is_none_or(|r| r < need) {
         return Err(ApiError::new(
-            actix_web::http::StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             format!("cancelling a {} job needs the {need} role", kind.as_str()),
         ));
     }
     // Deleting stops only between whole steps; once started it runs to the end.
     if job.status == JobStatus::Running.as_str() && matches!(kind, JobKind::Delete | JobKind::Prune)
     {
-        return Err(ApiError::conflict(
-            "job_not_cancellable",
+        return Err(ApiError::new(
+            ErrorCode::JobNotCancellable,
             "a running delete or prune job cannot be cancelled; it will finish shortly",
         )
         .with("job_id", id.to_string()));
@@ -285,8 +295,8 @@ pub async fn cancel(
         }
         CancelOutcome::Requested(job) => HttpResponse::Accepted().json(JobView::from(job)),
         CancelOutcome::AlreadyFinished(job) => {
-            return Err(ApiError::conflict(
-                "job_already_finished",
+            return Err(ApiError::new(
+                ErrorCode::JobAlreadyFinished,
                 format!("the job has already ended ({})", job.status),
             )
             .with("job_id", id.to_string())

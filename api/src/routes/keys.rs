@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use strata_auth::{keys, Role};
 use strata_catalog as db;
+use strata_core::errors::ErrorCode;
 use utoipa::ToSchema;
 
 use crate::auth::Principal;
@@ -100,7 +101,7 @@ pub async fn create(
     reject_nul(name, "name")?;
     if name.is_empty() || name.len() > 100 {
         return Err(ApiError::bad_request(
-            "invalid_name",
+            ErrorCode::InvalidName,
             "name",
             "must be 1 to 100 characters",
         ));
@@ -108,7 +109,7 @@ pub async fn create(
     let role = Role::parse(&body.role)?;
     if body.expires_at.is_some_and(|e| e <= Utc::now()) {
         return Err(ApiError::bad_request(
-            "invalid_expiry",
+            ErrorCode::InvalidExpiry,
             "expires_at",
             "must be in the future",
         ));
@@ -166,7 +167,12 @@ pub async fn revoke(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let not_found = || ApiError::not_found("key_not_found", format!("no key {:?}", path.as_str()));
+    let not_found = || {
+        ApiError::new(
+            ErrorCode::KeyNotFound,
+            format!("no key {:?}", path.as_str()),
+        )
+    };
     // No key id holds a NUL (and PostgreSQL text cannot).
     if path.contains('\0') {
         return Err(not_found());

@@ -19,6 +19,7 @@ pub mod upload;
 
 use actix_web::web;
 use strata_auth::Role;
+use strata_core::errors::ErrorCode;
 
 use crate::error::ApiError;
 
@@ -131,5 +132,5 @@ pub fn access_for(method: &str, pattern: &str) -> Option<Access> {
 
 /// Unknown routes answer with the wire error type.
 pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::not_found("route_not_found", "no such route"))
+    Err(ApiError::new(ErrorCode::RouteNotFound, "no such route"))
 }

@@ -4,6 +4,7 @@
 
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
+use strata_core::errors::ErrorCode;
 use strata_jobs::enqueue::JobRequest;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -51,8 +52,8 @@ pub async fn gc(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     .fetch_optional(&mut *tx)
     .await?;
     if let Some((id, kind)) = busy {
-        return Err(ApiError::conflict(
-            "job_in_progress",
+        return Err(ApiError::new(
+            ErrorCode::JobInProgress,
             format!("a {kind} job is already queued or running; it collects garbage too"),
         )
         .with("job_id", id.to_string())

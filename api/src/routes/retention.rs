@@ -5,11 +5,11 @@
 //! deletes manifests and catalog rows, then collects the packs nobody needs.
 
 use std::collections::{HashMap, HashSet};
+use strata_core::errors::ErrorCode;
 
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
 use strata_catalog as db;
 use strata_catalog::backups::BackupRow;
 use strata_core::model::{BackupId, DeletePayload};
@@ -77,14 +77,14 @@ pub async fn delete(
         Some("true") => true,
         Some(other) => {
             return Err(ApiError::bad_request(
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 "cascade",
                 format!("{other:?} is not valid; expected true or false"),
             ))
         }
     };
     let id = path.into_inner();
-    let not_found = || ApiError::not_found("backup_not_found", format!("no backup {id:?}"));
+    let not_found = || ApiError::new(ErrorCode::BackupNotFound, format!("no backup {id:?}"));
     if id.contains('\0') {
         return Err(not_found());
     }
@@ -96,8 +96,7 @@ pub async fn delete(
     check_deletable(&target)?;
     let dependents = db::backups::dependents(&mut tx, &id).await?;
     if !dependents.is_empty() && !cascade {
-        return Err(ApiError::conflict(
-            "backup_has_dependents",
+        return Err(ApiError::new(ErrorCode::BackupHasDependents,
             format!(
                 "{} backup(s) need backup {id:?} to be restored; delete with ?cascade=true to delete them too",
                 dependents.len()
@@ -111,8 +110,8 @@ pub async fn delete(
     let rows = db::backups::lock(&mut tx, &set).await?;
     for row in &rows {
         if row.status == "pending" {
-            return Err(ApiError::conflict(
-                "backup_not_complete",
+            return Err(ApiError::new(
+                ErrorCode::BackupNotComplete,
                 format!("backup {:?} is still being written", row.id),
             )
             .with("backup_id", row.id.clone()));
@@ -125,8 +124,8 @@ pub async fn delete(
         .collect();
     let in_use = in_use(&mut tx, &set).await?;
     if let Some((backup_id, job)) = set.iter().find_map(|b| in_use.get(b).map(|j| (b, j))) {
-        return Err(ApiError::conflict(
-            "job_in_progress",
+        return Err(ApiError::new(
+            ErrorCode::JobInProgress,
             format!(
                 "a {} job queued or running needs backup {backup_id:?}; wait for it or cancel it",
                 job.1
@@ -158,12 +157,12 @@ pub async fn delete(
 /// A backup being deleted or still being written cannot be deleted (again).
 fn check_deletable(b: &BackupRow) -> ApiResult<()> {
     match b.status.as_str() {
-        "deleting" => Err(ApiError::conflict(
-            "backup_being_deleted",
+        "deleting" => Err(ApiError::new(
+            ErrorCode::BackupBeingDeleted,
             format!("backup {:?} is already being deleted", b.id),
         )),
-        "pending" => Err(ApiError::conflict(
-            "backup_not_complete",
+        "pending" => Err(ApiError::new(
+            ErrorCode::BackupNotComplete,
             format!(
                 "backup {:?} is still being written; cancel its job first",
                 b.id
@@ -190,11 +189,11 @@ fn payload(ids: &[String]) -> ApiResult<DeletePayload> {
     Ok(DeletePayload { backup_ids })
 }
 
-/// A prune request (documentation: the body is parsed by hand, so a bad value is a
-/// `400` naming its field). Every field is optional, and so is the body itself; the
-/// policy fields, when any is given, replace each source's stored policy.
-#[derive(ToSchema)]
-#[allow(dead_code)]
+/// A prune request. Every field is optional, and so is the body itself; the policy
+/// fields, when any is given, replace each source's stored policy. A bad value is a
+/// `400` naming its field.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PruneBody {
     /// Source id or name; every source when absent.
     source: Option<String>,
@@ -258,73 +257,32 @@ struct PruneRequest {
     dry_run: bool,
 }
 
-/// Parses the body by hand, so a bad value is a `400` naming its field.
+/// Parses the body like every JSON body (typed, unknown fields refused); an empty body
+/// prunes every source by its stored policy.
 fn parse_prune(body: &[u8]) -> ApiResult<PruneRequest> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(PruneRequest::default());
+    let b: PruneBody = super::backups::parse_optional_body(body)?;
+    if let Some(s) = &b.source {
+        crate::error::reject_nul(s, "source")?;
     }
-    let map = crate::error::json_object(body)?;
-    let mut req = PruneRequest::default();
-    let mut policy = Map::new();
-    for (key, v) in map {
-        match key.as_str() {
-            "source" => match v {
-                Value::Null => {}
-                Value::String(s) => req.source = Some(s),
-                _ => {
-                    return Err(ApiError::bad_request(
-                        "invalid_source",
-                        "source",
-                        "must be a source id or name",
-                    ))
-                }
-            },
-            "dry_run" => match v {
-                Value::Null => {}
-                Value::Bool(b) => req.dry_run = b,
-                _ => {
-                    return Err(ApiError::bad_request(
-                        "invalid_dry_run",
-                        "dry_run",
-                        "must be true or false",
-                    ))
-                }
-            },
-            k if Policy::FIELDS.contains(&k) => {
-                if v.is_null() {
-                    continue;
-                }
-                let n = v.as_u64().filter(|n| *n <= u64::from(u32::MAX));
-                let Some(n) = n else {
-                    return Err(ApiError::bad_request(
-                        "invalid_policy",
-                        k,
-                        format!("{k} must be a non-negative integer"),
-                    ));
-                };
-                policy.insert(k.to_string(), json!(n));
-            }
-            _ => {
-                return Err(ApiError::bad_request(
-                    "unknown_field",
-                    &key,
-                    format!(
-                        "unknown field {key:?}; expected source, dry_run or one of {:?}",
-                        Policy::FIELDS
-                    ),
-                ))
-            }
-        }
-    }
-    req.policy = serde_json::from_value(Value::Object(policy)).map_err(anyhow::Error::from)?;
+    let req = PruneRequest {
+        source: b.source,
+        dry_run: b.dry_run.unwrap_or(false),
+        policy: Policy {
+            keep_last: b.keep_last,
+            daily: b.daily,
+            weekly: b.weekly,
+            monthly: b.monthly,
+            yearly: b.yearly,
+            retention_days: b.retention_days,
+        },
+    };
     if !req.policy.is_unset() && req.policy.keeps_nothing() {
         let field = Policy::FIELDS
             .iter()
             .find(|f| policy_field(&req.policy, f).is_some())
             .copied()
             .unwrap_or("keep_last");
-        return Err(ApiError::bad_request(
-            "policy_keeps_nothing",
+        return Err(ApiError::bad_request(ErrorCode::PolicyKeepsNothing,
             field,
             "this policy would delete every backup; to delete backups one by one use DELETE /api/v1/backup/{id}",
         ));
@@ -354,8 +312,7 @@ fn effective_policy(request: &Policy, source: &db::sources::SourceRow) -> ApiRes
         return Ok(Policy::DEFAULT);
     };
     let stored: Policy = serde_json::from_value(stored.0.clone()).map_err(|e| {
-        ApiError::conflict(
-            "invalid_stored_policy",
+        ApiError::new(ErrorCode::InvalidStoredPolicy,
             format!(
                 "the retention policy stored for source {:?} is not valid ({e}); name a policy in the request",
                 source.name
@@ -366,8 +323,7 @@ fn effective_policy(request: &Policy, source: &db::sources::SourceRow) -> ApiRes
         return Ok(Policy::DEFAULT);
     }
     if stored.keeps_nothing() {
-        return Err(ApiError::conflict(
-            "invalid_stored_policy",
+        return Err(ApiError::new(ErrorCode::InvalidStoredPolicy,
             format!(
                 "the retention policy stored for source {:?} would delete every backup; name a policy in the request",
                 source.name
@@ -387,8 +343,8 @@ fn effective_policy(request: &Policy, source: &db::sources::SourceRow) -> ApiRes
     responses(
         (status = 200, description = "A dry run, or nothing to delete (then `job_id` and `status_url` are null)", body = PruneResult),
         (status = 202, description = "Accepted: the backups are marked `deleting` and the prune job is queued", body = PruneResult),
-        (status = 400, description = "Invalid body: `malformed_json`, `invalid_body`, `unknown_field`, `invalid_source`, \
-            `invalid_dry_run`, `invalid_policy`, `policy_keeps_nothing`; `field` names it", body = ErrorBody),
+        (status = 400, description = "Invalid body: `malformed_json`, `invalid_body` (a wrong type, an unknown field), \
+            `policy_keeps_nothing`; `field` names it", body = ErrorBody),
         (status = 404, description = "No such source (`source_not_found`)", body = ErrorBody),
         (status = 409, description = "A source's stored policy is invalid (`invalid_stored_policy`), or a job is in the way (`job_in_progress`)", body = ErrorBody),
     ),

@@ -5,9 +5,10 @@
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use strata_catalog as db;
 use strata_catalog::schedules::{FireRow, ScheduleFields, ScheduleRow, ScheduleView};
+use strata_core::errors::ErrorCode;
 use strata_core::model::BackupType;
 use strata_core::retention::Policy;
 use strata_jobs::schedule::When;
@@ -20,7 +21,7 @@ use crate::openapi::ErrorBody;
 use crate::state::AppState;
 
 /// A schedule to create, or the fields to change (`PUT`: a field left out keeps its
-/// value). Parsed by hand, so a bad value is a `400` naming its field.
+/// value). A bad value is a `400` naming its field.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct ScheduleBody {
@@ -160,6 +161,33 @@ pub struct ListQuery {
     pub source: Option<String>,
 }
 
+/// A schedule's body as sent, parsed like every JSON body (typed, unknown fields
+/// refused: a wrong type, a missing or unknown field is `400 invalid_body` naming it);
+/// `null` is the same as leaving a field out, except for `retention`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    source: Option<String>,
+    #[serde(rename = "type")]
+    backup_type: Option<String>,
+    cron: Option<String>,
+    timezone: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    retention: Option<Option<Policy>>,
+    retention_days: Option<u32>,
+    catch_up: Option<bool>,
+    enabled: Option<bool>,
+}
+
+/// A field that was given, even as `null` (`Some(None)`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
 /// A parsed body: `None` = not given.
 #[derive(Debug, Default)]
 struct Input {
@@ -174,68 +202,36 @@ struct Input {
     enabled: Option<bool>,
 }
 
-fn bad(code: &'static str, field: &str, message: impl Into<String>) -> ApiError {
+fn bad(code: ErrorCode, field: &str, message: impl Into<String>) -> ApiError {
     ApiError::bad_request(code, field, message)
 }
 
 fn parse_body(body: &[u8]) -> ApiResult<Input> {
-    let map = crate::error::json_object(body)?;
-    let mut input = Input::default();
-    let string = |v: Value, field: &str, code: &'static str| -> ApiResult<String> {
-        match v {
-            Value::String(s) => {
-                reject_nul(&s, field)?;
-                Ok(s)
-            }
-            _ => Err(bad(code, field, format!("{field} must be a string"))),
-        }
-    };
-    let boolean = |v: Value, field: &str| -> ApiResult<bool> {
-        v.as_bool().ok_or_else(|| {
-            bad(
-                "invalid_body",
-                field,
-                format!("{field} must be true or false"),
-            )
-        })
-    };
-    for (key, v) in map {
-        if v.is_null() && key != "retention" {
-            continue;
-        }
-        match key.as_str() {
-            "source" => input.source = Some(string(v, "source", "invalid_source")?),
-            "type" => {
-                let t = string(v, "type", "invalid_backup_type")?;
-                input.backup_type = Some(BackupType::parse(&t)?);
-            }
-            "cron" => input.cron = Some(string(v, "cron", "invalid_cron")?),
-            "timezone" => input.timezone = Some(string(v, "timezone", "invalid_timezone")?),
-            "retention" => input.retention = Some(parse_policy(v)?),
-            "retention_days" => {
-                let n = v.as_u64().filter(|n| *n <= u64::from(u32::MAX));
-                input.retention_days = Some(n.ok_or_else(|| {
-                    bad(
-                        "invalid_policy",
-                        "retention_days",
-                        "retention_days must be a non-negative integer",
-                    )
-                })? as u32);
-            }
-            "catch_up" => input.catch_up = Some(boolean(v, "catch_up")?),
-            "enabled" => input.enabled = Some(boolean(v, "enabled")?),
-            _ => {
-                return Err(bad(
-                    "unknown_field",
-                    &key,
-                    format!(
-                        "unknown field {key:?}; expected source, type, cron, timezone, retention, \
-                         retention_days, catch_up or enabled"
-                    ),
-                ))
-            }
+    let b: Body = crate::body::parse_json(body)?;
+    for (field, value) in [
+        ("source", &b.source),
+        ("type", &b.backup_type),
+        ("cron", &b.cron),
+        ("timezone", &b.timezone),
+    ] {
+        if let Some(v) = value {
+            reject_nul(v, field)?;
         }
     }
+    let input = Input {
+        backup_type: b
+            .backup_type
+            .as_deref()
+            .map(BackupType::parse)
+            .transpose()?,
+        source: b.source,
+        cron: b.cron,
+        timezone: b.timezone,
+        retention: b.retention,
+        retention_days: b.retention_days,
+        catch_up: b.catch_up,
+        enabled: b.enabled,
+    };
     if let Some(t) = &input.timezone {
         When::parse("0 0 * * *", t)?;
     }
@@ -243,50 +239,6 @@ fn parse_body(body: &[u8]) -> ApiResult<Input> {
         strata_jobs::schedule::parse_cron(c)?;
     }
     Ok(input)
-}
-
-/// `retention`: an object of policy fields, or `null` for none.
-fn parse_policy(v: Value) -> ApiResult<Option<Policy>> {
-    let map = match v {
-        Value::Null => return Ok(None),
-        Value::Object(m) => m,
-        _ => {
-            return Err(bad(
-                "invalid_policy",
-                "retention",
-                "retention must be an object (keep_last, daily, weekly, monthly, yearly, retention_days) or null",
-            ))
-        }
-    };
-    let mut clean = Map::new();
-    for (k, v) in map {
-        let field = format!("retention.{k}");
-        if !Policy::FIELDS.contains(&k.as_str()) {
-            return Err(bad(
-                "unknown_field",
-                &field,
-                format!(
-                    "unknown retention rule {k:?}; expected one of {:?}",
-                    Policy::FIELDS
-                ),
-            ));
-        }
-        if v.is_null() {
-            continue;
-        }
-        let n = v.as_u64().filter(|n| *n <= u64::from(u32::MAX));
-        let Some(n) = n else {
-            return Err(bad(
-                "invalid_policy",
-                &field,
-                format!("{field} must be a non-negative integer"),
-            ));
-        };
-        clean.insert(k, n.into());
-    }
-    let policy: Policy =
-        serde_json::from_value(Value::Object(clean)).map_err(anyhow::Error::from)?;
-    Ok(Some(policy))
 }
 
 /// The policy to store: `retention` merged with the `retention_days` shorthand.
@@ -303,7 +255,7 @@ fn merged_policy(current: Option<Policy>, input: &Input) -> ApiResult<Option<Pol
     match policy {
         Some(p) if p.is_unset() => Ok(None),
         Some(p) if p.keeps_nothing() => Err(bad(
-            "policy_keeps_nothing",
+            ErrorCode::PolicyKeepsNothing,
             if input.retention_days.is_some() {
                 "retention_days"
             } else {
@@ -342,7 +294,7 @@ async fn view(conn: &mut sqlx::PgConnection, id: Uuid, fires: bool) -> ApiResult
 }
 
 fn not_found(id: &str) -> ApiError {
-    ApiError::not_found("schedule_not_found", format!("no schedule {id:?}"))
+    ApiError::new(ErrorCode::ScheduleNotFound, format!("no schedule {id:?}"))
 }
 
 fn parse_id(raw: &str) -> ApiResult<Uuid> {
@@ -357,9 +309,9 @@ fn parse_id(raw: &str) -> ApiResult<Uuid> {
     request_body(content = ScheduleBody, description = "`cron` is required; everything else has a default"),
     responses(
         (status = 201, description = "Created; `next_run_at` says when it fires first", body = ScheduleOut),
-        (status = 400, description = "Invalid body: `malformed_json`, `invalid_body`, `unknown_field`, `cron_required`, \
-            `invalid_cron`, `invalid_timezone`, `invalid_backup_type`, `invalid_policy`, `policy_keeps_nothing`, \
-            `invalid_source`, `source_required`; `field` names it", body = ErrorBody),
+        (status = 400, description = "Invalid body: `malformed_json`, `invalid_body` (a wrong type, an unknown field), \
+            `cron_required`, `invalid_cron`, `invalid_timezone`, `invalid_backup_type`, `policy_keeps_nothing`, \
+            `source_required`; `field` names it", body = ErrorBody),
         (status = 404, description = "No such source (`source_not_found`)", body = ErrorBody),
     ),
 )]
@@ -370,7 +322,7 @@ pub async fn create(
     let input = parse_body(&body)?;
     let Some(cron) = input.cron.clone() else {
         return Err(bad(
-            "cron_required",
+            ErrorCode::CronRequired,
             "cron",
             "a schedule needs a cron expression, e.g. \"0 2 * * *\"",
         ));

@@ -4,6 +4,7 @@ use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use strata_catalog as db;
+use strata_core::errors::ErrorCode;
 use strata_core::model::{
     parse_absolute_path, parse_pg_identifier, parse_postgres_url, parse_source_name, DatabaseSpec,
     FieldError, FilesSpec, PostgresSecrets, PostgresSpec, PostgresUrl, SourceSpec, SqliteSpec,
@@ -173,7 +174,7 @@ fn parse(req: CreateSource) -> Result<(String, SourceSpec, PostgresSecrets), Api
     let name = parse_source_name(&req.name)?;
     if req.files.is_none() && req.database.is_none() {
         return Err(ApiError::bad_request(
-            "missing_field",
+            ErrorCode::MissingField,
             "files",
             "a source needs `files` (a directory to back up), `database`, or both",
         ));
@@ -241,7 +242,7 @@ pub(crate) fn parse_database(
         (None, Some(path)) => {
             if db.schemas.is_some() {
                 return Err(ApiError::bad_request(
-                    "invalid_field",
+                    ErrorCode::InvalidField,
                     "database.schemas",
                     "schemas apply to PostgreSQL databases only",
                 ));
@@ -254,12 +255,12 @@ pub(crate) fn parse_database(
             ))
         }
         (Some(_), Some(_)) => Err(ApiError::bad_request(
-            "invalid_database",
+            ErrorCode::InvalidDatabase,
             "database",
             "give either `postgres` or `sqlite`, not both",
         )),
         (None, None) => Err(ApiError::bad_request(
-            "invalid_database",
+            ErrorCode::InvalidDatabase,
             "database",
             "give `postgres` (a connection URL) or `sqlite` (a file path)",
         )),
@@ -289,8 +290,8 @@ pub async fn create(
     let mut conn = state.pool.acquire().await?;
     match db::sources::insert(&mut conn, Uuid::new_v4(), &name, &spec, Some(&secret)).await {
         Ok(row) => Ok(HttpResponse::Created().json(SourceView::from(row))),
-        Err(e) if db::is_unique_violation(&e, db::sources::NAME_UNIQUE) => Err(ApiError::conflict(
-            "source_name_taken",
+        Err(e) if db::is_unique_violation(&e, db::sources::NAME_UNIQUE) => Err(ApiError::new(
+            ErrorCode::SourceNameTaken,
             format!("a source named {name:?} already exists"),
         )
         .with("field", "name")),
@@ -327,8 +328,12 @@ pub async fn list(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     ),
 )]
 pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    let not_found =
-        || ApiError::not_found("source_not_found", format!("no source {:?}", path.as_str()));
+    let not_found = || {
+        ApiError::new(
+            ErrorCode::SourceNotFound,
+            format!("no source {:?}", path.as_str()),
+        )
+    };
     // No name or id holds a NUL (and PostgreSQL text cannot).
     if path.contains('\0') {
         return Err(not_found());
@@ -348,7 +353,7 @@ pub(crate) async fn named(
 ) -> ApiResult<db::sources::SourceRow> {
     reject_nul(source, "source")?;
     db::sources::find(conn, source).await?.ok_or_else(|| {
-        ApiError::not_found("source_not_found", format!("no source {source:?}"))
+        ApiError::new(ErrorCode::SourceNotFound, format!("no source {source:?}"))
             .with("field", "source")
     })
 }
@@ -368,7 +373,7 @@ pub(crate) async fn named_or_only(
         return Ok(all.remove(0));
     }
     Err(ApiError::bad_request(
-        "source_required",
+        ErrorCode::SourceRequired,
         "source",
         format!("{} sources exist; name the one {purpose}", all.len()),
     ))

@@ -7,9 +7,10 @@
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use strata_core::errors::ErrorCode;
 
 use actix_multipart::{Field, Multipart};
-use actix_web::http::{header, StatusCode};
+use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use futures::{Stream, StreamExt};
@@ -256,22 +257,17 @@ fn backup_name(raw: &str, field: &str) -> ApiResult<BackupId> {
     Ok(BackupId::parse_new(stem, field)?)
 }
 
-/// An archive refusal on the wire: `413` for size, `400` otherwise, field `file`.
+/// An archive refusal on the wire: the code's status (`413` for size, `400` otherwise),
+/// field `file`.
 fn refused(e: ArchiveError) -> ApiError {
-    let status = if e.is_too_large() {
-        StatusCode::PAYLOAD_TOO_LARGE
-    } else {
-        StatusCode::BAD_REQUEST
-    };
-    let mut err = ApiError::new(status, e.code, e.message);
+    let mut err = ApiError::new(e.code, e.message);
     err.field = Some("file".into());
     err
 }
 
 fn too_large(limit: u64) -> ApiError {
     ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
+        ErrorCode::PayloadTooLarge,
         format!("the upload is larger than {limit} bytes (STRATA_UPLOAD_MAX_BYTES)"),
     )
     .with("field", "file")
@@ -315,8 +311,7 @@ async fn receive(
     }
     if !RAW_TYPES.contains(&media.as_str()) {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+ErrorCode::UnsupportedMediaType,
             format!(
                 "send the archive as multipart/form-data (field `file`) or as a raw body of type {}",
                 RAW_TYPES.join(", ")
@@ -350,7 +345,7 @@ async fn receive_multipart(
         match field.name().unwrap_or("") {
             "file" if has_file => {
                 return Err(ApiError::bad_request(
-                    "invalid_body",
+                    ErrorCode::InvalidBody,
                     "file",
                     "send one file per upload",
                 ))
@@ -368,7 +363,7 @@ async fn receive_multipart(
             "name" => got.name = Some(text_field(&mut field, "name").await?),
             other => {
                 return Err(ApiError::bad_request(
-                    "invalid_body",
+                    ErrorCode::InvalidBody,
                     other,
                     format!("unknown form field {other:?}; expected file, source, name"),
                 ))
@@ -377,7 +372,7 @@ async fn receive_multipart(
     }
     if !has_file {
         return Err(ApiError::bad_request(
-            "file_required",
+            ErrorCode::FileRequired,
             "file",
             "the form has no `file` field",
         ));
@@ -389,17 +384,16 @@ async fn text_field(field: &mut Field, name: &str) -> ApiResult<String> {
     let bytes = field
         .bytes(FIELD_LIMIT)
         .await
-        .map_err(|_| ApiError::bad_request("invalid_body", name, "the field is too long"))?
+        .map_err(|_| ApiError::bad_request(ErrorCode::InvalidBody, name, "the field is too long"))?
         .map_err(bad_form)?;
     String::from_utf8(bytes.to_vec())
         .map(|s| s.trim().to_string())
-        .map_err(|_| ApiError::bad_request("invalid_body", name, "the field is not UTF-8"))
+        .map_err(|_| ApiError::bad_request(ErrorCode::InvalidBody, name, "the field is not UTF-8"))
 }
 
 fn bad_form(e: actix_multipart::MultipartError) -> ApiError {
     ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "invalid_body",
+        ErrorCode::InvalidBody,
         format!("the multipart form cannot be read: {e}"),
     )
 }
@@ -433,8 +427,7 @@ where
     while let Some(chunk) = next_within(&mut stream, idle).await? {
         let chunk = chunk.map_err(|e| {
             ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_body",
+                ErrorCode::InvalidBody,
                 format!("the upload was interrupted: {e}"),
             )
         })?;

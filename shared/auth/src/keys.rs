@@ -13,6 +13,7 @@
 //! every request without adding security.
 
 use std::fmt;
+use strata_core::errors::ErrorCode;
 
 use subtle::ConstantTimeEq;
 
@@ -144,7 +145,7 @@ pub fn from_bootstrap(token: &str) -> Result<GeneratedKey, FieldError> {
     let token = token.trim();
     let parsed = parse(token).ok_or_else(|| {
         FieldError::new(
-            "invalid_bootstrap_key",
+            ErrorCode::InvalidBootstrapKey,
             BOOTSTRAP_VAR,
             format!("must be an API key of the form {}", format_hint()),
         )

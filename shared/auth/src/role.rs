@@ -1,6 +1,7 @@
 //! Roles, ordered by power: every role can do what the roles below it can.
 
 use std::fmt;
+use strata_core::errors::ErrorCode;
 
 use serde::{Deserialize, Serialize};
 
@@ -36,7 +37,7 @@ impl Role {
     pub fn parse(value: &str) -> Result<Role, FieldError> {
         Self::from_wire(value).ok_or_else(|| {
             FieldError::new(
-                "invalid_role",
+                ErrorCode::InvalidRole,
                 "role",
                 format!(
                     "{value:?} is not valid; expected one of: {}",

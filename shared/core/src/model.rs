@@ -5,18 +5,20 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::errors::ErrorCode;
+
 /// A validation failure that names the offending field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct FieldError {
-    /// Machine-readable code, e.g. `invalid_backup_type`.
-    pub code: &'static str,
+    /// Machine-readable code, e.g. [`ErrorCode::InvalidBackupType`].
+    pub code: ErrorCode,
     pub field: String,
     pub message: String,
 }
 
 impl FieldError {
-    pub fn new(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             code,
             field: field.into(),
@@ -26,7 +28,7 @@ impl FieldError {
 }
 
 macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident, $code:literal, $field:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident, $code:ident, $field:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
         #[serde(rename_all = "snake_case")]
@@ -42,7 +44,7 @@ macro_rules! string_enum {
                 match value {
                     $($text => Ok($name::$variant),)+
                     other => Err(FieldError::new(
-                        $code,
+                        ErrorCode::$code,
                         $field,
                         format!(
                             "{other:?} is not valid; expected one of: {}",
@@ -63,7 +65,7 @@ macro_rules! string_enum {
 
 string_enum!(
     /// What a backup contains relative to earlier ones.
-    BackupType, "invalid_backup_type", "type", {
+    BackupType, InvalidBackupType, "type", {
         Full => "full",
         Incremental => "incremental",
         Differential => "differential",
@@ -72,7 +74,7 @@ string_enum!(
 
 string_enum!(
     /// What a job does.
-    JobKind, "invalid_job_kind", "kind", {
+    JobKind, InvalidJobKind, "kind", {
         Backup => "backup",
         Restore => "restore",
         Delete => "delete",
@@ -85,7 +87,7 @@ string_enum!(
 
 string_enum!(
     /// Where a job is in its life.
-    JobStatus, "invalid_job_status", "status", {
+    JobStatus, InvalidJobStatus, "status", {
         Queued => "queued",
         Running => "running",
         Succeeded => "succeeded",
@@ -96,7 +98,7 @@ string_enum!(
 
 string_enum!(
     /// Whether a backup's data and manifest are all in storage.
-    BackupStatus, "invalid_backup_status", "status", {
+    BackupStatus, InvalidBackupStatus, "status", {
         Pending => "pending",
         Complete => "complete",
         Failed => "failed",
@@ -121,7 +123,7 @@ impl BackupId {
     pub fn parse(value: &str, field: &str) -> Result<Self, FieldError> {
         if value.is_empty() || value.len() > Self::MAX_LEN {
             return Err(FieldError::new(
-                "invalid_backup_name",
+                ErrorCode::InvalidBackupName,
                 field,
                 format!("must be 1 to {} characters long", Self::MAX_LEN),
             ));
@@ -131,7 +133,7 @@ impl BackupId {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
         {
             return Err(FieldError::new(
-                "invalid_backup_name",
+                ErrorCode::InvalidBackupName,
                 field,
                 "may contain only lowercase letters a-z, digits 0-9, `_` and `-`",
             ));
@@ -150,7 +152,7 @@ impl BackupId {
         let id = Self::parse(value, field)?;
         if Self::RESERVED.contains(&value) {
             return Err(FieldError::new(
-                "invalid_backup_name",
+                ErrorCode::InvalidBackupName,
                 field,
                 format!(
                     "{value:?} is a path of the API (/api/v1/backup/{value}); choose another name"
@@ -200,7 +202,7 @@ pub fn parse_source_name(value: &str) -> Result<String, FieldError> {
         .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
     if !ok_len || !ok_chars {
         return Err(FieldError::new(
-            "invalid_source_name",
+            ErrorCode::InvalidSourceName,
             "name",
             "must be 1 to 100 characters of letters, digits, `.`, `_` or `-`",
         ));
@@ -214,7 +216,7 @@ pub fn parse_absolute_path(value: &str, field: &str) -> Result<PathBuf, FieldErr
     let path = Path::new(value);
     if value.is_empty() || !path.is_absolute() {
         return Err(FieldError::new(
-            "invalid_path",
+            ErrorCode::InvalidPath,
             field,
             "must be an absolute path",
         ));
@@ -224,14 +226,14 @@ pub fn parse_absolute_path(value: &str, field: &str) -> Result<PathBuf, FieldErr
         .any(|c| matches!(c, std::path::Component::ParentDir))
     {
         return Err(FieldError::new(
-            "invalid_path",
+            ErrorCode::InvalidPath,
             field,
             "must not contain `..`",
         ));
     }
     if path == Path::new("/") {
         return Err(FieldError::new(
-            "invalid_path",
+            ErrorCode::InvalidPath,
             field,
             "must not be the root directory",
         ));
@@ -480,7 +482,7 @@ impl PostgresUrl {
 }
 
 fn split_postgres_url(value: &str, field: &str, strict: bool) -> Result<PostgresUrl, FieldError> {
-    let invalid = |message: &str| FieldError::new("invalid_database_url", field, message);
+    let invalid = |message: &str| FieldError::new(ErrorCode::InvalidDatabaseUrl, field, message);
     if value.contains('\0') {
         return Err(invalid("must not contain a NUL character"));
     }
@@ -624,7 +626,7 @@ fn percent_decode(value: &str) -> String {
 pub fn parse_pg_identifier(value: &str, field: &str) -> Result<String, FieldError> {
     if value.is_empty() || value.len() > 63 || value.contains('\0') {
         return Err(FieldError::new(
-            "invalid_identifier",
+            ErrorCode::InvalidIdentifier,
             field,
             "must be 1 to 63 bytes without a NUL character",
         ));
@@ -695,7 +697,7 @@ pub struct VerifyPayload {
 
 string_enum!(
     /// How a verify job checks a backup.
-    VerifyMode, "invalid_verify_mode", "mode", {
+    VerifyMode, InvalidVerifyMode, "mode", {
         Data => "data",
         Restore => "restore",
     }
@@ -718,7 +720,7 @@ pub struct DeletePayload {
 
 string_enum!(
     /// Archive formats for download and upload.
-    ArchiveFormat, "invalid_archive_format", "format", {
+    ArchiveFormat, InvalidArchiveFormat, "format", {
         Tar => "tar",
         Zip => "zip",
     }
@@ -740,7 +742,7 @@ pub struct ImportPayload {
 fn reject_nul(value: &str, field: &str) -> Result<(), FieldError> {
     if value.contains('\0') {
         return Err(FieldError::new(
-            "invalid_character",
+            ErrorCode::InvalidCharacter,
             field,
             "must not contain a NUL character",
         ));
@@ -758,7 +760,7 @@ pub fn parse_relative_path(value: &str, field: &str) -> Result<PathBuf, FieldErr
         .all(|c| matches!(c, std::path::Component::Normal(_)));
     if trimmed.is_empty() || !plain {
         return Err(FieldError::new(
-            "invalid_path",
+            ErrorCode::InvalidPath,
             field,
             "must be a relative path inside the backup, without `..`",
         ));
@@ -868,7 +870,7 @@ mod tests {
         assert!(parse_relative_path("sub/x", "include[0]").is_ok());
         let e = parse_relative_path("sub\0x", "include[0]").unwrap_err();
         assert_eq!(
-            (e.code, e.field.as_str()),
+            (e.code.as_str(), e.field.as_str()),
             ("invalid_character", "include[0]")
         );
         for bad in ["", "/etc", "../x", "a/../../b", "./"] {

@@ -15,6 +15,7 @@ use std::io::{self, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use strata_core::errors::ErrorCode;
 
 use filetime::FileTime;
 use serde::Serialize;
@@ -59,33 +60,44 @@ impl Default for Limits {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct ArchiveError {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
+    /// Extraction stopped because it was asked to (not a refusal: no code is shown).
+    stopped: bool,
 }
 
 impl ArchiveError {
-    fn new(code: &'static str, message: impl Into<String>) -> Self {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
+            stopped: false,
+        }
+    }
+
+    fn stopped() -> Self {
+        Self {
+            code: ErrorCode::Released,
+            message: "extraction was stopped".into(),
+            stopped: true,
         }
     }
 
     fn invalid(what: impl std::fmt::Display) -> Self {
         Self::new(
-            "invalid_archive",
+            ErrorCode::InvalidArchive,
             format!("not a readable tar or zip archive: {what}"),
         )
     }
 
     /// Whether the refusal is about size (HTTP `413`) rather than content (`400`).
     pub fn is_too_large(&self) -> bool {
-        matches!(self.code, "archive_too_large" | "too_many_entries")
+        self.code.status() == Some(413)
     }
 
     /// Whether extraction stopped because it was asked to.
     pub fn is_stopped(&self) -> bool {
-        self.code == "stopped"
+        self.stopped
     }
 }
 
@@ -253,8 +265,7 @@ fn walk_tar(file: File, state: &mut State<'_>) -> Result<(), ArchiveError> {
             // Extension headers tar already applied to the entry they describe.
             tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => continue,
             other => {
-                return Err(ArchiveError::new(
-                    "unsupported_entry",
+                return Err(ArchiveError::new(ErrorCode::UnsupportedEntry,
                     format!(
                         "{}: entries of type {other:?} are not accepted; only files, directories and links",
                         String::from_utf8_lossy(&name)
@@ -293,7 +304,7 @@ fn walk_zip(file: File, state: &mut State<'_>) -> Result<(), ArchiveError> {
     // only the last would be seen (and extracted), so such an archive is refused.
     if zip.has_duplicate_names() {
         return Err(ArchiveError::new(
-            "duplicate_entry",
+            ErrorCode::DuplicateEntry,
             "the archive lists the same entry name more than once",
         ));
     }
@@ -307,7 +318,7 @@ fn walk_zip(file: File, state: &mut State<'_>) -> Result<(), ArchiveError> {
         let shown = String::from_utf8_lossy(&name).into_owned();
         if f.encrypted() {
             return Err(ArchiveError::new(
-                "unsupported_entry",
+                ErrorCode::UnsupportedEntry,
                 format!("{shown}: encrypted entries are not accepted"),
             ));
         }
@@ -334,7 +345,7 @@ fn walk_zip(file: File, state: &mut State<'_>) -> Result<(), ArchiveError> {
             Kind::Symlink(target)
         } else if file_type.is_some_and(|t| t != libc::S_IFREG) {
             return Err(ArchiveError::new(
-                "unsupported_entry",
+                ErrorCode::UnsupportedEntry,
                 format!("{shown}: only files, directories and symlinks are accepted"),
             ));
         } else {
@@ -377,7 +388,7 @@ fn entry_path(name: &[u8]) -> Result<Option<PathBuf>, ArchiveError> {
     }
     if name.starts_with(b"/") {
         return Err(ArchiveError::new(
-            "path_escapes_root",
+            ErrorCode::PathEscapesRoot,
             format!("{:?} is an absolute path", shown()),
         ));
     }
@@ -386,14 +397,12 @@ fn entry_path(name: &[u8]) -> Result<Option<PathBuf>, ArchiveError> {
         match part {
             b"" | b"." => {}
             b".." => {
-                return Err(ArchiveError::new(
-                    "path_escapes_root",
+                return Err(ArchiveError::new(ErrorCode::PathEscapesRoot,
                     format!("{:?} has a `..` component", shown()),
                 ))
             }
             p if p.len() > MAX_COMPONENT => {
-                return Err(ArchiveError::new(
-                    "name_too_long",
+                return Err(ArchiveError::new(ErrorCode::NameTooLong,
                     format!(
                         "an entry's name has a component of {} bytes; file systems allow {MAX_COMPONENT}",
                         p.len()
@@ -405,7 +414,7 @@ fn entry_path(name: &[u8]) -> Result<Option<PathBuf>, ArchiveError> {
     }
     if path.as_os_str().len() > MAX_PATH {
         return Err(ArchiveError::new(
-            "name_too_long",
+            ErrorCode::NameTooLong,
             format!(
                 "an entry's path is {} bytes long; at most {MAX_PATH} are accepted",
                 path.as_os_str().len()
@@ -417,14 +426,14 @@ fn entry_path(name: &[u8]) -> Result<Option<PathBuf>, ArchiveError> {
 
 fn too_large(limit: u64) -> ArchiveError {
     ArchiveError::new(
-        "archive_too_large",
+        ErrorCode::ArchiveTooLarge,
         format!("the archive holds more than {limit} bytes once extracted"),
     )
 }
 
 fn too_many(limit: u64) -> ArchiveError {
     ArchiveError::new(
-        "too_many_entries",
+        ErrorCode::TooManyEntries,
         format!("the archive holds more than {limit} entries"),
     )
 }
@@ -468,7 +477,7 @@ impl State<'_> {
             Kind::HardLink(target) => {
                 if self.seen.get(target) != Some(&Seen::File) || target == &meta.path {
                     return Err(ArchiveError::new(
-                        "path_escapes_root",
+                        ErrorCode::PathEscapesRoot,
                         format!(
                             "{}: a hard link must name a file earlier in the archive, not {}",
                             meta.path.display(),
@@ -489,7 +498,7 @@ impl State<'_> {
         };
         self.seen.insert(meta.path, seen);
         if !(self.keep_going)(self.summary.uncompressed_size) {
-            return Err(ArchiveError::new("stopped", "extraction was stopped"));
+            return Err(ArchiveError::stopped());
         }
         Ok(written)
     }
@@ -507,7 +516,7 @@ impl State<'_> {
                 Some(Seen::Dir) => {}
                 Some(Seen::Symlink) => {
                     return Err(ArchiveError::new(
-                        "path_escapes_root",
+                        ErrorCode::PathEscapesRoot,
                         format!(
                             "{} lies below the symlink {}",
                             meta.path.display(),
@@ -528,7 +537,7 @@ impl State<'_> {
             (None, _) => Ok(()),
             (Some(Seen::Dir), Kind::Dir) => Ok(()),
             _ => Err(ArchiveError::new(
-                "duplicate_entry",
+                ErrorCode::DuplicateEntry,
                 format!("{} appears twice in the archive", meta.path.display()),
             )),
         }
@@ -563,7 +572,7 @@ impl State<'_> {
             }
             if total > ratio_cap {
                 return Err(ArchiveError::new(
-                    "compression_ratio_too_high",
+                    ErrorCode::CompressionRatioTooHigh,
                     format!(
                         "the archive expands more than {} times (a compression bomb?)",
                         self.limits.max_ratio
@@ -578,7 +587,7 @@ impl State<'_> {
             if since_report >= 8 << 20 {
                 since_report = 0;
                 if !(self.keep_going)(total) {
-                    return Err(ArchiveError::new("stopped", "extraction was stopped"));
+                    return Err(ArchiveError::stopped());
                 }
             }
         }
@@ -592,7 +601,7 @@ impl State<'_> {
 fn check_symlink(path: &Path, target: &[u8]) -> Result<(), ArchiveError> {
     let escapes = |why: &str| {
         ArchiveError::new(
-            "symlink_escapes_root",
+            ErrorCode::SymlinkEscapesRoot,
             format!(
                 "the symlink {} -> {} {why}",
                 path.display(),
@@ -631,12 +640,12 @@ fn write_error(e: io::Error) -> ArchiveError {
     // A name the file system refuses will be refused again: not worth a retry.
     if e.raw_os_error() == Some(libc::ENAMETOOLONG) {
         return ArchiveError::new(
-            "name_too_long",
+            ErrorCode::NameTooLong,
             format!("an entry's name is too long for the file system: {e}"),
         );
     }
     ArchiveError::new(
-        "extract_failed",
+        ErrorCode::ExtractFailed,
         format!("writing the extracted file failed: {e}"),
     )
 }
@@ -724,7 +733,7 @@ fn make_dir(path: &Path) -> Result<(), ArchiveError> {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match fs::symlink_metadata(path) {
             Ok(md) if md.is_dir() => Ok(()),
             _ => Err(ArchiveError::new(
-                "path_escapes_root",
+                ErrorCode::PathEscapesRoot,
                 format!("{} exists and is not a directory", path.display()),
             )),
         },

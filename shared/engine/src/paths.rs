@@ -15,6 +15,7 @@
 
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
+use strata_core::errors::ErrorCode;
 
 use strata_core::model::FieldError;
 
@@ -178,12 +179,7 @@ impl PathPolicy {
         }
     }
 
-    fn resolved(
-        &self,
-        path: &Path,
-        code: &'static str,
-        field: &str,
-    ) -> Result<PathBuf, FieldError> {
+    fn resolved(&self, path: &Path, code: ErrorCode, field: &str) -> Result<PathBuf, FieldError> {
         resolve(path).map_err(|e| {
             FieldError::new(
                 code,
@@ -196,7 +192,7 @@ impl PathPolicy {
     /// Checks a restore target (a directory, or an SQLite file); returns where it really
     /// lands. Refusals are `target_not_allowed`, naming `field`.
     pub fn restore_target(&self, path: &Path, field: &str) -> Result<PathBuf, FieldError> {
-        let code = "target_not_allowed";
+        let code = ErrorCode::TargetNotAllowed;
         let real = self.resolved(path, code, field)?;
         for p in &self.protected {
             let Ok(mine) = resolve(&p.path) else {
@@ -246,7 +242,7 @@ impl PathPolicy {
     /// Checks a source's path (its directory, or its SQLite file); returns where it
     /// really lands. Refusals are `source_not_allowed`, naming `field`.
     pub fn source(&self, path: &Path, field: &str) -> Result<PathBuf, FieldError> {
-        let code = "source_not_allowed";
+        let code = ErrorCode::SourceNotAllowed;
         let real = self.resolved(path, code, field)?;
         for dir in PSEUDO_DIRS {
             if real.starts_with(dir) {

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use strata_core::errors::ErrorCode;
+
 /// Why a job did not succeed.
 ///
 /// Job code returns [`JobError::Permanent`] for what retrying cannot fix and lets every
@@ -19,7 +21,7 @@ pub enum JobError {
     /// Retrying cannot help (bad payload, missing backup, target not allowed…): the job
     /// fails at once with `code`, keeping `details` (e.g. what verify found) as its result.
     Permanent {
-        code: &'static str,
+        code: ErrorCode,
         message: String,
         details: Option<serde_json::Value>,
     },
@@ -32,7 +34,7 @@ pub type JobResult<T> = Result<T, JobError>;
 
 impl JobError {
     /// A permanent failure.
-    pub fn permanent(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn permanent(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::Permanent {
             code,
             message: message.into(),
@@ -42,7 +44,7 @@ impl JobError {
 
     /// A permanent failure with a report kept as the job's result.
     pub fn permanent_with(
-        code: &'static str,
+        code: ErrorCode,
         message: impl Into<String>,
         details: serde_json::Value,
     ) -> Self {
@@ -73,15 +75,15 @@ impl JobError {
     }
 
     /// The machine-readable code the job's `error` carries.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Stopped => "released",
-            Self::Cancelled => "cancelled",
-            Self::Permanent { code, .. } => code,
+            Self::Stopped => ErrorCode::Released,
+            Self::Cancelled => ErrorCode::Cancelled,
+            Self::Permanent { code, .. } => *code,
             Self::Transient(e) if strata_storage::StorageError::is_unavailable(e) => {
-                "storage_unavailable"
+                ErrorCode::StorageUnavailable
             }
-            Self::Transient(_) => "job_failed",
+            Self::Transient(_) => ErrorCode::JobFailed,
         }
     }
 }
@@ -146,15 +148,18 @@ mod tests {
     #[test]
     fn codes_say_how_a_job_ended() {
         assert_eq!(
-            JobError::permanent("bad_payload", "x").code(),
-            "bad_payload"
+            JobError::permanent(ErrorCode::BadPayload, "x").code(),
+            ErrorCode::BadPayload
         );
-        assert_eq!(JobError::from(anyhow::anyhow!("boom")).code(), "job_failed");
-        assert_eq!(JobError::Cancelled.code(), "cancelled");
-        assert_eq!(JobError::Stopped.code(), "released");
+        assert_eq!(
+            JobError::from(anyhow::anyhow!("boom")).code(),
+            ErrorCode::JobFailed
+        );
+        assert_eq!(JobError::Cancelled.code(), ErrorCode::Cancelled);
+        assert_eq!(JobError::Stopped.code(), ErrorCode::Released);
         let e = JobError::from(anyhow::anyhow!("inner")).context("outer");
         assert_eq!(e.to_string(), "outer: inner");
-        let p = JobError::permanent("x", "kept").context("outer");
+        let p = JobError::permanent(ErrorCode::NoTarget, "kept").context("outer");
         assert_eq!(p.to_string(), "kept");
     }
 }

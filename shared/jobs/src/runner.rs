@@ -9,6 +9,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use strata_core::errors::ErrorCode;
 
 use anyhow::Context;
 use futures::StreamExt;
@@ -321,7 +322,7 @@ impl<H: Handler> Runner<H> {
         let work = async {
             match &ctx {
                 Ok(ctx) => self.handler.run(ctx).await,
-                Err(message) => Err(JobError::permanent("bad_payload", message.clone())),
+                Err(message) => Err(JobError::permanent(ErrorCode::BadPayload, message.clone())),
             }
         };
         tokio::pin!(work);
@@ -480,7 +481,7 @@ impl<H: Handler> Runner<H> {
             Err(JobError::Cancelled) => {
                 // A client asked the job to stop; it stopped at a checkpoint, having
                 // written nothing that a reader could mistake for a result.
-                let error = serde_json::json!({"code": "cancelled", "message": "cancelled at the client's request"});
+                let error = serde_json::json!({"code": ErrorCode::Cancelled, "message": "cancelled at the client's request"});
                 end_unfinished(&mut tx, job, worker_id, JobStatus::Cancelled, None, &error).await?;
                 tx.commit().await?;
                 span.record("status", "cancelled");
@@ -489,7 +490,7 @@ impl<H: Handler> Runner<H> {
             }
             Err(JobError::Stopped) if !stalled => {
                 // Shutdown: hand the job back without spending an attempt.
-                let error = serde_json::json!({"code": "released", "message": "the worker stopped; the job will run again"});
+                let error = serde_json::json!({"code": ErrorCode::Released, "message": "the worker stopped; the job will run again"});
                 store::release(&mut tx, job.id, worker_id, &error).await?;
                 tx.commit().await?;
                 span.record("status", "released");
@@ -497,7 +498,11 @@ impl<H: Handler> Runner<H> {
                 None
             }
             Err(e) => {
-                let code = if stalled { "job_stalled" } else { e.code() };
+                let code = if stalled {
+                    ErrorCode::JobStalled
+                } else {
+                    e.code()
+                };
                 let message = match (&e, stalled) {
                     (JobError::Stopped, true) => format!(
                         "the job made no progress for {} s and did not stop; it was abandoned",
@@ -512,7 +517,7 @@ impl<H: Handler> Runner<H> {
                     store::retry(&mut tx, job.id, worker_id, &error, delay).await?;
                     tx.commit().await?;
                     span.record("status", "retrying");
-                    span.record("error_code", code);
+                    span.record("error_code", code.as_str());
                     tracing::warn!(error = %message, retry_in_secs = delay, "job failed; will retry");
                     None
                 } else {
@@ -524,7 +529,7 @@ impl<H: Handler> Runner<H> {
                         .await?;
                     tx.commit().await?;
                     span.record("status", "failed");
-                    span.record("error_code", code);
+                    span.record("error_code", code.as_str());
                     span.record("otel.status_code", "ERROR");
                     tracing::error!(error = %message, "job failed");
                     Some((JobStatus::Failed, None))
@@ -585,7 +590,7 @@ async fn scheduled_retention(
         Err(e) => {
             sp.rollback().await?;
             tracing::error!(%schedule_id, error = %format!("{e:#}"), "schedule retention failed; the backup stands");
-            serde_json::json!({"error": {"code": "retention_failed", "message": format!("{e:#}")}})
+            serde_json::json!({"error": {"code": ErrorCode::RetentionFailed, "message": format!("{e:#}")}})
         }
     };
     store::set_result_field(tx, job.id, "retention", &value).await?;

@@ -15,6 +15,7 @@
 //! same fire again, the key would refuse the record and no job would be created.
 
 use std::str::FromStr;
+use strata_core::errors::ErrorCode;
 
 use chrono::{DateTime, Duration, Timelike, Utc};
 use chrono_tz::Tz;
@@ -107,8 +108,7 @@ fn floor(t: DateTime<Utc>) -> DateTime<Utc> {
 pub fn parse_cron(expr: &str) -> Result<Cron, FieldError> {
     let fields = expr.split_whitespace().count();
     if !(5..=6).contains(&fields) {
-        return Err(FieldError::new(
-            "invalid_cron",
+        return Err(FieldError::new(ErrorCode::InvalidCron,
             "cron",
             format!(
                 "{expr:?} has {fields} fields; expected five (minute hour day-of-month month day-of-week, \
@@ -121,7 +121,7 @@ pub fn parse_cron(expr: &str) -> Result<Cron, FieldError> {
         .year(Year::Disallowed)
         .build()
         .parse(expr)
-        .map_err(|e| FieldError::new("invalid_cron", "cron", format!("{expr:?}: {e}")))
+        .map_err(|e| FieldError::new(ErrorCode::InvalidCron, "cron", format!("{expr:?}: {e}")))
         .and_then(|c| {
             // A pattern that can never match (31 February) is refused now, not at runtime.
             let now = Utc::now();
@@ -129,7 +129,7 @@ pub fn parse_cron(expr: &str) -> Result<Cron, FieldError> {
                 .map(|_| c.clone())
                 .map_err(|_| {
                     FieldError::new(
-                        "invalid_cron",
+                        ErrorCode::InvalidCron,
                         "cron",
                         format!("{expr:?} never matches a date"),
                     )
@@ -140,8 +140,7 @@ pub fn parse_cron(expr: &str) -> Result<Cron, FieldError> {
 /// An IANA time zone name (`Europe/Paris`, `UTC`).
 pub fn parse_timezone(name: &str) -> Result<Tz, FieldError> {
     Tz::from_str(name).map_err(|_| {
-        FieldError::new(
-            "invalid_timezone",
+        FieldError::new(ErrorCode::InvalidTimezone,
             "timezone",
             format!("{name:?} is not an IANA time zone name (e.g. \"UTC\", \"Europe/Paris\", \"America/New_York\")"),
         )
@@ -288,7 +287,7 @@ async fn fire(
     }
     if let Some(busy) = crate::store::active_for_source(tx, s.source_id).await? {
         let error = serde_json::json!({
-            "code": "job_in_progress",
+            "code": ErrorCode::JobInProgress,
             "message": format!("a {} job of this source was {}; this fire is skipped, not queued behind it", busy.kind, busy.status),
             "job_id": busy.id,
         });
@@ -316,14 +315,15 @@ async fn fire(
         }
         Ok(None) => {
             sp.rollback().await?;
-            let error = serde_json::json!({"code": "job_in_progress",
+            let error = serde_json::json!({"code": ErrorCode::JobInProgress,
                 "message": EnqueueError::SourceBusy.to_string()});
             db::schedules::update_fire(tx, s.id, at, "skipped_busy", None, Some(&error)).await?;
             report.skipped_busy += 1;
         }
         Err(e) => {
             sp.rollback().await?;
-            let error = serde_json::json!({"code": "fire_failed", "message": format!("{e:#}")});
+            let error =
+                serde_json::json!({"code": ErrorCode::FireFailed, "message": format!("{e:#}")});
             db::schedules::update_fire(tx, s.id, at, "failed", None, Some(&error)).await?;
             report.failed += 1;
             tracing::error!(schedule_id = %s.id, fire_at = %at, error = %format!("{e:#}"), "schedule fire failed");
@@ -406,13 +406,16 @@ mod tests {
         ] {
             let e = parse_cron(bad).unwrap_err();
             assert_eq!(
-                (e.code, e.field.as_str()),
+                (e.code.as_str(), e.field.as_str()),
                 ("invalid_cron", "cron"),
                 "{bad:?}"
             );
         }
         let e = parse_timezone("Mars/Olympus").unwrap_err();
-        assert_eq!((e.code, e.field.as_str()), ("invalid_timezone", "timezone"));
+        assert_eq!(
+            (e.code.as_str(), e.field.as_str()),
+            ("invalid_timezone", "timezone")
+        );
         parse_timezone("Europe/Paris").unwrap();
     }
 

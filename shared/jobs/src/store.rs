@@ -453,3 +453,28 @@ pub async fn metrics(conn: &mut PgConnection) -> Result<JobMetrics, sqlx::Error>
         last_backup_by_source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use strata_core::errors::ErrorCode;
+
+    /// The codes this module's SQL writes into a job's `error` are codes of the table.
+    #[test]
+    fn codes_written_by_sql_are_listed_codes() {
+        let source = include_str!("store.rs");
+        let marker = concat!("jsonb_build_object('code', ", "'");
+        let mut found = Vec::new();
+        for (at, _) in source.match_indices(marker) {
+            let rest = &source[at + marker.len()..];
+            let code = &rest[..rest.find('\'').expect("a closing quote")];
+            assert!(
+                ErrorCode::parse(code).is_some(),
+                "the SQL writes {code:?}, which is not an ErrorCode"
+            );
+            found.push(code);
+        }
+        found.sort_unstable();
+        found.dedup();
+        assert_eq!(found, ["cancelled", "lease_expired"]);
+    }
+}

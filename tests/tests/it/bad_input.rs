@@ -508,3 +508,28 @@ fn with_a_nul_in_each_string(body: &Value) -> Vec<Value> {
     }
     (0..count(body)).map(|t| poison(body, t, &mut 0)).collect()
 }
+
+/// Issue 17: request bodies are parsed one way (typed, unknown fields refused), so the
+/// same mistake gets the same code everywhere: an unknown field sent to every route of
+/// the route table that takes a JSON body is `400 invalid_body` naming the field.
+#[tokio::test]
+async fn an_unknown_field_is_the_same_invalid_body_on_every_json_route() {
+    let (app, ids) = app_with_a_backup().await;
+    let ids: Vec<(&str, &str)> = ids.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let routes = json_body_routes(&app).await;
+    assert!(routes.len() >= 10, "{routes:?}");
+    for (method, pattern) in &routes {
+        let path = concrete(pattern, &ids);
+        let what = format!("{method} {pattern}");
+        let answer = send_json(&app, method, &path, &json!({"zz_unknown": 1})).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{what}: {}",
+            answer.text
+        );
+        let err = answer.assert_wire_error(&what);
+        assert_eq!(err["error"]["code"], "invalid_body", "{what}: {err}");
+        assert_eq!(err["error"]["field"], "zz_unknown", "{what}: {err}");
+    }
+}

@@ -95,7 +95,7 @@ async fn schedule_api_validates_fields_and_computes_the_next_run_in_its_zone() {
         (json!({"cron": "0 2 * *"}), "invalid_cron", "cron"),
         (json!({"cron": "0 25 * * *"}), "invalid_cron", "cron"),
         (json!({"cron": "0 0 30 2 *"}), "invalid_cron", "cron"),
-        (json!({"cron": 5}), "invalid_cron", "cron"),
+        (json!({"cron": 5}), "invalid_body", "cron"),
         (
             json!({"cron": "0 2 * * *", "timezone": "Europe/Atlantis"}),
             "invalid_timezone",
@@ -108,12 +108,12 @@ async fn schedule_api_validates_fields_and_computes_the_next_run_in_its_zone() {
         ),
         (
             json!({"cron": "0 2 * * *", "retention": {"daily": -1}}),
-            "invalid_policy",
+            "invalid_body",
             "retention.daily",
         ),
         (
             json!({"cron": "0 2 * * *", "retention": {"hourly": 3}}),
-            "unknown_field",
+            "invalid_body",
             "retention.hourly",
         ),
         (
@@ -128,7 +128,7 @@ async fn schedule_api_validates_fields_and_computes_the_next_run_in_its_zone() {
         ),
         (
             json!({"cron": "0 2 * * *", "every": "day"}),
-            "unknown_field",
+            "invalid_body",
             "every",
         ),
         (

@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use strata_core::errors::ErrorCode;
 
 use anyhow::Context;
 use futures::TryStreamExt;
@@ -45,7 +46,7 @@ impl Target {
     /// older version, those still in its URL).
     pub fn of_source(spec: &PostgresSpec, secrets: &PostgresSecrets) -> JobResult<Self> {
         let parsed = PostgresUrl::stored(&spec.url)
-            .map_err(|e| JobError::permanent("invalid_database_url", e.to_string()))?;
+            .map_err(|e| JobError::permanent(ErrorCode::InvalidDatabaseUrl, e.to_string()))?;
         let secrets = secrets.clone().or(parsed.secrets);
         let service_file = match &secrets.sslpassword {
             Some(p) => Some(Arc::new(service_file(p)?)),
@@ -93,7 +94,9 @@ impl Target {
 
     pub async fn connect(&self) -> JobResult<PgConnection> {
         let mut options = PgConnectOptions::from_str(self.url.as_str())
-            .map_err(|e| JobError::permanent("invalid_database_url", self.scrub(&e.to_string())))?
+            .map_err(|e| {
+                JobError::permanent(ErrorCode::InvalidDatabaseUrl, self.scrub(&e.to_string()))
+            })?
             .application_name("strata-worker")
             .disable_statement_logging();
         if let Some(p) = &self.secrets.password {
@@ -103,7 +106,7 @@ impl Target {
             Ok(Ok(conn)) => Ok(conn),
             Ok(Err(e)) => Err(self.connect_error(&e)),
             Err(_) => Err(JobError::permanent(
-                "database_unreachable",
+                ErrorCode::DatabaseUnreachable,
                 format!(
                     "cannot connect to PostgreSQL at {}: no answer within 15 s",
                     self.describe()
@@ -116,19 +119,19 @@ impl Target {
         let text = self.scrub(&e.to_string());
         let code = match e {
             sqlx::Error::Database(db) => match db.code().as_deref() {
-                Some("28P01") | Some("28000") => "database_auth_failed",
-                Some("3D000") => "database_not_found",
-                _ => "database_error",
+                Some("28P01") | Some("28000") => ErrorCode::DatabaseAuthFailed,
+                Some("3D000") => ErrorCode::DatabaseNotFound,
+                _ => ErrorCode::DatabaseError,
             },
             sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut => {
-                "database_unreachable"
+                ErrorCode::DatabaseUnreachable
             }
-            _ => "database_error",
+            _ => ErrorCode::DatabaseError,
         };
         let what = match code {
-            "database_auth_failed" => "PostgreSQL refused the credentials",
-            "database_not_found" => "the database does not exist",
-            "database_unreachable" => "cannot connect to PostgreSQL",
+            ErrorCode::DatabaseAuthFailed => "PostgreSQL refused the credentials",
+            ErrorCode::DatabaseNotFound => "the database does not exist",
+            ErrorCode::DatabaseUnreachable => "cannot connect to PostgreSQL",
             _ => "PostgreSQL refused the connection",
         };
         JobError::permanent(code, format!("{what} at {}: {text}", self.describe()))
@@ -217,8 +220,7 @@ async fn tool_version(program: &str) -> JobResult<Version> {
         .output()
         .await
         .map_err(|e| {
-            JobError::permanent(
-                "pg_tools_missing",
+            JobError::permanent(ErrorCode::PgToolsMissing,
                 format!(
                     "{program} cannot be run on this worker ({e}); install the PostgreSQL client tools (Debian: postgresql-client) or set STRATA_PG_BINDIR"
                 ),
@@ -294,7 +296,7 @@ impl Dump {
             .clone();
         if !status.success() {
             return Err(JobError::permanent(
-                "database_dump_failed",
+                ErrorCode::DatabaseDumpFailed,
                 format!(
                     "pg_dump of {} failed ({status}): {}",
                     self.target.describe(),
@@ -321,8 +323,7 @@ pub async fn start_dump(
     let server = server_version(&mut conn).await?;
     let tool = tool_version("pg_dump").await?;
     if tool.major < server.major {
-        return Err(JobError::permanent(
-            "pg_dump_too_old",
+        return Err(JobError::permanent(ErrorCode::PgDumpTooOld,
             format!(
                 "pg_dump {} cannot dump PostgreSQL {} (it must be the same major version or newer); install the PostgreSQL {} client tools on the worker",
                 tool.text, server.text, server.major
@@ -346,7 +347,7 @@ pub async fn start_dump(
                 .await?;
         if !exists {
             return Err(JobError::permanent(
-                "schema_not_found",
+                ErrorCode::SchemaNotFound,
                 format!(
                     "the schema {schema:?} does not exist in {}",
                     target.describe()
@@ -370,7 +371,7 @@ pub async fn start_dump(
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| {
         JobError::permanent(
-            "pg_tools_missing",
+            ErrorCode::PgToolsMissing,
             format!("pg_dump cannot be started: {e}"),
         )
     })?;
@@ -586,9 +587,9 @@ pub async fn load(
     {
         let code = match &e {
             sqlx::Error::Database(d) if d.code().as_deref() == Some("42501") => {
-                "database_permission_denied"
+                ErrorCode::DatabasePermissionDenied
             }
-            _ => "database_create_failed",
+            _ => ErrorCode::DatabaseCreateFailed,
         };
         return Err(JobError::permanent(
             code,
@@ -614,7 +615,7 @@ pub async fn load(
         .kill_on_drop(true);
     let mut child = cmd.spawn().map_err(|e| {
         JobError::permanent(
-            "pg_tools_missing",
+            ErrorCode::PgToolsMissing,
             format!("psql cannot be started: {e}; install the PostgreSQL client tools"),
         )
     })?;
@@ -650,7 +651,7 @@ pub async fn load(
     if !status.success() {
         let first: String = errors.lines().take(5).collect::<Vec<_>>().join("; ");
         return Err(JobError::permanent(
-            "database_restore_failed",
+            ErrorCode::DatabaseRestoreFailed,
             format!(
                 "loading the dump into {name} failed ({status}): {}",
                 server.scrub(&first)
@@ -713,8 +714,7 @@ pub async fn swap(server: &Target, restored: &str, live: &str, previous: &str) -
     let live_q = quote_ident(live);
     ddl(&mut conn, format!("ALTER DATABASE {live_q} WITH ALLOW_CONNECTIONS false")).await
         .map_err(|e| {
-            JobError::permanent(
-                "database_swap_failed",
+            JobError::permanent(ErrorCode::DatabaseSwapFailed,
                 format!(
                     "cannot close database {live} to new connections: {} (the source's user must own it); the live database is untouched",
                     server.scrub(&e.to_string())
@@ -764,8 +764,7 @@ pub async fn swap(server: &Target, restored: &str, live: &str, previous: &str) -
             format!("ALTER DATABASE {live_q} WITH ALLOW_CONNECTIONS true"),
         )
         .await;
-        return Err(JobError::permanent(
-            "database_in_use",
+        return Err(JobError::permanent(ErrorCode::DatabaseInUse,
             format!(
                 "database {live} could not be replaced: {}; its sessions could not all be closed (the source's user needs to own them or have pg_signal_backend). The live database is untouched",
                 server.scrub(&format!("{e:#}"))
@@ -795,8 +794,7 @@ pub async fn swap(server: &Target, restored: &str, live: &str, previous: &str) -
             format!("ALTER DATABASE {live_q} WITH ALLOW_CONNECTIONS true"),
         )
         .await;
-        return Err(JobError::permanent(
-            "database_swap_failed",
+        return Err(JobError::permanent(ErrorCode::DatabaseSwapFailed,
             format!(
                 "the restored database could not take the name {live}: {}; the live database is back in place",
                 server.scrub(&e.to_string())
@@ -820,7 +818,7 @@ pub async fn swap_into_new(server: &Target, restored: &str, live: &str) -> JobRe
     .await
     .map_err(|e| {
         JobError::permanent(
-            "database_swap_failed",
+            ErrorCode::DatabaseSwapFailed,
             format!(
                 "the restored database could not be named {live}: {}",
                 server.scrub(&e.to_string())

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::time::{Duration, Instant};
+use strata_core::errors::ErrorCode;
 
 use anyhow::Context;
 use rusqlite::backup::{Backup, StepResult};
@@ -32,19 +33,19 @@ fn open_existing(path: &Path) -> JobResult<Connection> {
         Ok(md) if md.is_file() => {}
         Ok(_) => {
             return Err(JobError::permanent(
-                "sqlite_not_a_file",
+                ErrorCode::SqliteNotAFile,
                 format!("the SQLite database {} is not a file", path.display()),
             ))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(JobError::permanent(
-                "sqlite_file_missing",
+                ErrorCode::SqliteFileMissing,
                 format!("the SQLite database {} does not exist", path.display()),
             ))
         }
         Err(e) => {
             return Err(JobError::permanent(
-                "sqlite_unreadable",
+                ErrorCode::SqliteUnreadable,
                 format!("the SQLite database {} cannot be read: {e}", path.display()),
             ))
         }
@@ -62,7 +63,7 @@ fn open_existing(path: &Path) -> JobResult<Connection> {
     })
     .map_err(|e| {
         JobError::permanent(
-            "sqlite_unreadable",
+            ErrorCode::SqliteUnreadable,
             format!(
                 "the SQLite database {} cannot be opened: {e}",
                 path.display()
@@ -77,7 +78,7 @@ fn open_existing(path: &Path) -> JobResult<Connection> {
     })
     .map_err(|e| {
         JobError::permanent(
-            "sqlite_not_a_database",
+            ErrorCode::SqliteNotADatabase,
             format!("{} is not a usable SQLite database: {e}", path.display()),
         )
     })?;
@@ -102,7 +103,7 @@ pub fn snapshot(source: &Path, dest: &Path) -> JobResult<Snapshot> {
                 StepResult::Busy | StepResult::Locked => {
                     if Instant::now() > deadline {
                         return Err(JobError::permanent(
-                            "sqlite_busy",
+                            ErrorCode::SqliteBusy,
                             format!(
                                 "{} stayed locked by another connection for 5 minutes",
                                 source.display()

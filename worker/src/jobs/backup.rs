@@ -4,6 +4,7 @@ use anyhow::Context;
 use chrono::Utc;
 use std::sync::Arc;
 use strata_catalog as db;
+use strata_core::errors::ErrorCode;
 
 use strata_core::model::{BackupPayload, BackupType};
 use strata_core::model::{DatabaseSpec, SourceSpec};
@@ -33,7 +34,7 @@ pub async fn run(ctx: &JobContext, payload: BackupPayload) -> JobResult<Outcome>
         .filter(|_| payload.include_database != Some(false));
     if files.is_none() && database.is_none() {
         return Err(JobError::permanent(
-            "nothing_to_back_up",
+            ErrorCode::NothingToBackUp,
             "the backup includes neither the source's files nor its database",
         ));
     }
@@ -194,11 +195,11 @@ fn check_directory(path: &std::path::Path) -> JobResult<()> {
     match std::fs::metadata(path) {
         Ok(md) if md.is_dir() => Ok(()),
         Ok(_) => Err(JobError::permanent(
-            "source_not_a_directory",
+            ErrorCode::SourceNotADirectory,
             format!("the source path {} is not a directory", path.display()),
         )),
         Err(e) => Err(JobError::permanent(
-            "source_unreadable",
+            ErrorCode::SourceUnreadable,
             format!("the source path {} cannot be read: {e}", path.display()),
         )),
     }

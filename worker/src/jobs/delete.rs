@@ -11,6 +11,7 @@
 //!    another collection).
 
 use std::collections::HashSet;
+use strata_core::errors::ErrorCode;
 
 use strata_catalog as db;
 use strata_core::model::DeletePayload;
@@ -66,8 +67,7 @@ async fn remove_from_catalog(ctx: &JobContext, ids: &[String]) -> JobResult<Vec<
     match db::backups::delete_rows(&mut tx, &deleting).await {
         Ok(_) => {}
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23503") => {
-            return Err(JobError::permanent(
-                "backup_has_dependents",
+            return Err(JobError::permanent(ErrorCode::BackupHasDependents,
                 format!("another backup still depends on one of these backups; nothing was deleted ({e})"),
             ));
         }

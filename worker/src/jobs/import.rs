@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use strata_core::errors::ErrorCode;
 
 use anyhow::Context;
 use chrono::Utc;
@@ -61,7 +62,7 @@ async fn import(ctx: &JobContext, payload: &ImportPayload) -> JobResult<Outcome>
         Ok(n) => ctx.progress.bytes_total.store(n, Ordering::Relaxed),
         Err(StorageError::NotFound(_)) => {
             return Err(JobError::permanent(
-                "upload_missing",
+                ErrorCode::UploadMissing,
                 "the uploaded archive is no longer in storage",
             ))
         }
@@ -176,7 +177,7 @@ async fn extract(
     match extracted {
         Ok(summary) => Ok(summary),
         Err(e) if e.is_stopped() => Err(Stopped.into()),
-        Err(e) if e.code == "extract_failed" => Err(anyhow::Error::new(e).into()),
+        Err(e) if e.code == ErrorCode::ExtractFailed => Err(anyhow::Error::new(e).into()),
         Err(e) => Err(JobError::permanent(e.code, e.message)),
     }
 }

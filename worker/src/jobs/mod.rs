@@ -10,6 +10,7 @@ pub mod restore;
 pub mod verify;
 
 use std::sync::Arc;
+use strata_core::errors::ErrorCode;
 
 use strata_catalog as db;
 use strata_catalog::backups::BackupRow;
@@ -50,7 +51,7 @@ pub async fn source_and_backup(
         .await?
         .ok_or_else(|| {
             JobError::permanent(
-                "source_not_found",
+                ErrorCode::SourceNotFound,
                 format!("the source of this {what} no longer exists"),
             )
         })?;
@@ -58,7 +59,7 @@ pub async fn source_and_backup(
         .await?
         .ok_or_else(|| {
             JobError::permanent(
-                "backup_not_found",
+                ErrorCode::BackupNotFound,
                 "the backup record of this job is missing",
             )
         })?;
@@ -73,10 +74,12 @@ pub async fn complete_backup(ctx: &JobContext, backup_id: &BackupId) -> JobResul
     let mut tx = ctx.pool.begin().await?;
     let backup = db::backups::get_for_share(&mut tx, backup_id.as_str())
         .await?
-        .ok_or_else(|| JobError::permanent("backup_not_found", "the backup no longer exists"))?;
+        .ok_or_else(|| {
+            JobError::permanent(ErrorCode::BackupNotFound, "the backup no longer exists")
+        })?;
     if backup.status != "complete" {
         return Err(JobError::permanent(
-            "backup_not_complete",
+            ErrorCode::BackupNotComplete,
             format!("backup {} is {}, not complete", backup.id, backup.status),
         ));
     }

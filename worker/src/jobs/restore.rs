@@ -2,6 +2,7 @@
 //! then swap it in. A failed restore leaves the live target as it was.
 
 use std::path::{Path, PathBuf};
+use strata_core::errors::ErrorCode;
 
 use anyhow::Context;
 use chrono::Utc;
@@ -35,7 +36,9 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> JobResult<Outcome
     let mut conn = ctx.pool.acquire().await?;
     let source = db::sources::get(&mut conn, payload.source_id)
         .await?
-        .ok_or_else(|| JobError::permanent("source_not_found", "the source no longer exists"))?;
+        .ok_or_else(|| {
+            JobError::permanent(ErrorCode::SourceNotFound, "the source no longer exists")
+        })?;
     drop(conn);
     let manifest = ctx.repo.get_manifest(&backup.id).await?;
     let do_files = manifest.has_files && payload.include_files != Some(false);
@@ -45,7 +48,7 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> JobResult<Outcome
         .filter(|_| payload.include_database != Some(false));
     if !do_files && database.is_none() {
         return Err(JobError::permanent(
-            "nothing_to_restore",
+            ErrorCode::NothingToRestore,
             "the restore includes neither files nor a database this backup holds",
         ));
     }
@@ -68,7 +71,7 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> JobResult<Outcome
                 .as_ref()
                 .map(|f| f.path.clone())
                 .ok_or_else(|| {
-                    JobError::permanent("no_target", "the source has no path to restore to")
+                    JobError::permanent(ErrorCode::NoTarget, "the source has no path to restore to")
                 })?,
         };
         let real = ctx.allowed_target(&given)?;
@@ -202,7 +205,7 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> JobResult<Outcome
             if k.count > 0 {
                 sync_filesystem(dir)?;
                 warnings.push(serde_json::json!({
-                    "code": "kept_unbacked",
+                    "code": ErrorCode::KeptUnbacked,
                     "message": format!(
                         "{} path(s) of the live directory that no backup holds (excluded by the source's \
                          patterns, or special files) were kept; see the result's `kept`",
@@ -240,7 +243,7 @@ pub async fn run(ctx: &JobContext, payload: RestorePayload) -> JobResult<Outcome
                 }
                 Ok(None) => {}
                 Err(e) => warnings.push(serde_json::json!({
-                    "code": "removed_unknown",
+                    "code": ErrorCode::RemovedUnknown,
                     "message": format!(
                         "could not list what this restore removes (the pre-restore backup {pre} holds it): {e:#}"
                     ),
@@ -332,7 +335,7 @@ fn recheck_target(ctx: &JobContext, given: &Path, real: &Path) -> JobResult<()> 
     let now = ctx.allowed_target(given)?;
     if now != real {
         return Err(JobError::permanent(
-            "target_changed",
+            ErrorCode::TargetChanged,
             format!(
                 "the target {} resolved to {} when the job started and now to {}: a symlink on the \
                  way changed; nothing was restored",
@@ -378,11 +381,14 @@ const LISTED_PATHS: usize = 100;
 
 fn check_parent(target: &Path) -> JobResult<()> {
     let parent = target.parent().ok_or_else(|| {
-        JobError::permanent("invalid_target", "the target has no parent directory")
+        JobError::permanent(
+            ErrorCode::InvalidTarget,
+            "the target has no parent directory",
+        )
     })?;
     if !parent.is_dir() {
         return Err(JobError::permanent(
-            "target_parent_missing",
+            ErrorCode::TargetParentMissing,
             format!(
                 "the target's parent directory {} does not exist",
                 parent.display()
@@ -403,7 +409,7 @@ fn check_free_space(target: &Path, needed: u64) -> JobResult<()> {
     };
     if needed > free {
         return Err(JobError::permanent(
-            "target_disk_full",
+            ErrorCode::TargetDiskFull,
             format!(
                 "the restore needs {needed} bytes free beside {} (the new tree is written there \
                  before it replaces the old one) but {} has {free}; nothing was changed",
@@ -439,7 +445,7 @@ fn disk_full(e: anyhow::Error, target: &Path) -> JobError {
         return e.into();
     }
     JobError::permanent(
-        "target_disk_full",
+        ErrorCode::TargetDiskFull,
         format!(
             "the disk beside {} filled up while the backup was restored there; the target \
              was not changed and the partial copy was removed ({e:#})",
@@ -562,7 +568,7 @@ async fn prepare_database(
         "postgres" => {
             let Some(DatabaseSpec::Postgres(pg)) = &spec.database else {
                 return Err(JobError::permanent(
-                    "no_database_connection",
+                    ErrorCode::NoDatabaseConnection,
                     "the source no longer has a PostgreSQL connection to restore through",
                 ));
             };
@@ -581,7 +587,7 @@ async fn prepare_database(
             })
         }
         other => Err(JobError::permanent(
-            "unsupported_database",
+            ErrorCode::UnsupportedDatabase,
             format!("this worker cannot restore a {other} database"),
         )),
     }
@@ -627,8 +633,7 @@ pub(super) async fn write_sqlite(
         Ok(check) if check.ok => Ok(check),
         Ok(check) => {
             remove_sqlite(path);
-            Err(JobError::permanent_with(
-                "restore_check_failed",
+            Err(JobError::permanent_with(ErrorCode::RestoreCheckFailed,
                 format!(
                     "the restored SQLite database fails its checks (integrity_check: {}); nothing was replaced",
                     check.integrity
@@ -679,8 +684,7 @@ pub(super) async fn load_postgres(
         })),
         Ok((false, tables)) => {
             let _ = postgres::drop_database(server, name).await;
-            Err(JobError::permanent_with(
-                "restore_check_failed",
+            Err(JobError::permanent_with(ErrorCode::RestoreCheckFailed,
                 "the restored database's tables do not match the backup's record; nothing was replaced",
                 serde_json::json!({ "engine": "postgres", "tables": tables }),
             ))
@@ -755,7 +759,7 @@ impl Prepared {
         };
         done.err().map(|e| {
             serde_json::json!({
-                "code": "previous_database_left",
+                "code": ErrorCode::PreviousDatabaseLeft,
                 "message": format!("the replaced database is kept as {previous}: {e:#}"),
             })
         })
@@ -786,7 +790,7 @@ async fn pre_restore_backup(
             .execute(&mut *conn)
             .await?;
         return Ok(Some(serde_json::json!({
-            "code": "no_pre_restore_backup",
+            "code": ErrorCode::NoPreRestoreBackup,
             "message": format!("{} does not exist: there was nothing to back up before restoring", target.display()),
         })));
     }

@@ -1,6 +1,7 @@
 //! The verify job: read every pack a backup's chain needs and check every chunk.
 
 use strata_catalog as db;
+use strata_core::errors::ErrorCode;
 use strata_core::model::{DatabaseSpec, VerifyMode, VerifyPayload};
 use strata_engine::repo::manifest::Manifest;
 use strata_engine::repo::restore::restore_into;
@@ -20,7 +21,7 @@ pub async fn run(ctx: &JobContext, payload: VerifyPayload) -> JobResult<Outcome>
         Ok(m) => m,
         Err(e) => {
             return Err(JobError::permanent_with(
-                "backup_damaged",
+                ErrorCode::BackupDamaged,
                 format!("the manifest of backup {} cannot be read: {e:#}", backup.id),
                 serde_json::json!({ "backup_id": backup.id, "ok": false }),
             ))
@@ -41,8 +42,7 @@ pub async fn run(ctx: &JobContext, payload: VerifyPayload) -> JobResult<Outcome>
     let json = serde_json::to_value(&report)?;
     if !report.ok {
         let files: usize = report.problems.iter().map(|p| p.files_affected).sum();
-        return Err(JobError::permanent_with(
-            "backup_damaged",
+        return Err(JobError::permanent_with(ErrorCode::BackupDamaged,
             format!(
                 "backup {} is damaged: {} problem(s) affecting {files} file(s); see the job's result",
                 backup.id,
@@ -173,7 +173,7 @@ async fn drill(
     drop(scratch);
     if !ok {
         return Err(JobError::permanent_with(
-            "restore_drill_failed",
+            ErrorCode::RestoreDrillFailed,
             format!(
                 "the restore drill of backup {} failed; see the job's result",
                 last.backup_id

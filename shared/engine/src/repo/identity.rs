@@ -24,6 +24,7 @@
 
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
+use strata_core::errors::ErrorCode;
 use uuid::Uuid;
 
 use super::crypto::MasterKey;
@@ -76,7 +77,7 @@ pub struct Mismatch {
 }
 
 /// The machine-readable code of a [`Mismatch`], in job errors and `/health`.
-pub const MISMATCH_CODE: &str = "repository_mismatch";
+pub const MISMATCH_CODE: ErrorCode = ErrorCode::RepositoryMismatch;
 
 /// How the catalog and the repository relate.
 #[derive(Debug, Clone, PartialEq, Eq)]

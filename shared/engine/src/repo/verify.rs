@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use strata_core::errors::ErrorCode;
 
 use anyhow::Context;
 use serde::Serialize;
@@ -25,7 +26,7 @@ const FILES_PER_PROBLEM: usize = 100;
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
     /// `pack_missing`, `pack_damaged`, `chunk_missing`, `entry_list_damaged`.
-    pub code: String,
+    pub code: ErrorCode,
     pub pack: Option<String>,
     pub message: String,
     pub chunks: usize,
@@ -105,7 +106,7 @@ pub async fn verify(
     report.files = files;
     if let Some(message) = list_error {
         report.problems.push(Problem {
-            code: "entry_list_damaged".into(),
+            code: ErrorCode::EntryListDamaged,
             pack: None,
             message: format!("the backup's list of files cannot be read, so no file of it can be restored: {message}"),
             chunks: 0,
@@ -142,7 +143,7 @@ pub async fn verify(
     if !unindexed.is_empty() {
         let names = affected(&unindexed);
         report.problems.push(Problem {
-            code: "chunk_missing".into(),
+            code: ErrorCode::ChunkMissing,
             pack: None,
             message: format!("{} chunks are in no pack of the index", unindexed.len()),
             chunks: unindexed.len(),
@@ -170,7 +171,7 @@ pub async fn verify(
                 let ids: Vec<ChunkId> = chunks.iter().map(|(c, _)| *c).collect();
                 let names = affected(&ids);
                 report.problems.push(Problem {
-                    code: "pack_missing".into(),
+                    code: ErrorCode::PackMissing,
                     pack: Some(pack_id.clone()),
                     message: format!("pack {pack_id} is missing from storage"),
                     chunks: ids.len(),
@@ -209,7 +210,7 @@ pub async fn verify(
         if !checked.is_empty() {
             let names = affected(&checked);
             report.problems.push(Problem {
-                code: "pack_damaged".into(),
+                code: ErrorCode::PackDamaged,
                 pack: Some(pack_id.clone()),
                 message: format!(
                     "{} of the {} chunks this backup needs in pack {pack_id} fail their hash check",

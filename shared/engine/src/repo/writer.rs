@@ -11,6 +11,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use strata_core::errors::ErrorCode;
 
 use anyhow::{anyhow, bail, Context};
 pub use globset::GlobSet;
@@ -35,7 +36,7 @@ pub fn compile_excludes(patterns: &[String]) -> Result<GlobSet, FieldError> {
     for (i, p) in patterns.iter().enumerate() {
         let glob = Glob::new(p).map_err(|e| {
             FieldError::new(
-                "invalid_exclude",
+                ErrorCode::InvalidExclude,
                 format!("files.exclude[{i}]"),
                 e.to_string(),
             )
@@ -43,7 +44,7 @@ pub fn compile_excludes(patterns: &[String]) -> Result<GlobSet, FieldError> {
         b.add(glob);
     }
     b.build()
-        .map_err(|e| FieldError::new("invalid_exclude", "files.exclude", e.to_string()))
+        .map_err(|e| FieldError::new(ErrorCode::InvalidExclude, "files.exclude", e.to_string()))
 }
 
 /// Whether a source's exclude patterns leave out `rel` (a path relative to the source's
@@ -485,11 +486,11 @@ impl Scanner {
         Ok(())
     }
 
-    fn warn(&mut self, rel: &Path, code: &str, message: String) {
-        tracing::warn!(path = %rel.display(), code, %message, "backup warning");
+    fn warn(&mut self, rel: &Path, code: ErrorCode, message: String) {
+        tracing::warn!(path = %rel.display(), code = code.as_str(), %message, "backup warning");
         self.warnings.push(Warning {
             path: rel.to_string_lossy().into_owned(),
-            code: code.to_string(),
+            code: code.as_str().to_string(),
             message,
         });
     }
@@ -500,7 +501,7 @@ impl Scanner {
             Err(e) => {
                 self.warn(
                     rel,
-                    "unreadable_directory",
+                    ErrorCode::UnreadableDirectory,
                     format!("cannot list directory: {e}"),
                 );
                 return Ok(());
@@ -516,7 +517,11 @@ impl Scanner {
             let md = match fs::symlink_metadata(&path) {
                 Ok(md) => md,
                 Err(e) => {
-                    self.warn(&rel, "unreadable", format!("cannot read metadata: {e}"));
+                    self.warn(
+                        &rel,
+                        ErrorCode::Unreadable,
+                        format!("cannot read metadata: {e}"),
+                    );
                     continue;
                 }
             };
@@ -539,7 +544,11 @@ impl Scanner {
                 let target = match fs::read_link(&path) {
                     Ok(t) => t,
                     Err(e) => {
-                        self.warn(&rel, "unreadable", format!("cannot read symlink: {e}"));
+                        self.warn(
+                            &rel,
+                            ErrorCode::Unreadable,
+                            format!("cannot read symlink: {e}"),
+                        );
                         continue;
                     }
                 };
@@ -572,7 +581,11 @@ impl Scanner {
                     }
                     Err(e) if e.is::<Stopped>() || e.is::<PipelineClosed>() => return Err(e),
                     Err(e) => {
-                        self.warn(&rel, "unreadable", format!("cannot read file: {e:#}"));
+                        self.warn(
+                            &rel,
+                            ErrorCode::Unreadable,
+                            format!("cannot read file: {e:#}"),
+                        );
                     }
                 }
             } else {
@@ -585,7 +598,7 @@ impl Scanner {
                 };
                 self.warn(
                     &rel,
-                    "skipped_special_file",
+                    ErrorCode::SkippedSpecialFile,
                     format!("{what} skipped: only files, directories and symlinks are backed up"),
                 );
             }
@@ -617,7 +630,7 @@ impl Scanner {
         if read.cut {
             self.warn(
                 rel,
-                "changed_while_reading",
+                ErrorCode::ChangedWhileReading,
                 format!(
                     "the file grew while it was read: it had {size} bytes when opened and reading \
                      stops {READ_MARGIN} bytes past that; the backup holds its first {total} bytes"
@@ -626,7 +639,7 @@ impl Scanner {
         } else if size == 0 && total > 0 {
             self.warn(
                 rel,
-                "changed_while_reading",
+                ErrorCode::ChangedWhileReading,
                 format!(
                     "the file's size said 0 bytes but {total} were read (a file system that does not \
                      report sizes); the backup holds the bytes as read"
@@ -639,7 +652,7 @@ impl Scanner {
             {
                 self.warn(
                     rel,
-                    "changed_while_reading",
+                    ErrorCode::ChangedWhileReading,
                     "the file changed while it was read; the backup holds the bytes as read".into(),
                 );
             }

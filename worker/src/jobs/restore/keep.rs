@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use strata_core::errors::ErrorCode;
 
 use anyhow::Context;
 use filetime::FileTime;
@@ -106,7 +107,7 @@ impl Carrier<'_> {
         if fs::symlink_metadata(&to).is_ok() {
             remove_all(&to)?;
             self.kept.warnings.push(serde_json::json!({
-                "code": "kept_over_backup",
+                "code": ErrorCode::KeptOverBackup,
                 "path": rel.to_string_lossy(),
                 "message": "the restored backup holds this path, but the live one is in no backup: the \
                             live one was kept (the backup's copy is still in the backup)",
@@ -216,7 +217,7 @@ impl Carrier<'_> {
                     filetime::set_file_mtime(to, FileTime::from_last_modification_time(&md))?;
                 }
                 Err(e) => self.kept.warnings.push(serde_json::json!({
-                    "code": "not_kept",
+                    "code": ErrorCode::NotKept,
                     "path": rel.to_string_lossy(),
                     "message": format!("this special file could not be kept: {e}"),
                 })),
