@@ -82,7 +82,12 @@ impl Worker {
 impl Handler for Worker {
     async fn run(&self, run: &RunContext) -> JobResult<Outcome> {
         // The identity check reads the store: it gives way to a stop too.
-        let repo = until_stopped(&run.cancel, self.job_repository()).await??;
+        let repo = {
+            let _waiting = run
+                .progress
+                .wait("storage and catalog: the repository's identity");
+            until_stopped(&run.cancel, self.job_repository()).await??
+        };
         // Storage requests race the stop flag, so a cancel never waits for a slow
         // store. Not for delete and prune, which stop only between whole steps.
         let repo = match &run.request {

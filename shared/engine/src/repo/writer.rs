@@ -201,10 +201,13 @@ pub async fn write_snapshot(
                 pack.add(blob.id, blob.kind, &blob.encoded, blob.raw_length);
                 if pack.len() >= PACK_TARGET {
                     let full = std::mem::take(&mut pack);
-                    let permit = uploads.clone().acquire_owned().await?;
-                    let (repo, index) = (repo.clone(), index.clone());
+                    let permit = {
+                        let _waiting = progress.wait("a free upload slot (3 packs in flight)");
+                        uploads.clone().acquire_owned().await?
+                    };
+                    let (repo, index, progress) = (repo.clone(), index.clone(), progress.clone());
                     in_flight.spawn(async move {
-                        let size = upload_pack(&repo, index.as_ref(), full).await;
+                        let size = upload_pack(&repo, index.as_ref(), full, &progress).await;
                         drop(permit);
                         size
                     });
@@ -214,7 +217,7 @@ pub async fn write_snapshot(
                 }
             }
             if !pack.is_empty() {
-                stored += upload_pack(repo, index.as_ref(), pack).await?;
+                stored += upload_pack(repo, index.as_ref(), pack, &progress).await?;
             }
             Ok::<(), anyhow::Error>(())
         }
@@ -253,14 +256,27 @@ pub async fn write_snapshot(
 }
 
 /// Closes, uploads and indexes one pack; returns its size.
+/// Uploads a pack and records it in the index; what it waits on is listed in the job's
+/// progress (the stall watchdog's log names it).
 async fn upload_pack(
     repo: &Repository,
     index: &dyn Index,
     pack: PackBuilder,
+    progress: &Progress,
 ) -> anyhow::Result<u64> {
-    let stored = put_pack(repo, pack).await?;
-    let write = index.lock_pack(&stored.id).await?;
-    ensure_stored(repo, &stored).await?;
+    let stored = {
+        let _waiting = progress.wait("storage: uploading a pack");
+        put_pack(repo, pack).await?
+    };
+    let write = {
+        let _waiting = progress.wait("chunk index: the pack's lock");
+        index.lock_pack(&stored.id).await?
+    };
+    {
+        let _waiting = progress.wait("storage: checking the uploaded pack");
+        ensure_stored(repo, &stored).await?;
+    }
+    let _waiting = progress.wait("chunk index: recording the pack");
     write.commit(stored.size, &stored.rows).await?;
     Ok(stored.size)
 }
