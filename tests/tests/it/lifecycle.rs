@@ -18,6 +18,18 @@ async fn job_row(app: &TestApp, job_id: &str) -> (String, Option<String>, i32) {
         .unwrap()
 }
 
+/// Restores `backup_id` into a new directory: it must hold exactly `src`.
+async fn assert_restores_to(app: &TestApp, backup_id: &str, src: &std::path::Path) {
+    let target = app.dir.path().join(format!("restored-{backup_id}"));
+    let r = app.restore(backup_id, &target).await;
+    app.wait_success(r["job_id"].as_str().unwrap()).await;
+    assert_eq!(
+        snapshot(&target),
+        snapshot(src),
+        "the restored tree differs"
+    );
+}
+
 /// An API and a worker run a backup; the worker is SIGKILLed part-way and the API is
 /// stopped. A new worker alone (no API process at all) takes the job back once its
 /// lease expires (its sweeper re-queues it, its relay publishes it) and finishes it;
@@ -76,14 +88,7 @@ async fn a_job_whose_worker_died_is_finished_by_another_worker_with_no_api_runni
     app.restart_api().await;
     let job = app.job(&job_id).await;
     assert_eq!(job["status"], "succeeded", "{job}");
-    let target = app.dir.path().join("restored");
-    let r = app.restore(&backup_id, &target).await;
-    app.wait_success(r["job_id"].as_str().unwrap()).await;
-    assert_eq!(
-        snapshot(&target),
-        snapshot(&src),
-        "the restored tree differs"
-    );
+    assert_restores_to(&app, &backup_id, &src).await;
 }
 
 /// Storage stops answering without erroring (every request hangs): a running backup
@@ -148,14 +153,7 @@ async fn a_stalled_job_is_handed_back_and_finishes_once_storage_answers() {
         logs.contains("made no progress for STRATA_JOB_STALL_SECS") && logs.contains("waiting_on"),
         "the log does not say the job stalled, nor on what:\n{logs}"
     );
-    let target = app.dir.path().join("restored");
-    let r = app.restore(b["backup_id"].as_str().unwrap(), &target).await;
-    app.wait_success(r["job_id"].as_str().unwrap()).await;
-    assert_eq!(
-        snapshot(&target),
-        snapshot(&src),
-        "the restored tree differs"
-    );
+    assert_restores_to(&app, b["backup_id"].as_str().unwrap(), &src).await;
 }
 
 /// An `Idempotency-Key` answers the same way for `STRATA_IDEMPOTENCY_TTL_SECS`; after
