@@ -296,3 +296,97 @@ async fn restore_and_verify_recheck_that_their_backup_is_still_complete() {
     }
     assert!(!target.exists(), "the restore wrote its target");
 }
+
+/// A job the sweeper ends (its worker died, no attempt left) is counted in
+/// `strata_job_duration_seconds` by the worker whose sweeper ended it, like a job a
+/// runner ends; its backup is `failed`, not left `pending`.
+#[tokio::test]
+async fn a_job_the_sweeper_fails_is_counted_and_its_backup_is_failed() {
+    let mut app = TestApp::spawn(Options {
+        workers: 1,
+        lease_secs: 3,
+        env: vec![
+            ("STRATA_LIMIT_UPLOAD_KIB".into(), "8192".into()),
+            ("STRATA_JOB_MAX_ATTEMPTS".into(), "1".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let src = app.dir.path().join("big");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..4 {
+        write_noise(
+            &src.join(format!("part-{i}.bin")),
+            900 + i,
+            16 * 1024 * 1024,
+        );
+    }
+    app.create_source("big", &src).await;
+    let b = app.backup("big", "full").await;
+    let job_id = b["job_id"].as_str().unwrap().to_string();
+    app.wait_progress(&job_id).await;
+    app.kill_worker(0);
+    let sweeper = app.spawn_worker();
+    let job = app.wait_job(&job_id, Duration::from_secs(60)).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error"]["code"], "lease_expired", "{job}");
+    let (_, backup) = app
+        .get(&format!(
+            "/api/v1/backup/{}",
+            b["backup_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(backup["status"], "failed", "{backup}");
+    let metrics = app.worker_metrics(sweeper).await;
+    assert!(
+        metrics.contains(r#"strata_job_duration_seconds_count{kind="backup",status="failed"} 1"#),
+        "the swept job is not counted:\n{metrics}"
+    );
+}
+
+/// A restore over the source whose job fails (here: its backup is being deleted by the
+/// time a worker takes it) leaves its pre-restore backup `failed`, never `pending`.
+#[tokio::test]
+async fn a_failed_restore_never_leaves_its_pre_restore_backup_pending() {
+    let mut app = TestApp::spawn(Options::default()).await;
+    let src = app.dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    write_noise(&src.join("f.bin"), 4, 50_000);
+    app.create_source("src", &src).await;
+    let b = app.backup("src", "full").await;
+    app.wait_success(b["job_id"].as_str().unwrap()).await;
+    let backup_id = b["backup_id"].as_str().unwrap().to_string();
+
+    app.kill_worker(0);
+    let (status, r) = app
+        .post(
+            &format!("/api/v1/backup/restore/{backup_id}"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{r}");
+    let pre = r["pre_restore_backup_id"]
+        .as_str()
+        .expect("a pre-restore backup")
+        .to_string();
+    let mut db = app.db().await;
+    sqlx::query("UPDATE backups SET status = 'deleting' WHERE id = $1")
+        .bind(&backup_id)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    app.spawn_worker();
+    let job = app
+        .wait_job(r["job_id"].as_str().unwrap(), Duration::from_secs(60))
+        .await;
+    assert_eq!(job["status"], "failed", "{job}");
+    let status: String = sqlx::query_scalar("SELECT status FROM backups WHERE id = $1")
+        .bind(&pre)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(
+        status, "failed",
+        "the pre-restore backup {pre} was left {status}"
+    );
+}
