@@ -77,8 +77,8 @@ pub struct Check {
     pub status: CheckState,
     /// A machine-readable reason, when there is one (`repository_mismatch`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false, example = "repository_mismatch")]
-    pub code: Option<String>,
+    #[schema(nullable = false, value_type = Option<crate::openapi::schemas::ErrorCodeName>)]
+    pub code: Option<strata_core::errors::ErrorCode>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub error: Option<String>,
@@ -205,7 +205,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
                 Ok(()) => Check::from(&Ok(())),
                 Err((code, error)) => Check {
                     status: CheckState::Error,
-                    code: code.map(|c| c.as_str().to_string()),
+                    code,
                     error: Some(error),
                 },
             },
