@@ -447,6 +447,21 @@ impl TestApp {
         if let Some(b) = body {
             req = req.json(&b);
         }
+        self.send(path, req).await
+    }
+
+    /// `POST path` with an `Idempotency-Key` header.
+    pub async fn post_with_key(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        let req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("Idempotency-Key", key)
+            .json(&body);
+        self.send(path, req).await
+    }
+
+    /// Sends a request; the status and the body (JSON, else a string, `null` if empty).
+    async fn send(&self, path: &str, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
         let res = match req.send().await {
             Ok(res) => res,
             Err(e) => panic!("{path}: request failed: {e}\n{}", self.logs()),
@@ -524,6 +539,23 @@ impl TestApp {
         let (status, body) = self.get(&format!("/api/v1/jobs/{job_id}")).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body
+    }
+
+    /// A source `name` over `parts` files of 16 MiB of noise (seeds `seed`, `seed + 1`…),
+    /// in a directory of that name: a backup or restore of it under a bandwidth limit
+    /// runs for seconds, long enough to be interrupted part-way. Returns the directory.
+    pub async fn create_big_source(&self, name: &str, parts: u64, seed: u64) -> PathBuf {
+        let src = self.dir.path().join(name);
+        std::fs::create_dir_all(&src).expect("source directory");
+        for i in 0..parts {
+            tree::write_noise(
+                &src.join(format!("part-{i:02}.bin")),
+                seed + i,
+                16 * 1024 * 1024,
+            );
+        }
+        self.create_source(name, &src).await;
+        src
     }
 
     /// Polls a job until it reaches a final status.

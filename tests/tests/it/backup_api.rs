@@ -23,18 +23,8 @@ async fn an_idempotency_key_returns_the_same_job_and_refuses_another_body() {
     write_noise(&src.join("f.bin"), 1, 64 * 1024);
     app.create_source("src", &src).await;
 
-    let post = |key: &'static str, body: Value| {
-        let req = app
-            .client
-            .post(format!("{}/api/v1/backup/create", app.base))
-            .header("Idempotency-Key", key)
-            .json(&body);
-        async move {
-            let res = req.send().await.unwrap();
-            let status = res.status();
-            (status, res.json::<Value>().await.unwrap())
-        }
-    };
+    let post =
+        |key: &'static str, body: Value| app.post_with_key("/api/v1/backup/create", key, body);
     let body = json!({ "source": "src", "type": "full", "name": "nightly" });
     let (s1, first) = post("key-1", body.clone()).await;
     assert_eq!(s1, StatusCode::ACCEPTED, "{first}");

@@ -165,16 +165,7 @@ async fn a_restore_killed_mid_way_leaves_the_target_whole_and_another_worker_fin
         ..Options::default()
     })
     .await;
-    let src = app.dir.path().join("big");
-    std::fs::create_dir_all(&src).unwrap();
-    for i in 0..6 {
-        write_noise(
-            &src.join(format!("part-{i:02}.bin")),
-            300 + i,
-            16 * 1024 * 1024,
-        );
-    }
-    app.create_source("big", &src).await;
+    let src = app.create_big_source("big", 6, 300).await;
     let backup_id = backup_ok(&app, "big", "full").await;
     let wanted = snapshot(&src);
 
@@ -499,16 +490,7 @@ async fn sigterm_lets_in_flight_work_finish_or_hands_it_back_and_nothing_is_lost
     })
     .await;
     let second = app.start_api().await;
-    let src = app.dir.path().join("big");
-    std::fs::create_dir_all(&src).unwrap();
-    for i in 0..6 {
-        write_noise(
-            &src.join(format!("part-{i:02}.bin")),
-            500 + i,
-            16 * 1024 * 1024,
-        );
-    }
-    app.create_source("big", &src).await;
+    let src = app.create_big_source("big", 6, 500).await;
     let accepted = app.backup("big", "full").await;
     let job_id = accepted["job_id"].as_str().unwrap().to_string();
     let backup_id = accepted["backup_id"].as_str().unwrap().to_string();

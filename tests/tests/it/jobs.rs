@@ -22,16 +22,7 @@ async fn a_job_survives_its_worker_being_killed_mid_backup() {
         ..Default::default()
     })
     .await;
-    let src = app.dir.path().join("big");
-    std::fs::create_dir_all(&src).unwrap();
-    for i in 0..6 {
-        write_noise(
-            &src.join(format!("part-{i:02}.bin")),
-            100 + i,
-            16 * 1024 * 1024,
-        );
-    }
-    app.create_source("big", &src).await;
+    let src = app.create_big_source("big", 6, 100).await;
     let accepted = app.backup("big", "full").await;
     let job_id = accepted["job_id"].as_str().unwrap().to_string();
     let backup_id = accepted["backup_id"].as_str().unwrap().to_string();

@@ -44,16 +44,7 @@ async fn a_job_whose_worker_died_is_finished_by_another_worker_with_no_api_runni
         ..Options::default()
     })
     .await;
-    let src = app.dir.path().join("big");
-    std::fs::create_dir_all(&src).unwrap();
-    for i in 0..6 {
-        write_noise(
-            &src.join(format!("part-{i}.bin")),
-            700 + i,
-            16 * 1024 * 1024,
-        );
-    }
-    app.create_source("big", &src).await;
+    let src = app.create_big_source("big", 6, 700).await;
     let b = app.backup("big", "full").await;
     let job_id = b["job_id"].as_str().unwrap().to_string();
     let backup_id = b["backup_id"].as_str().unwrap().to_string();
@@ -169,17 +160,8 @@ async fn idempotency_keys_expire_and_old_schedule_fires_are_pruned() {
     std::fs::create_dir_all(&src).unwrap();
     write_noise(&src.join("f.bin"), 1, 10_000);
     app.create_source("src", &src).await;
-    let post = |key: &'static str, body: Value| {
-        let req = app
-            .client
-            .post(format!("{}/api/v1/backup/create", app.base))
-            .header("Idempotency-Key", key)
-            .json(&body);
-        async move {
-            let res = req.send().await.unwrap();
-            (res.status(), res.json::<Value>().await.unwrap())
-        }
-    };
+    let post =
+        |key: &'static str, body: Value| app.post_with_key("/api/v1/backup/create", key, body);
     let (status, first) = post("k", json!({"source": "src", "name": "one"})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{first}");
     app.wait_success(first["job_id"].as_str().unwrap()).await;
@@ -312,16 +294,7 @@ async fn a_job_the_sweeper_fails_is_counted_and_its_backup_is_failed() {
         ..Options::default()
     })
     .await;
-    let src = app.dir.path().join("big");
-    std::fs::create_dir_all(&src).unwrap();
-    for i in 0..4 {
-        write_noise(
-            &src.join(format!("part-{i}.bin")),
-            900 + i,
-            16 * 1024 * 1024,
-        );
-    }
-    app.create_source("big", &src).await;
+    app.create_big_source("big", 4, 900).await;
     let b = app.backup("big", "full").await;
     let job_id = b["job_id"].as_str().unwrap().to_string();
     app.wait_progress(&job_id).await;

@@ -215,16 +215,7 @@ async fn a_job_handed_back_at_shutdown_stays_in_its_trace() {
         ..Default::default()
     })
     .await;
-    let src = app.dir.path().join("big");
-    std::fs::create_dir_all(&src).unwrap();
-    for i in 0..4 {
-        write_noise(
-            &src.join(format!("part-{i}.bin")),
-            700 + i,
-            16 * 1024 * 1024,
-        );
-    }
-    app.create_source("big", &src).await;
+    app.create_big_source("big", 4, 700).await;
     let accepted = app.backup("big", "full").await;
     let job_id = accepted["job_id"].as_str().unwrap().to_string();
     app.wait_progress(&job_id).await;
