@@ -97,35 +97,28 @@ impl JobRequest {
 
     /// The request a stored job was made from; an error says what in its row is wrong.
     pub fn from_row(job: &JobRow) -> Result<Self, String> {
+        fn payload<T: serde::de::DeserializeOwned>(job: &JobRow) -> Result<T, String> {
+            serde_json::from_value(job.payload.0.clone())
+                .map_err(|e| format!("{} payload: {e}", job.kind))
+        }
         let kind = JobKind::parse(&job.kind).map_err(|e| e.message)?;
-        let payload = job.payload.0.clone();
-        let parse = |what: &str| format!("{what} payload: ");
         Ok(match kind {
-            JobKind::Backup => Self::Backup(
-                serde_json::from_value(payload).map_err(|e| parse("backup") + &e.to_string())?,
-            ),
-            JobKind::Restore => Self::Restore(
-                serde_json::from_value(payload).map_err(|e| parse("restore") + &e.to_string())?,
-            ),
+            JobKind::Backup => Self::Backup(payload(job)?),
+            JobKind::Restore => Self::Restore(payload(job)?),
             JobKind::Verify => Self::Verify {
                 source_id: job.source_id.unwrap_or_default(),
-                payload: serde_json::from_value(payload)
-                    .map_err(|e| parse("verify") + &e.to_string())?,
+                payload: payload(job)?,
             },
             JobKind::Delete => Self::Delete {
                 source_id: job.source_id.unwrap_or_default(),
                 backup_id: job.backup_id.clone().unwrap_or_default(),
-                payload: serde_json::from_value(payload)
-                    .map_err(|e| parse("delete") + &e.to_string())?,
+                payload: payload(job)?,
             },
             JobKind::Prune => Self::Prune {
                 source_id: job.source_id,
-                payload: serde_json::from_value(payload)
-                    .map_err(|e| parse("prune") + &e.to_string())?,
+                payload: payload(job)?,
             },
-            JobKind::Import => Self::Import(
-                serde_json::from_value(payload).map_err(|e| parse("import") + &e.to_string())?,
-            ),
+            JobKind::Import => Self::Import(payload(job)?),
             JobKind::Gc => Self::Gc,
         })
     }

@@ -413,6 +413,7 @@ impl<H: Handler> Runner<H> {
             }
             (Err(_), Some(StopReason::Cancel)) => Err(JobError::Cancelled),
             (Err(_), Some(StopReason::Shutdown)) => Err(JobError::Stopped),
+            // Whether the work returned or was abandoned after STALL_GRACE.
             (Err(e), Some(StopReason::Stalled)) => Err(JobError::Transient(anyhow::anyhow!(
                 "the job made no progress for {} s and was stopped (last error: {e})",
                 self.config.stall.as_secs()
@@ -488,7 +489,7 @@ impl<H: Handler> Runner<H> {
                 tracing::info!("job cancelled");
                 Some((JobStatus::Cancelled, None))
             }
-            Err(JobError::Stopped) if !stalled => {
+            Err(JobError::Stopped) => {
                 // Shutdown: hand the job back without spending an attempt.
                 let error = serde_json::json!({"code": ErrorCode::Released, "message": "the worker stopped; the job will run again"});
                 store::release(&mut tx, job.id, worker_id, &error).await?;
@@ -503,13 +504,7 @@ impl<H: Handler> Runner<H> {
                 } else {
                     e.code()
                 };
-                let message = match (&e, stalled) {
-                    (JobError::Stopped, true) => format!(
-                        "the job made no progress for {} s and did not stop; it was abandoned",
-                        self.config.stall.as_secs()
-                    ),
-                    _ => e.to_string(),
-                };
+                let message = e.to_string();
                 let error = serde_json::json!({ "code": code, "message": message });
                 let permanent = matches!(e, JobError::Permanent { .. });
                 if !permanent && job.attempts < job.max_attempts {
@@ -540,13 +535,7 @@ impl<H: Handler> Runner<H> {
             if status != JobStatus::Succeeded {
                 self.handler.ended_unfinished(&unfinished(job)).await;
             }
-            let elapsed = chrono::Utc::now() - job.started_at.unwrap_or(job.created_at);
-            telemetry::metrics::job_finished(
-                &job.kind,
-                status.as_str(),
-                elapsed.to_std().unwrap_or_default(),
-                bytes.as_ref(),
-            );
+            count_end(job, status.as_str(), bytes.as_ref());
         }
         Ok(())
     }
@@ -655,6 +644,17 @@ fn unfinished(job: &JobRow) -> Unfinished {
     }
 }
 
+/// Counts a job's end in `strata_job_duration_seconds` (from its first start).
+fn count_end(job: &JobRow, status: &str, bytes: Option<&BackupBytes>) {
+    let elapsed = chrono::Utc::now() - job.started_at.unwrap_or(job.created_at);
+    telemetry::metrics::job_finished(
+        &job.kind,
+        status,
+        elapsed.to_std().unwrap_or_default(),
+        bytes,
+    );
+}
+
 /// The live counters, as the row stores them.
 fn snapshot(p: &Progress) -> DbProgress {
     DbProgress {
@@ -686,13 +686,7 @@ pub async fn sweep_once<H: Handler>(pool: &sqlx::PgPool, handler: &H) -> anyhow:
         tracing::warn!(job_id = %job.id, status = %job.status, "job lease expired");
         if job.status != JobStatus::Queued.as_str() {
             handler.ended_unfinished(&unfinished(job)).await;
-            let elapsed = chrono::Utc::now() - job.started_at.unwrap_or(job.created_at);
-            telemetry::metrics::job_finished(
-                &job.kind,
-                &job.status,
-                elapsed.to_std().unwrap_or_default(),
-                None,
-            );
+            count_end(job, &job.status, None);
         }
     }
     Ok(expired.len())
