@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use strata_auth::file_token::FileTokenSigner;
 use strata_auth::jwt::{self, JwtConfig};
 use strata_auth::limiter::FailureLimiter;
+use strata_auth::session::{self, SessionSigner};
 use strata_auth::{keys, Role};
 use strata_catalog as db;
 
@@ -29,18 +30,42 @@ use crate::state::AppState;
 /// Who is calling.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    /// `key:<id>`, `jwt:<subject>` or `file-token:<subject>`.
+    /// `key:<id>`, `jwt:<subject>`, `user:<id>` (a login session) or
+    /// `file-token:<subject>`.
     pub actor: String,
     pub role: Role,
     /// When the credential stops working (a key's or a JWT's expiry), if it does.
     pub expires_at: Option<DateTime<Utc>>,
     /// A file token issued for one backup may download only that one.
     pub backup: Option<String>,
+    /// The user and session, for a login session (and a file token issued to one).
+    pub session: Option<SessionRef>,
+}
+
+/// The user behind a login session.
+#[derive(Debug, Clone)]
+pub struct SessionRef {
+    pub session_id: String,
+    pub user_id: String,
+    pub email: String,
+}
+
+impl Principal {
+    /// What a file token issued to this caller names as its subject: the session for a
+    /// login (so the token dies with it), the actor otherwise.
+    pub fn token_subject(&self) -> String {
+        match &self.session {
+            Some(s) => format!("session:{}", s.session_id),
+            None => self.actor.clone(),
+        }
+    }
 }
 
 /// Everything authentication needs at run time.
 pub struct AuthState {
     pub jwt: JwtConfig,
+    pub sessions: SessionSigner,
+    pub session_ttl: Duration,
     pub file_tokens: FileTokenSigner,
     pub file_token_ttl: Duration,
     pub limiter: FailureLimiter,
@@ -65,13 +90,22 @@ enum Credential {
     FileToken(String),
 }
 
-fn credential(req: &ServiceRequest, allow_file_token: bool) -> Result<Option<Credential>, ()> {
+fn credential(
+    req: &ServiceRequest,
+    allow_file_token: bool,
+    bare_token: bool,
+) -> Result<Option<Credential>, ()> {
     if let Some(h) = req.headers().get("authorization") {
         let v = h.to_str().map_err(|_| ())?;
-        let token = v
+        let token = match v
             .strip_prefix("Bearer ")
             .or_else(|| v.strip_prefix("bearer "))
-            .ok_or(())?;
+        {
+            Some(t) => t,
+            // The PocketBase SDKs send their token bare: `Authorization: <token>`.
+            None if bare_token && !v.contains(' ') => v,
+            None => return Err(()),
+        };
         let token = token.trim();
         if token.is_empty() {
             return Err(());
@@ -129,6 +163,14 @@ async fn identify(state: &AppState, cred: Credential) -> Result<Principal, ApiEr
                     .ok_or_else(unauthorized)?;
                 let now_role = Role::parse(&key.role).map_err(|e| ApiError::internal(e.into()))?;
                 role = role.min(now_role);
+            } else if let Some(session_id) = claims.subject.strip_prefix("session:") {
+                // A login's token dies with the session, and is worth the user's role now.
+                let mut conn = state.pool.acquire().await?;
+                let (_, user) = db::users::live_session(&mut conn, session_id)
+                    .await?
+                    .ok_or_else(unauthorized)?;
+                let now_role = Role::parse(&user.role).map_err(|e| ApiError::internal(e.into()))?;
+                role = role.min(now_role);
             } else if !claims.subject.starts_with("jwt:") {
                 return Err(unauthorized());
             }
@@ -137,6 +179,32 @@ async fn identify(state: &AppState, cred: Credential) -> Result<Principal, ApiEr
                 role,
                 expires_at: Some(claims.expires_at),
                 backup: claims.backup,
+                session: None,
+            })
+        }
+        Credential::Bearer(t) if session::looks_like_session(&t) => {
+            let claims = auth.sessions.verify(&t, now).map_err(|e| {
+                tracing::debug!(reason = ?e, "session token refused");
+                unauthorized()
+            })?;
+            let mut conn = state.pool.acquire().await?;
+            let (session, user) = db::users::live_session(&mut conn, &claims.session_id)
+                .await?
+                .ok_or_else(unauthorized)?;
+            if user.id != claims.user_id {
+                return Err(unauthorized());
+            }
+            let role = Role::parse(&user.role).map_err(|e| ApiError::internal(e.into()))?;
+            Ok(Principal {
+                actor: format!("user:{}", user.id),
+                role,
+                expires_at: Some(session.expires_at),
+                backup: None,
+                session: Some(SessionRef {
+                    session_id: session.id,
+                    user_id: user.id,
+                    email: user.email,
+                }),
             })
         }
         Credential::Bearer(t) if jwt::looks_like_jwt(&t) => {
@@ -149,6 +217,7 @@ async fn identify(state: &AppState, cred: Credential) -> Result<Principal, ApiEr
                 role: claims.role,
                 expires_at: Some(claims.expires_at),
                 backup: None,
+                session: None,
             })
         }
         Credential::Bearer(t) => {
@@ -169,6 +238,7 @@ async fn identify(state: &AppState, cred: Credential) -> Result<Principal, ApiEr
                 role,
                 expires_at: row.expires_at,
                 backup: None,
+                session: None,
             })
         }
     }
@@ -284,13 +354,20 @@ pub async fn authorize<B: MessageBody + 'static>(
     strata_telemetry::rename(&span, format!("{} {}", spec.method, spec.path));
     let need = match spec.access {
         Access::Public => return Ok(next.call(req).await?.map_into_left_body()),
-        Access::Role(need) | Access::Download(need) => need,
+        Access::Role(need) | Access::Download(need) => Some(need),
+        Access::Login | Access::Optional => None,
     };
     let state = req
         .app_data::<web::Data<AppState>>()
         .expect("AppState is registered")
         .clone()
         .into_inner();
+    let client = client_of(&req, &state.auth.trusted_proxies);
+    req.extensions_mut().insert(ClientAddr(client.clone()));
+    let pocketbase = spec.pocketbase();
+    let Some(need) = need else {
+        return credential_optional(spec, &state, req, next, client).await;
+    };
     let request_id = req
         .extensions()
         .get::<RequestId>()
@@ -301,10 +378,19 @@ pub async fn authorize<B: MessageBody + 'static>(
         method: spec.method.to_string(),
         action: format!("{} {}", spec.method, spec.path),
         target: req.path().to_string(),
-        client: client_of(&req, &state.auth.trusted_proxies),
+        client,
     };
     let allow_file_token = matches!(spec.access, Access::Download(_));
-    let checked = match check(&state, &req, &ctx.client, need, allow_file_token).await {
+    let checked = match check(
+        &state,
+        &req,
+        &ctx.client,
+        need,
+        allow_file_token,
+        pocketbase,
+    )
+    .await
+    {
         Ok(p) => in_scope(&req, p),
         Err(e) => Err(e),
     };
@@ -314,7 +400,11 @@ pub async fn authorize<B: MessageBody + 'static>(
             let status = e.status.as_u16();
             let outcome = if status == 500 { "failed" } else { "denied" };
             ctx.record(&state, None, outcome, status).await;
-            let res = actix_web::HttpResponse::from_error(e);
+            let res = if pocketbase {
+                crate::routes::pocketbase::error_response(&e)
+            } else {
+                actix_web::HttpResponse::from_error(e)
+            };
             return Ok(req.into_response(res).map_into_right_body());
         }
     };
@@ -330,17 +420,104 @@ pub async fn authorize<B: MessageBody + 'static>(
     Ok(res.map_into_left_body())
 }
 
-/// A file token issued for one backup opens that backup's routes only.
+/// The client's address as [`authorize`] determined it, for handlers that count
+/// failures themselves (logins).
+#[derive(Debug, Clone)]
+pub struct ClientAddr(pub String);
+
+/// Routes that work without a credential but do more with one: a login (the handler
+/// checks the password, counts failures and puts the [`Principal`] it logged in into the
+/// request; audited either way), or a public answer with more for a caller who sent a
+/// valid credential (`GET /api/health`: not audited; a bad credential counts as a failure
+/// and is then ignored).
+async fn credential_optional<B: MessageBody + 'static>(
+    spec: &'static RouteSpec,
+    state: &Arc<AppState>,
+    req: ServiceRequest,
+    next: Next<B>,
+    client: String,
+) -> Result<ServiceResponse<actix_web::body::EitherBody<B>>, actix_web::Error> {
+    if spec.access == Access::Optional {
+        match credential(&req, false, spec.pocketbase()) {
+            Ok(Some(cred)) => match identify(state, cred).await {
+                Ok(p) => {
+                    req.extensions_mut().insert(p);
+                }
+                Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+                    state.auth.limiter.record_failure(&client, Instant::now());
+                }
+                Err(e) => tracing::warn!(error = %e.message, "could not check a credential"),
+            },
+            Ok(None) => {}
+            Err(()) => state.auth.limiter.record_failure(&client, Instant::now()),
+        }
+        return Ok(next.call(req).await?.map_into_left_body());
+    }
+    let ctx = AuditContext {
+        request_id: req
+            .extensions()
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default(),
+        method: spec.method.to_string(),
+        action: format!("{} {}", spec.method, spec.path),
+        target: req.path().to_string(),
+        client,
+    };
+    let res = next.call(req).await?;
+    let status = res.status().as_u16();
+    let outcome = match status {
+        200..=399 => "allowed",
+        400..=499 => "denied",
+        _ => "failed",
+    };
+    let principal = res.request().extensions().get::<Principal>().cloned();
+    ctx.record(state, principal.as_ref(), outcome, status).await;
+    Ok(res.map_into_left_body())
+}
+
+/// A file token issued for one backup opens that backup's routes only (on the
+/// PocketBase-compatible routes, `{key}` is the backup's id with `.zip`).
 fn in_scope(req: &ServiceRequest, p: Principal) -> Result<Principal, ApiError> {
     let Some(scope) = &p.backup else {
         return Ok(p);
     };
-    match req.match_info().get("backup_id") {
+    let id = req.match_info().get("backup_id").or_else(|| {
+        req.match_info()
+            .get("key")
+            .map(|k| k.strip_suffix(".zip").unwrap_or(k))
+    });
+    match id {
         Some(id) if id == scope => Ok(p),
         _ => Err(ApiError::new(
             ErrorCode::TokenScope,
             "this file token was issued for another backup",
         )),
+    }
+}
+
+/// `429` while this client is locked out for failed attempts (a login's first step).
+pub fn login_allowed(state: &AppState, client: &str) -> Result<(), ApiError> {
+    state
+        .auth
+        .limiter
+        .check(client, Instant::now())
+        .map_err(|wait| {
+            let mut e = ApiError::new(
+                ErrorCode::TooManyFailures,
+                "too many failed authentications from this client; try again later",
+            );
+            e.retry_after = Some(wait.as_secs().max(1));
+            e
+        })
+}
+
+/// A login's outcome, for the failure limiter.
+pub fn login_outcome(state: &AppState, client: &str, succeeded: bool) {
+    if succeeded {
+        state.auth.limiter.record_success(client);
+    } else {
+        state.auth.limiter.record_failure(client, Instant::now());
     }
 }
 
@@ -353,15 +530,11 @@ async fn check(
     client: &str,
     need: Role,
     allow_file_token: bool,
+    bare_token: bool,
 ) -> Result<Principal, ApiError> {
     let limiter = &state.auth.limiter;
     let failed = |record: bool| {
-        if let Err(wait) = limiter.check(client, Instant::now()) {
-            let mut e = ApiError::new(
-                ErrorCode::TooManyFailures,
-                "too many failed authentications from this client; try again later",
-            );
-            e.retry_after = Some(wait.as_secs().max(1));
+        if let Err(e) = login_allowed(state, client) {
             return e;
         }
         if record {
@@ -369,7 +542,7 @@ async fn check(
         }
         unauthorized()
     };
-    let cred = match credential(req, allow_file_token) {
+    let cred = match credential(req, allow_file_token, bare_token) {
         Ok(Some(c)) => c,
         Ok(None) => return Err(failed(false)),
         Err(()) => return Err(failed(true)),
@@ -420,8 +593,19 @@ pub async fn setup(
     let mut secret = [0u8; 32];
     hex::decode_to_slice(&secret_hex, &mut secret)
         .context("the stored file-token secret is damaged")?;
+    let session_hex = db::settings::get_or_create(&mut conn, "session_token_secret", || {
+        let mut s = [0u8; 32];
+        rand::fill(&mut s);
+        hex::encode(s)
+    })
+    .await?;
+    let mut session_secret = [0u8; 32];
+    hex::decode_to_slice(&session_hex, &mut session_secret)
+        .context("the stored session-token secret is damaged")?;
     Ok(AuthState {
         jwt,
+        sessions: SessionSigner::new(session_secret),
+        session_ttl: a.session_ttl,
         file_tokens: FileTokenSigner::new(secret),
         file_token_ttl: a.file_token_ttl,
         limiter: FailureLimiter::new(a.max_failures, a.failure_window, a.lockout),
@@ -510,99 +694,6 @@ pub async fn bootstrap_admin(
     tx.commit().await?;
     Ok(())
 }
-
-/// `strata-api create-key --role ROLE [--name NAME] [--expires-at RFC3339]`: registers a
-/// new API key straight in the database (for the first admin, or after a lock-out) and
-/// prints it once on stdout. Audited as `CLI create-key`.
-pub async fn create_key_command(
-    config: &crate::config::Config,
-    args: &[String],
-) -> anyhow::Result<String> {
-    use anyhow::{bail, Context};
-    let mut role = None;
-    let mut name = "created by strata-api create-key".to_string();
-    let mut expires_at = None;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) => (f, Some(v.to_string())),
-            None => (arg.as_str(), None),
-        };
-        let mut value = || -> anyhow::Result<String> {
-            match inline.clone() {
-                Some(v) => Ok(v),
-                None => it
-                    .next()
-                    .cloned()
-                    .with_context(|| format!("{flag} needs a value")),
-            }
-        };
-        match flag {
-            "--role" => {
-                role = Some(
-                    Role::parse(&value()?).map_err(|e| anyhow::anyhow!("--role: {}", e.message))?,
-                )
-            }
-            "--name" => name = value()?,
-            "--expires-at" => {
-                let v = value()?;
-                let at = chrono::DateTime::parse_from_rfc3339(&v)
-                    .with_context(|| format!("--expires-at: {v:?} is not an RFC 3339 time"))?
-                    .with_timezone(&chrono::Utc);
-                if at <= chrono::Utc::now() {
-                    bail!("--expires-at: must be in the future");
-                }
-                expires_at = Some(at);
-            }
-            other => bail!("unknown argument {other:?}; usage: {CREATE_KEY_USAGE}"),
-        }
-    }
-    let role = role.with_context(|| format!("--role is required; usage: {CREATE_KEY_USAGE}"))?;
-    if name.trim().is_empty() || name.len() > 100 || name.contains('\0') {
-        bail!("--name: must be 1 to 100 characters");
-    }
-    db::ensure_database(&config.common.database_url).await?;
-    let pool = db::connect(&config.common.database_url, 2).await?;
-    db::migrate(&pool).await?;
-    let generated = keys::generate();
-    let mut tx = pool.begin().await?;
-    db::keys::insert(
-        &mut tx,
-        &db::keys::NewKey {
-            id: &generated.id,
-            name: name.trim(),
-            role: role.as_str(),
-            hash: &generated.hash,
-            created_by: Some("strata-api create-key"),
-            expires_at,
-        },
-    )
-    .await?;
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    db::audit::insert(
-        &mut tx,
-        &db::audit::NewAudit {
-            request_id: &uuid::Uuid::now_v7().to_string(),
-            actor: Some(&format!("cli:{user}")),
-            role: None,
-            method: "CLI",
-            action: "CLI create-key",
-            target: Some(&format!("key:{}", generated.id)),
-            outcome: "allowed",
-            status: 201,
-            client: Some("local"),
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    tracing::warn!(key_id = %generated.id, role = %role, "an API key was created with strata-api create-key");
-    pool.close().await;
-    Ok(generated.token)
-}
-
-/// How `strata-api create-key` is called.
-pub const CREATE_KEY_USAGE: &str =
-    "strata-api create-key --role viewer|backup_operator|admin [--name NAME] [--expires-at RFC3339]";
 
 #[cfg(test)]
 mod tests {

@@ -42,6 +42,9 @@ pub struct Config {
     /// `STRATA_SCHEDULE_FIRES_KEEP_DAYS` (default 90): how long the history of schedule
     /// fires is kept (each schedule's newest fire always is).
     pub schedule_fires_keep: Duration,
+    /// `STRATA_POCKETBASE_SOURCE`: the source (name or id) the PocketBase-compatible
+    /// routes serve; unset, the only source.
+    pub pocketbase_source: Option<String>,
 }
 
 impl Config {
@@ -75,6 +78,7 @@ impl Config {
             )?),
             body_idle_timeout: Duration::from_secs(body_idle_secs),
             max_downloads,
+            pocketbase_source: var("STRATA_POCKETBASE_SOURCE"),
             idempotency_ttl: Duration::from_secs(parse_var("STRATA_IDEMPOTENCY_TTL_SECS", 86_400)?),
             schedule_fires_keep: Duration::from_secs(
                 parse_var::<u64>("STRATA_SCHEDULE_FIRES_KEEP_DAYS", 90)?.saturating_mul(86_400),

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod commands;
 pub mod config;
 pub mod error;
 pub mod http_metrics;

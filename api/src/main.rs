@@ -3,8 +3,10 @@
 //! `strata-api` serves; `strata-api generate-key` prints a fresh API key in the format
 //! `STRATA_BOOTSTRAP_ADMIN_KEY` expects; `strata-api migrate` applies the database
 //! migrations and exits; `strata-api create-key --role admin` registers a new key in the
-//! database and prints it (the way back in after a lock-out).
+//! database and prints it (the way back in after a lock-out); `strata-api create-user
+//! --email … --role admin` registers a user, the password read from stdin.
 
+use strata_api::commands;
 use strata_api::config::Config;
 use strata_api::startup;
 use strata_telemetry as telemetry;
@@ -34,21 +36,27 @@ async fn main() {
         }
         return;
     }
-    if args.first().map(String::as_str) == Some("create-key") {
+    let command = args.first().map(String::as_str);
+    if let Some(name @ ("create-key" | "create-user")) = command {
         let result = match Config::from_env() {
             Ok(config) => {
                 let telemetry = telemetry::init("strata-api", &config.common.log_format);
-                let r = strata_api::auth::create_key_command(&config, &args[1..]).await;
+                let r = if name == "create-key" {
+                    commands::create_key(&config, &args[1..]).await
+                } else {
+                    commands::create_user(&config, &args[1..]).await
+                };
                 telemetry.shutdown();
                 r
             }
             Err(e) => Err(e),
         };
         match result {
-            // The key on stdout alone, so `KEY=$(strata-api create-key --role admin)` works.
-            Ok(token) => println!("{token}"),
+            // The key (or the user's id) on stdout alone, so
+            // `KEY=$(strata-api create-key --role admin)` works.
+            Ok(out) => println!("{out}"),
             Err(e) => {
-                eprintln!("strata-api create-key: {e:#}");
+                eprintln!("strata-api {name}: {e:#}");
                 std::process::exit(2);
             }
         }

@@ -25,8 +25,8 @@ use utoipa::openapi::{
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::routes::{
-    self, access_for, audit, backups, config, download, files, health, jobs, keys, repository,
-    retention, schedules, sources, upload, Access,
+    self, access_for, audit, backups, config, download, files, health, jobs, keys, login,
+    pocketbase, repository, retention, schedules, sources, upload, users, Access,
 };
 
 /// The body of every error response: `{"error": {"code", "message", "field"?}}`.
@@ -93,12 +93,30 @@ pub struct ErrorDetail {
         files::token,
         audit::list,
         repository::gc,
+        users::create,
+        users::list,
+        users::delete,
+        login::login,
+        login::logout,
+        login::me,
+        login::change_password,
+        pocketbase::superuser_login,
+        pocketbase::admin_login,
+        pocketbase::health,
+        pocketbase::file_token,
+        pocketbase::list,
+        pocketbase::create,
+        pocketbase::upload,
+        pocketbase::download,
+        pocketbase::delete,
+        pocketbase::restore,
         spec,
         docs,
     ),
     components(schemas(
         ErrorBody,
         ErrorDetail,
+        pocketbase::PbErrorBody,
         schemas::ErrorCodeName,
         audit::AuditOutcome,
         keys::RoleName,
@@ -120,6 +138,11 @@ pub struct ErrorDetail {
         (name = "audit", description = "Who did what (admin)"),
         (name = "config", description = "Configuration export and import (admin)"),
         (name = "repository", description = "The repository itself: garbage collection (admin)"),
+        (name = "users", description = "User accounts that log in with a password (admin)"),
+        (name = "auth", description = "Logging in and out with a user account"),
+        (name = "pocketbase", description = "The PocketBase-compatible Backups API (for PocketBase's SDKs): \
+            one source (`STRATA_POCKETBASE_SOURCE`), keys `<backup id>.zip`, tokens accepted as a bare \
+            `Authorization: <token>`, errors as `{status, message, data}`"),
         (name = "meta", description = "This document"),
     )
 )]
@@ -205,14 +228,22 @@ impl Modify for Conventions {
         for (name, description) in COMMON_RESPONSES {
             components.responses.insert(
                 (*name).to_string(),
-                RefOr::T(error_response(name, description)),
+                RefOr::T(error_response(name, description, "ErrorBody")),
+            );
+            components.responses.insert(
+                format!("Pb{name}"),
+                RefOr::T(error_response(name, description, "PbErrorBody")),
             );
         }
         add_aliases(openapi);
         for (path, item) in openapi.paths.paths.iter_mut() {
             for (method, op) in operations_mut(item) {
                 qualify_operation_id(op);
-                apply_route_conventions(access_for(method, path), op);
+                apply_route_conventions(
+                    access_for(method, path),
+                    pocketbase::is_pocketbase_path(path),
+                    op,
+                );
             }
         }
     }
@@ -255,10 +286,11 @@ fn qualify_operation_id(op: &mut Operation) {
     }
 }
 
-/// An error response with the [`ErrorBody`] schema (and `Retry-After` for a 429).
-fn error_response(name: &str, description: &str) -> Response {
+/// An error response with the `schema` body ([`ErrorBody`], or PocketBase's shape), and
+/// `Retry-After` for a 429.
+fn error_response(name: &str, description: &str, schema: &str) -> Response {
     let content = ContentBuilder::new()
-        .schema(Some(Ref::from_schema_name("ErrorBody")))
+        .schema(Some(Ref::from_schema_name(schema)))
         .build();
     let mut res = ResponseBuilder::new()
         .description(description)
@@ -287,10 +319,19 @@ fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &m
     .filter_map(|(m, op)| op.map(|op| (m, op)))
 }
 
-fn apply_route_conventions(access: Option<Access>, op: &mut Operation) {
+fn apply_route_conventions(access: Option<Access>, pocketbase: bool, op: &mut Operation) {
     let bearer = || SecurityRequirement::new("bearer", Vec::<String>::new());
+    let prefix = if pocketbase { "Pb" } else { "" };
+    let add = |op: &mut Operation, status: &str, name: &str| {
+        add_response(op, status, &format!("{prefix}{name}"))
+    };
     let (security, role) = match access {
-        None | Some(Access::Public) => (None, None),
+        None | Some(Access::Public) | Some(Access::Optional) => (None, None),
+        Some(Access::Login) => {
+            add(op, "429", "TooManyRequests");
+            add(op, "500", "InternalError");
+            (None, None)
+        }
         Some(Access::Role(r)) => (Some(vec![bearer()]), Some(r)),
         Some(Access::Download(r)) => (
             Some(vec![
@@ -307,16 +348,16 @@ fn apply_route_conventions(access: Option<Access>, op: &mut Operation) {
             Some(d) if !d.is_empty() => format!("{d}\n\n{note}"),
             _ => note,
         });
-        add_response(op, "401", "Unauthorized");
-        add_response(op, "403", "Forbidden");
-        add_response(op, "429", "TooManyRequests");
-        add_response(op, "500", "InternalError");
+        add(op, "401", "Unauthorized");
+        add(op, "403", "Forbidden");
+        add(op, "429", "TooManyRequests");
+        add(op, "500", "InternalError");
     }
     if op.request_body.is_some() {
-        add_response(op, "400", "BadRequest");
-        add_response(op, "408", "RequestTimeout");
-        add_response(op, "413", "PayloadTooLarge");
-        add_response(op, "415", "UnsupportedMediaType");
+        add(op, "400", "BadRequest");
+        add(op, "408", "RequestTimeout");
+        add(op, "413", "PayloadTooLarge");
+        add(op, "415", "UnsupportedMediaType");
     }
 }
 

@@ -392,13 +392,30 @@ impl TestApp {
         args: &[&str],
         extra: &[(&str, &str)],
     ) -> (std::process::ExitStatus, String, String) {
+        self.run_api_command_with_input(args, extra, "")
+    }
+
+    /// [`Self::run_api_command`] with `input` on its standard input (a pipe, not a
+    /// terminal).
+    pub fn run_api_command_with_input(
+        &mut self,
+        args: &[&str],
+        extra: &[(&str, &str)],
+        input: &str,
+    ) -> (std::process::ExitStatus, String, String) {
+        use std::io::Write as _;
         let seq = self.log_seq + 1;
-        let out = self
+        let mut child = self
             .command("strata-api", extra)
             .args(args)
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .output()
+            .spawn()
             .expect("running strata-api");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input.as_bytes()).expect("writing stdin");
+        drop(stdin);
+        let out = child.wait_with_output().expect("waiting for strata-api");
         let log = std::fs::read_to_string(self.dir.path().join(format!("strata-api-{seq}.log")))
             .unwrap_or_default();
         (

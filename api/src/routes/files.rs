@@ -74,7 +74,7 @@ pub async fn token(
         not_after: principal.expires_at.map(|e| e.timestamp()),
     };
     let (token, expires_at) = state.auth.file_tokens.issue_scoped(
-        &principal.actor,
+        &principal.token_subject(),
         principal.role,
         state.auth.file_token_ttl,
         chrono::Utc::now().timestamp(),

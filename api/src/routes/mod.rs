@@ -11,11 +11,14 @@ pub mod files;
 pub mod health;
 pub mod jobs;
 pub mod keys;
+pub mod login;
+pub mod pocketbase;
 pub mod repository;
 pub mod retention;
 pub mod schedules;
 pub mod sources;
 pub mod upload;
+pub mod users;
 
 use actix_web::web;
 use strata_auth::Role;
@@ -32,6 +35,11 @@ pub enum Access {
     Role(Role),
     /// A bearer credential with at least this role, or a file token issued to one.
     Download(Role),
+    /// No credential: the handler checks a password (a login). Audited, with the user
+    /// who logged in; failures count for the limiter.
+    Login,
+    /// No credential needed; a valid one lets the handler answer more.
+    Optional,
 }
 
 /// One route of the API.
@@ -40,6 +48,14 @@ pub struct RouteSpec {
     pub method: &'static str,
     pub path: &'static str,
     pub access: Access,
+}
+
+impl RouteSpec {
+    /// A route of the PocketBase-compatible surface (`/api/…` outside `/api/v1`): its
+    /// errors take PocketBase's shape and it accepts a bare `Authorization: <token>`.
+    pub fn pocketbase(&self) -> bool {
+        pocketbase::is_pocketbase_path(self.path)
+    }
 }
 
 macro_rules! route_table {
@@ -77,7 +93,7 @@ macro_rules! route_table {
     (@guard DELETE) => { actix_web::guard::Delete() };
 }
 
-use Access::{Download as D, Public, Role as R};
+use Access::{Download as D, Login, Optional, Public, Role as R};
 use Role::{Admin, BackupOperator, Viewer};
 
 // Order matters where paths overlap: literal segments before `{parameters}`.
@@ -116,6 +132,24 @@ route_table! {
     DELETE "/api/v1/keys/{id}" => keys::revoke, R(Admin);
     POST "/api/v1/files/token" => files::token, R(Viewer);
     GET "/api/v1/audit" => audit::list, R(Admin);
+    POST "/api/v1/users" => users::create, R(Admin);
+    GET "/api/v1/users" => users::list, R(Admin);
+    DELETE "/api/v1/users/{user_id}" => users::delete, R(Admin);
+    POST "/api/v1/auth/login" => login::login, Login;
+    POST "/api/v1/auth/logout" => login::logout, R(Viewer);
+    GET "/api/v1/auth/me" => login::me, R(Viewer);
+    POST "/api/v1/auth/password" => login::change_password, R(Viewer);
+    // The PocketBase-compatible surface (seeds 003 / 004 and PocketBase's own SDKs).
+    POST "/api/collections/_superusers/auth-with-password" => pocketbase::superuser_login, Login;
+    POST "/api/admins/auth-with-password" => pocketbase::admin_login, Login;
+    GET "/api/health" => pocketbase::health, Optional;
+    POST "/api/files/token" => pocketbase::file_token, R(Viewer);
+    GET "/api/backups" => pocketbase::list, R(Viewer);
+    POST "/api/backups" => pocketbase::create, R(BackupOperator);
+    POST "/api/backups/upload" => pocketbase::upload, R(Admin);
+    GET "/api/backups/{key}" => pocketbase::download, D(BackupOperator);
+    DELETE "/api/backups/{key}" => pocketbase::delete, R(Admin);
+    POST "/api/backups/{key}/restore" => pocketbase::restore, R(Admin);
     POST "/api/v1/repository/gc" => repository::gc, R(Admin);
     GET "/api/v1/openapi.json" => crate::openapi::spec, Public;
     GET "/api/v1/docs" => crate::openapi::docs, Public;

@@ -6,6 +6,18 @@ use std::time::Duration;
 use anyhow::bail;
 use strata_core::config::{parse_cidrs, parse_var, var, Secret};
 
+/// `STRATA_SESSION_TTL_SECS`, bounded: a session that never ends is an API key.
+fn session_ttl() -> anyhow::Result<Duration> {
+    let secs: u64 = parse_var(
+        "STRATA_SESSION_TTL_SECS",
+        crate::session::DEFAULT_TTL.as_secs(),
+    )?;
+    if !(60..=30 * 24 * 3600).contains(&secs) {
+        bail!("STRATA_SESSION_TTL_SECS: must be between 60 and 2592000 (30 days), got {secs}");
+    }
+    Ok(Duration::from_secs(secs))
+}
+
 /// Access control settings (the API's).
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
@@ -21,6 +33,8 @@ pub struct AuthConfig {
     /// The claim that carries the role.
     pub jwt_role_claim: String,
     pub file_token_ttl: Duration,
+    /// `STRATA_SESSION_TTL_SECS`: how long a user's login lasts (60 s to 30 days).
+    pub session_ttl: Duration,
     /// Failed authentications from one client before it is refused for a while.
     pub max_failures: u32,
     pub failure_window: Duration,
@@ -32,7 +46,8 @@ pub struct AuthConfig {
 
 impl AuthConfig {
     /// Reads the `STRATA_JWT_*`, `STRATA_AUTH_*`, `STRATA_FILE_TOKEN_TTL_SECS`,
-    /// `STRATA_BOOTSTRAP_ADMIN_KEY` and `STRATA_TRUSTED_PROXIES` variables.
+    /// `STRATA_SESSION_TTL_SECS`, `STRATA_BOOTSTRAP_ADMIN_KEY` and `STRATA_TRUSTED_PROXIES`
+    /// variables.
     pub fn from_env() -> anyhow::Result<Self> {
         let mut hs = Vec::new();
         if let Some(raw) = std::env::var("STRATA_JWT_HS256_KEYS")
@@ -67,6 +82,7 @@ impl AuthConfig {
             jwt_leeway_secs: parse_var("STRATA_JWT_LEEWAY_SECS", 60)?,
             jwt_role_claim: var("STRATA_JWT_ROLE_CLAIM").unwrap_or_else(|| "role".into()),
             file_token_ttl: Duration::from_secs(parse_var("STRATA_FILE_TOKEN_TTL_SECS", 180)?),
+            session_ttl: session_ttl()?,
             max_failures: parse_var("STRATA_AUTH_MAX_FAILURES", 10)?,
             failure_window: Duration::from_secs(parse_var("STRATA_AUTH_FAILURE_WINDOW_SECS", 60)?),
             lockout: Duration::from_secs(parse_var("STRATA_AUTH_LOCKOUT_SECS", 60)?),

@@ -296,7 +296,7 @@ pub fn looks_like_jwt(token: &str) -> bool {
 /// Installs `jsonwebtoken`'s aws-lc-rs provider unless one is installed already: without
 /// it, enabling its `rust_crypto` feature anywhere in the build (feature unification)
 /// would make every verification panic.
-fn ensure_crypto_provider() {
+pub(crate) fn ensure_crypto_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let _ = jsonwebtoken::crypto::CryptoProvider::install_default(

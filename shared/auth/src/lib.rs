@@ -1,6 +1,6 @@
 //! Authentication building blocks, pure and free of HTTP and database code: roles, API
-//! keys, JWT verification, short-lived download tokens and a failure limiter. The API's
-//! middleware, tables and routes are built on them.
+//! keys, user passwords and session tokens, JWT verification, short-lived download tokens
+//! and a failure limiter. The API's middleware, tables and routes are built on them.
 //!
 //! Test fixtures (test-only RSA and EC key pairs and JWKS documents) live in
 //! `shared/auth/src/testdata/`; they are read by tests only and never compiled in.
@@ -10,13 +10,16 @@ pub mod file_token;
 pub mod jwt;
 pub mod keys;
 pub mod limiter;
+pub mod password;
 pub mod role;
+pub mod session;
 
 pub use file_token::{FileTokenClaims, FileTokenSigner};
 pub use jwt::{looks_like_jwt, Claims, Jwks, JwtConfig};
 pub use keys::{GeneratedKey, ParsedKey};
 pub use limiter::FailureLimiter;
 pub use role::Role;
+pub use session::{SessionClaims, SessionSigner};
 
 /// Where the test fixtures are (test-only RSA / EC private keys in PEM, `jwks.json` with
 /// their public halves as kids `test-rsa-1` and `test-ec-1`, and `jwks_mixed.json` with

@@ -1,6 +1,6 @@
 //! Rows that only matter for a while: idempotency keys (a replayed request is answered
 //! the same way for `STRATA_IDEMPOTENCY_TTL_SECS`) and the history of schedule fires
-//! (`STRATA_SCHEDULE_FIRES_KEEP_DAYS`). The newest fire of each schedule is always kept:
+//! (`STRATA_SCHEDULE_FIRES_KEEP_DAYS`), and user sessions a day after they ended. The newest fire of each schedule is always kept:
 //! the scheduler reads it to tell a missed fire from a new one.
 
 use std::time::Duration;
@@ -12,6 +12,7 @@ use sqlx::PgConnection;
 pub struct Pruned {
     pub idempotency_keys: u64,
     pub schedule_fires: u64,
+    pub sessions: u64,
 }
 
 /// Deletes idempotency keys older than `key_ttl` and schedule fires older than
@@ -34,10 +35,18 @@ pub async fn prune(
                               WHERE l.schedule_id = f.schedule_id)",
     )
     .bind(fires_keep.as_secs_f64())
+    .execute(&mut *conn)
+    .await?;
+    // A session a day past its end (expired or revoked) can no longer be asked about.
+    let sessions = sqlx::query(
+        "DELETE FROM user_sessions
+          WHERE coalesce(least(revoked_at, expires_at), expires_at) < now() - interval '1 day'",
+    )
     .execute(conn)
     .await?;
     Ok(Pruned {
         idempotency_keys: keys.rows_affected(),
         schedule_fires: fires.rows_affected(),
+        sessions: sessions.rows_affected(),
     })
 }

@@ -12,6 +12,7 @@ pub mod repo_sessions;
 pub mod schedules;
 pub mod settings;
 pub mod sources;
+pub mod users;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -61,6 +61,7 @@ error_codes! {
     RequestRefused = "request_refused", 400, "The request was refused with a client error not listed here; the answer keeps its own status.";
     Unauthorized = "unauthorized", 401, "Missing or invalid credentials.";
     Forbidden = "forbidden", 403, "The credential's role does not allow this operation.";
+    LoginFailed = "login_failed", 401, "Wrong email or password (which of the two is not said).";
     TokenScope = "token_scope", 403, "This file token was issued for another backup.";
     NotFound = "not_found", 404, "No such resource (e.g. a path parameter that is not a valid id).";
     RouteNotFound = "route_not_found", 404, "No such route.";
@@ -78,6 +79,11 @@ error_codes! {
 
     // Validation of request fields (each answer's `field` names the field).
     InvalidIdempotencyKey = "invalid_idempotency_key", 400, "The `Idempotency-Key` header is empty, too long, or not printable ASCII.";
+    InvalidEmail = "invalid_email", 400, "Not an email address (`name@domain`, at most 254 characters, no spaces).";
+    WeakPassword = "weak_password", 400, "The password is shorter than 12 characters (or longer than 1024 bytes).";
+    WrongPassword = "wrong_password", 400, "`current_password` is not the user's password.";
+    SessionRequired = "session_required", 400, "The operation is about a user's login session: call it with the session token from `POST /api/v1/auth/login`, not an API key.";
+    PocketbaseSourceRequired = "pocketbase_source_required", 400, "The PocketBase-compatible routes serve one source: set `STRATA_POCKETBASE_SOURCE`, or keep exactly one source.";
     InvalidLimit = "invalid_limit", 400, "`limit` is not between 1 and 1000.";
     InvalidCursor = "invalid_cursor", 400, "A page cursor (`from`) is not one this API returned.";
     InvalidOutcome = "invalid_outcome", 400, "An audit `outcome` filter other than allowed, denied or failed.";
@@ -136,10 +142,12 @@ error_codes! {
     JobNotFound = "job_not_found", 404, "No such job.";
     KeyNotFound = "key_not_found", 404, "No such API key.";
     ScheduleNotFound = "schedule_not_found", 404, "No such schedule.";
+    UserNotFound = "user_not_found", 404, "No such user.";
 
     // Conflicts.
     JobInProgress = "job_in_progress", 409, "A job in the way is queued or running (`job_id`, `job_kind` name it); a schedule fire records it too.";
     SourceNameTaken = "source_name_taken", 409, "A source with this name already exists.";
+    EmailTaken = "email_taken", 409, "A user with this email (in any letter case) already exists.";
     BackupNotComplete = "backup_not_complete", 409, "The backup is not `complete` (pending, failed or being deleted).";
     BackupBeingDeleted = "backup_being_deleted", 409, "The backup is already being deleted.";
     BackupHasDependents = "backup_has_dependents", 409, "Other backups need this one (their parent chain runs through it).";

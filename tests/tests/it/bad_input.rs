@@ -136,16 +136,20 @@ async fn app_with_a_backup() -> (TestApp, Vec<(&'static str, String)>) {
         ("job_id", id(&b, "job_id")),
         ("schedule_id", id(&schedule, "id")),
         ("id", "nope".to_string()),
+        ("user_id", "nope".to_string()),
+        ("key", "nope.zip".to_string()),
     ];
     (app, ids)
 }
 
-/// The routes whose OpenAPI operation takes a JSON body.
+/// The routes of Strata's own API whose OpenAPI operation takes a JSON body. (The
+/// PocketBase-compatible routes read bodies as PocketBase does, ignoring unknown fields,
+/// and answer in its shape: checked in `pocketbase_routes_answer_bad_bodies_in_their_shape`.)
 async fn json_body_routes(app: &TestApp) -> Vec<(String, String)> {
     let (status, spec) = app.get("/api/v1/openapi.json").await;
     assert_eq!(status, StatusCode::OK);
     let mut out = Vec::new();
-    for route in ROUTES {
+    for route in ROUTES.iter().filter(|r| !r.pocketbase()) {
         let op = &spec["paths"][route.path][route.method.to_ascii_lowercase()];
         if !op["requestBody"]["content"]["application/json"].is_null() {
             out.push((route.method.to_string(), route.path.to_string()));
@@ -184,7 +188,18 @@ async fn an_oversized_body_to_any_route_is_a_413_in_the_wire_shape() {
         for (how, answer) in [("with a length", &known), ("chunked", &streamed)] {
             let what = format!("{what} ({how})");
             assert!(!answer.status.is_server_error(), "{what}: {}", answer.text);
-            if takes_json {
+            if route.pocketbase() {
+                // PocketBase's shape: `{status, message, data}`.
+                let body = answer.json();
+                assert!(
+                    answer.status.is_client_error()
+                        && body["status"] == answer.status.as_u16()
+                        && body["data"].is_object(),
+                    "{what}: {} {}",
+                    answer.status,
+                    answer.text
+                );
+            } else if takes_json {
                 assert_eq!(
                     answer.status,
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -531,5 +546,39 @@ async fn an_unknown_field_is_the_same_invalid_body_on_every_json_route() {
         let err = answer.assert_wire_error(&what);
         assert_eq!(err["error"]["code"], "invalid_body", "{what}: {err}");
         assert_eq!(err["error"]["field"], "zz_unknown", "{what}: {err}");
+    }
+}
+
+/// The PocketBase-compatible routes answer bad bodies as PocketBase does: `400` with the
+/// field in `data`, `413` for a body over 1 MiB, never a 5xx or Strata's own shape.
+#[tokio::test]
+async fn pocketbase_routes_answer_bad_bodies_in_their_shape() {
+    let (app, _) = app_with_a_backup().await;
+    for (path, body, status) in [
+        ("/api/backups", "{not json", 400),
+        ("/api/backups", r#"{"name": 7}"#, 400),
+        ("/api/backups", r#"{"name": "x\u0000y.zip"}"#, 400),
+        ("/api/collections/_superusers/auth-with-password", "[]", 400),
+        (
+            "/api/collections/_superusers/auth-with-password",
+            r#"{"identity": "a@b.c"}"#,
+            400,
+        ),
+        ("/api/admins/auth-with-password", r#"{"password": 1}"#, 400),
+        ("/api/files/token", r#"{"backup_id": 5}"#, 400),
+    ] {
+        let answer = send(&app, "POST", path, reqwest::Body::from(body)).await;
+        let json = answer.json();
+        assert_eq!(
+            answer.status.as_u16(),
+            status,
+            "{path} {body}: {}",
+            answer.text
+        );
+        assert!(
+            json["status"] == status && json["message"].is_string() && json["data"].is_object(),
+            "{path} {body}: {}",
+            answer.text
+        );
     }
 }
