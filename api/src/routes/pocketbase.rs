@@ -553,6 +553,7 @@ pub async fn upload(
     ),
     responses(
         (status = 200, description = "The zip", content_type = "application/zip"),
+        (status = 400, description = "No source or several (`STRATA_POCKETBASE_SOURCE`), or the backup is not complete", body = PbErrorBody),
         (status = 404, description = "No such backup of the served source", body = PbErrorBody),
     ),
 )]
