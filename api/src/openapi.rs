@@ -25,7 +25,7 @@ use utoipa::openapi::{
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::routes::{
-    self, access_for, audit, backups, config, download, files, health, jobs, keys, login,
+    self, access_for, audit, backups, browse, config, download, files, health, jobs, keys, login,
     pocketbase, repository, retention, schedules, sources, upload, users, Access,
 };
 
@@ -78,6 +78,10 @@ pub struct ErrorDetail {
         backups::verify,
         upload::upload,
         download::download,
+        browse::tree,
+        browse::file,
+        browse::diff,
+        browse::search,
         retention::delete,
         retention::prune,
         schedules::create,
@@ -131,6 +135,7 @@ pub struct ErrorDetail {
         (name = "health", description = "Liveness, readiness and the state of the services"),
         (name = "sources", description = "What gets backed up"),
         (name = "backups", description = "Backups: create, list, restore, verify, download, delete"),
+        (name = "browse", description = "Looking inside backups: directory trees, single files, differences, search"),
         (name = "schedules", description = "Backups that run themselves: cron, time zone, retention"),
         (name = "jobs", description = "Asynchronous jobs: status, progress, cancellation"),
         (name = "keys", description = "API keys (admin)"),

@@ -36,3 +36,26 @@ pub fn decode_uuid(cursor: &str) -> ApiResult<(DateTime<Utc>, Uuid)> {
     let (at, id) = decode(cursor)?;
     Ok((at, Uuid::parse_str(&id).map_err(|_| bad())?))
 }
+
+/// A cursor naming a path inside a backup (the last one of a page): its raw bytes,
+/// base64url, so names that are not UTF-8 page correctly too.
+pub fn encode_path(path: &std::path::Path) -> String {
+    use base64::Engine as _;
+    use std::os::unix::ffi::OsStrExt;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(path.as_os_str().as_bytes())
+}
+
+/// The path an [`encode_path`] cursor names.
+pub fn decode_path(cursor: &str) -> ApiResult<std::path::PathBuf> {
+    use base64::Engine as _;
+    use std::os::unix::ffi::OsStringExt;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| bad())?;
+    if bytes.contains(&0) || bytes.len() > 64 * 1024 {
+        return Err(bad());
+    }
+    Ok(std::path::PathBuf::from(std::ffi::OsString::from_vec(
+        bytes,
+    )))
+}

@@ -125,7 +125,7 @@ pub async fn download(
 /// How long a client refused for too many downloads is asked to wait.
 const RETRY_AFTER_SECS: u64 = 5;
 
-fn too_many_downloads(max: usize) -> ApiError {
+pub(crate) fn too_many_downloads(max: usize) -> ApiError {
     let mut e = ApiError::new(
 ErrorCode::TooManyDownloads,
         format!(

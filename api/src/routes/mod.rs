@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod backups;
+pub mod browse;
 pub mod config;
 pub mod cursor;
 pub mod download;
@@ -120,8 +121,12 @@ route_table! {
     POST "/api/v1/backup/{backup_id}/restore" => backups::restore, R(Admin);
     POST "/api/v1/backup/{backup_id}/verify" => backups::verify, R(BackupOperator);
     GET "/api/v1/backup/{backup_id}/download" => download::download, D(BackupOperator);
+    GET "/api/v1/backup/{backup_id}/tree" => browse::tree, R(Viewer);
+    GET "/api/v1/backup/{backup_id}/file" => browse::file, D(BackupOperator);
+    GET "/api/v1/backup/{backup_id}/diff" => browse::diff, R(Viewer);
     GET "/api/v1/backup/{backup_id}" => backups::get, R(Viewer);
     DELETE "/api/v1/backup/{backup_id}" => retention::delete, R(Admin);
+    GET "/api/v1/search" => browse::search, R(Viewer);
     GET "/api/v1/jobs" => jobs::list, R(Viewer);
     GET "/api/v1/jobs/{job_id}" => jobs::get, R(Viewer);
     POST "/api/v1/jobs/{job_id}/cancel" => jobs::cancel, R(BackupOperator);

@@ -70,6 +70,7 @@ error_codes! {
     LengthRequired = "length_required", 411, "The request needs a `Content-Length`.";
     PayloadTooLarge = "payload_too_large", 413, "The body is larger than the route accepts.";
     UriTooLong = "uri_too_long", 414, "The URI is too long.";
+    RangeNotSatisfiable = "range_not_satisfiable", 416, "The `Range` asked for starts at or past the end of the file.";
     UnsupportedMediaType = "unsupported_media_type", 415, "The body is not of the media type the route reads (JSON: `Content-Type: application/json`).";
     IdempotencyKeyReused = "idempotency_key_reused", 422, "This `Idempotency-Key` was used for a different request.";
     TooManyFailures = "too_many_failures", 429, "Too many failed authentications from this client; retry after `Retry-After`.";
@@ -81,6 +82,11 @@ error_codes! {
     InvalidIdempotencyKey = "invalid_idempotency_key", 400, "The `Idempotency-Key` header is empty, too long, or not printable ASCII.";
     InvalidEmail = "invalid_email", 400, "Not an email address (`name@domain`, at most 254 characters, no spaces).";
     WeakPassword = "weak_password", 400, "The password is shorter than 12 characters (or longer than 1024 bytes).";
+    NotADirectory = "not_a_directory", 400, "The path is a file or a symlink in that backup; list a directory (or fetch the file with `…/file`).";
+    NotAFile = "not_a_file", 400, "The path is a directory or a symlink in that backup; download a directory with `…/download?include=`.";
+    DifferentSources = "different_sources", 400, "The two backups compared belong to different sources.";
+    InvalidGlob = "invalid_glob", 400, "The `glob` parameter is not a valid glob pattern.";
+    InvalidTime = "invalid_time", 400, "A time parameter is not an RFC 3339 time.";
     WrongPassword = "wrong_password", 400, "`current_password` is not the user's password.";
     SessionRequired = "session_required", 400, "The operation is about a user's login session: call it with the session token from `POST /api/v1/auth/login`, not an API key.";
     PocketbaseSourceRequired = "pocketbase_source_required", 400, "The PocketBase-compatible routes serve one source: set `STRATA_POCKETBASE_SOURCE`, or keep exactly one source.";
@@ -143,6 +149,7 @@ error_codes! {
     KeyNotFound = "key_not_found", 404, "No such API key.";
     ScheduleNotFound = "schedule_not_found", 404, "No such schedule.";
     UserNotFound = "user_not_found", 404, "No such user.";
+    PathNotFound = "path_not_found", 404, "The path was not in that backup (`field` names the parameter).";
 
     // Conflicts.
     JobInProgress = "job_in_progress", 409, "A job in the way is queued or running (`job_id`, `job_kind` name it); a schedule fire records it too.";

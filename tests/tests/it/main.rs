@@ -4,6 +4,7 @@ mod archives;
 mod auth_bypass;
 mod backup_api;
 mod bad_input;
+mod browse;
 mod cancel;
 mod conformance;
 mod credentials;

@@ -1,6 +1,7 @@
 //! The snapshot repository in the object store: chunking, packing, manifests, reading
 //! and writing. The format is described in docs/FORMAT.md.
 
+pub mod browse;
 pub mod cancel;
 pub mod chain;
 pub mod crypto;
