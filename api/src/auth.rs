@@ -78,7 +78,12 @@ fn credential(req: &ServiceRequest, allow_file_token: bool) -> Result<Option<Cre
         }
         return Ok(Some(Credential::Bearer(token.to_string())));
     }
-    if let Some(h) = req.headers().get("x-api-key") {
+    // `x-api-secret` is seed 001's name for the same header.
+    if let Some(h) = req
+        .headers()
+        .get("x-api-key")
+        .or_else(|| req.headers().get("x-api-secret"))
+    {
         let v = h.to_str().map_err(|_| ())?.trim();
         if v.is_empty() {
             return Err(());
@@ -336,7 +341,7 @@ fn in_scope(req: &ServiceRequest, p: Principal) -> Result<Principal, ApiError> {
         return Ok(p);
     };
     match req.match_info().get("backup_id") {
-        Some(id) if id == scope => Ok(p),
+        Some(id) if strata_core::model::BackupId::from_file_name(id) == scope => Ok(p),
         _ => Err(ApiError::new(
             ErrorCode::TokenScope,
             "this file token was issued for another backup",
