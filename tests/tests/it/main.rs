@@ -7,6 +7,7 @@ mod bad_input;
 mod cancel;
 mod conformance;
 mod credentials;
+mod database_downloads;
 mod databases;
 mod download;
 mod encryption;
