@@ -112,7 +112,12 @@ fn credential(
         }
         return Ok(Some(Credential::Bearer(token.to_string())));
     }
-    if let Some(h) = req.headers().get("x-api-key") {
+    // `x-api-secret` is seed 001's name for the same header.
+    if let Some(h) = req
+        .headers()
+        .get("x-api-key")
+        .or_else(|| req.headers().get("x-api-secret"))
+    {
         let v = h.to_str().map_err(|_| ())?.trim();
         if v.is_empty() {
             return Err(());
@@ -482,11 +487,11 @@ fn in_scope(req: &ServiceRequest, p: Principal) -> Result<Principal, ApiError> {
     let Some(scope) = &p.backup else {
         return Ok(p);
     };
-    let id = req.match_info().get("backup_id").or_else(|| {
-        req.match_info()
-            .get("key")
-            .map(|k| k.strip_suffix(".zip").unwrap_or(k))
-    });
+    let id = req
+        .match_info()
+        .get("backup_id")
+        .or_else(|| req.match_info().get("key"))
+        .map(strata_core::model::BackupId::from_file_name);
     match id {
         Some(id) if id == scope => Ok(p),
         _ => Err(ApiError::new(

@@ -85,6 +85,14 @@ pub enum ArchiveFormatName {
     Zip,
 }
 
+/// The part of a backup a download selects.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum DownloadPartName {
+    Files,
+    Database,
+}
+
 /// A retention policy; a rule left out (or null) keeps nothing by that rule.
 #[derive(ToSchema)]
 #[allow(dead_code)]

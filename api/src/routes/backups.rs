@@ -259,18 +259,22 @@ pub struct BackupView {
     /// What the backup holds: `files` and / or `database`.
     pub parts: Vec<String>,
     /// The PocketBase-style API's names: `key` is the id, `modified` when it completed
-    /// (or was created, while pending), `filename` what a download is saved as.
+    /// (or was created, while pending), `filename` what a download is saved as
+    /// (`<id>.db` / `<id>.sql` for a backup holding only a database, else `<id>.tar`);
+    /// every path that takes the id takes the filename too.
     pub key: String,
     pub modified: DateTime<Utc>,
     pub filename: String,
 }
 
-impl From<db::backups::BackupRow> for BackupView {
-    fn from(b: db::backups::BackupRow) -> Self {
+impl BackupView {
+    /// The view of a backup of a source of `kind` (`sqlite`, `directory+postgres`…; the
+    /// source's now, which names the engine its database backups were taken with).
+    fn of(b: db::backups::BackupRow, kind: Option<&str>) -> Self {
         Self {
             key: b.id.clone(),
             modified: b.completed_at.unwrap_or(b.created_at),
-            filename: format!("{}.tar", b.id),
+            filename: download_name(&b, kind),
             id: b.id,
             source_id: b.source_id,
             backup_type: b.backup_type,
@@ -287,6 +291,18 @@ impl From<db::backups::BackupRow> for BackupView {
             parts: b.parts,
         }
     }
+}
+
+/// What a default download of the backup is saved as: a backup holding only a database
+/// downloads as that database's file (`<id>.db`, `<id>.sql`), any other as a tar.
+fn download_name(b: &db::backups::BackupRow, kind: Option<&str>) -> String {
+    let database_only = b.has_part("database") && !b.has_part("files");
+    let ext = match kind.and_then(|k| k.rsplit('+').next()) {
+        Some("sqlite") if database_only => "db",
+        Some("postgres") if database_only => "sql",
+        _ => "tar",
+    };
+    format!("{}.{ext}", b.id)
 }
 
 /// Filters of the backup list; unknown parameters are refused.
@@ -380,10 +396,18 @@ pub async fn list(
     )
     .await?;
     let has_more = rows.len() as i64 > limit;
+    let kinds: std::collections::HashMap<uuid::Uuid, String> = db::sources::list(&mut conn)
+        .await?
+        .into_iter()
+        .map(|s| (s.id, s.kind))
+        .collect();
     let items: Vec<BackupView> = rows
         .into_iter()
         .take(limit as usize)
-        .map(BackupView::from)
+        .map(|b| {
+            let kind = kinds.get(&b.source_id).map(String::as_str);
+            BackupView::of(b, kind)
+        })
         .collect();
     let next = has_more
         .then(|| {
@@ -424,8 +448,11 @@ pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> ApiResu
         )
     })?;
     let chain = db::backups::chain(&mut conn, &backup.id).await?;
+    let kind = db::sources::get(&mut conn, backup.source_id)
+        .await?
+        .map(|s| s.kind);
     Ok(HttpResponse::Ok().json(BackupDetail {
-        backup: BackupView::from(backup),
+        backup: BackupView::of(backup, kind.as_deref()),
         chain,
     }))
 }
@@ -652,7 +679,7 @@ pub(crate) async fn find_backup(
     if id.contains('\0') {
         return Ok(None);
     }
-    Ok(db::backups::get(conn, id).await?)
+    Ok(db::backups::get(conn, BackupId::from_file_name(id)).await?)
 }
 
 /// An optional JSON body: empty means defaults; a body that does not parse is a `400`,

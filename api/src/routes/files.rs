@@ -61,16 +61,21 @@ pub async fn token(
         .ok_or_else(|| {
             ApiError::internal(anyhow::anyhow!("no principal on an authenticated route"))
         })?;
+    // The backup's own id (`x.db` names backup `x`): the id download routes compare with.
+    let mut backup_id = None;
     if let Some(id) = &ask.backup_id {
         let mut conn = state.pool.acquire().await?;
-        if super::backups::find_backup(&mut conn, id).await?.is_none() {
-            let mut e = ApiError::new(ErrorCode::BackupNotFound, format!("no backup {id:?}"));
-            e.field = Some("backup_id".into());
-            return Err(e);
+        match super::backups::find_backup(&mut conn, id).await? {
+            Some(found) => backup_id = Some(found.id),
+            None => {
+                let mut e = ApiError::new(ErrorCode::BackupNotFound, format!("no backup {id:?}"));
+                e.field = Some("backup_id".into());
+                return Err(e);
+            }
         }
     }
     let scope = Scope {
-        backup: ask.backup_id.clone(),
+        backup: backup_id.clone(),
         not_after: principal.expires_at.map(|e| e.timestamp()),
     };
     let (token, expires_at) = state.auth.file_tokens.issue_scoped(
@@ -83,7 +88,7 @@ pub async fn token(
     Ok(HttpResponse::Ok().json(FileToken {
         token,
         expires_at,
-        backup_id: ask.backup_id,
+        backup_id,
         usage: "append ?token=<token> to a download URL".into(),
     }))
 }

@@ -83,7 +83,7 @@ pub async fn delete(
             ))
         }
     };
-    let id = path.into_inner();
+    let id = BackupId::from_file_name(&path).to_string();
     let not_found = || ApiError::new(ErrorCode::BackupNotFound, format!("no backup {id:?}"));
     if id.contains('\0') {
         return Err(not_found());

@@ -104,6 +104,8 @@ error_codes! {
     InvalidJobStatus = "invalid_job_status", 400, "Not a job status.";
     InvalidVerifyMode = "invalid_verify_mode", 400, "Not a verify mode.";
     InvalidArchiveFormat = "invalid_archive_format", 400, "Not an archive format (zip, tar).";
+    InvalidDownloadPart = "invalid_download_part", 400, "Not a part of a backup a download can select (files, database).";
+    FormatNotApplicable = "format_not_applicable", 400, "`format` was given for a download that is not an archive (a database part downloads as its own file).";
     InvalidPath = "invalid_path", 400, "A path is not absolute, holds `..`, or is the root directory.";
     InvalidExclude = "invalid_exclude", 400, "An exclude pattern is not a valid glob.";
     InvalidIdentifier = "invalid_identifier", 400, "A database name or schema is not 1 to 63 bytes without a NUL character.";

@@ -141,6 +141,16 @@ impl BackupId {
         Ok(Self(value.to_string()))
     }
 
+    /// The id a path segment names: a trailing `.db`, `.sql`, `.tar` or `.zip` (the name
+    /// a download is saved as: seed 002's `filename`, seed 003's `key`) is a way of
+    /// writing the id. Ids never hold a `.`, so this is never ambiguous.
+    pub fn from_file_name(value: &str) -> &str {
+        [".db", ".sql", ".tar", ".zip"]
+            .iter()
+            .find_map(|ext| value.strip_suffix(ext).filter(|id| !id.is_empty()))
+            .unwrap_or(value)
+    }
+
     /// Path segments of `/api/v1/backup/…` routes: a backup with one of these names
     /// could not be reached at `/api/v1/backup/{id}`.
     pub const RESERVED: [&'static str; 6] =
@@ -726,6 +736,14 @@ string_enum!(
     }
 );
 
+string_enum!(
+    /// Which part of a backup a download selects (`?part=`).
+    DownloadPart, InvalidDownloadPart, "part", {
+        Files => "files",
+        Database => "database",
+    }
+);
+
 /// What an import job is asked to do (stored in `jobs.payload`): read the uploaded
 /// archive from storage and store its content as a new full backup.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -778,6 +796,39 @@ mod tests {
         assert_eq!(err.field, "type");
         assert!(err.message.contains("full, incremental, differential"));
         assert_eq!(BackupType::parse("full").unwrap(), BackupType::Full);
+    }
+
+    #[test]
+    fn a_file_name_names_its_backup_and_nothing_else() {
+        for (written, id) in [
+            ("app_1.db", "app_1"),
+            ("app_1.sql", "app_1"),
+            ("app_1.tar", "app_1"),
+            ("app_1.zip", "app_1"),
+            ("app_1", "app_1"),
+            ("app_1.db.db", "app_1.db"),
+            ("app_1.DB", "app_1.DB"),
+            (".db", ".db"),
+            ("", ""),
+        ] {
+            assert_eq!(BackupId::from_file_name(written), id, "{written}");
+        }
+    }
+
+    #[test]
+    fn download_parts_are_spelt_exactly() {
+        assert_eq!(
+            DownloadPart::parse("database").unwrap(),
+            DownloadPart::Database
+        );
+        assert_eq!(DownloadPart::parse("files").unwrap(), DownloadPart::Files);
+        for bad in ["DATABASE", "Database", " database", "../database", "", "db"] {
+            let err = DownloadPart::parse(bad).unwrap_err();
+            assert_eq!(
+                (err.code, err.field.as_str()),
+                (ErrorCode::InvalidDownloadPart, "part")
+            );
+        }
     }
 
     #[test]

@@ -409,6 +409,133 @@ async fn seed_002_sqlite_app_backup_api() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+/// An SQLite database of `rows` notes, as seed 002's application keeps.
+fn sqlite_app_database(path: &Path, rows: i64) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch(&format!(
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+         WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {rows})
+         INSERT INTO notes (body) SELECT 'note ' || i || ' ' || hex(randomblob(200)) FROM s;"
+    ))
+    .unwrap();
+}
+
+/// `PRAGMA integrity_check` and the rows of `notes`, in id order.
+fn sqlite_app_rows(path: &Path) -> (String, Vec<(i64, String)>) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let integrity: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    let mut stmt = conn
+        .prepare("SELECT id, body FROM notes ORDER BY id")
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    (integrity, rows)
+}
+
+/// Seed 002 verbatim against an SQLite-only source: every call by the `filename` the
+/// list returns, the download saved as `backup.db` is the database itself.
+#[tokio::test]
+async fn seed_002_sqlite_only_source_by_filename_downloads_the_db_file() {
+    let app = TestApp::spawn(Options::default()).await;
+    let db = app.dir.path().join("app.db");
+    sqlite_app_database(&db, 3_000);
+    let (_, at_backup) = sqlite_app_rows(&db);
+    let (status, body) = app
+        .post(
+            "/api/v1/sources",
+            json!({ "name": "default", "database": { "sqlite": db } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let url = |path: &str| format!("{}/api/v1/backup{path}", app.base);
+
+    // curl -s -X POST http://localhost:8080/api/v1/backup
+    let res = app.client.post(url("")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let created: Value = res.json().await.unwrap();
+    let id = s(&created, "backup_id");
+    app.wait_success(&s(&created, "job_id")).await;
+
+    // curl -s http://localhost:8080/api/v1/backup
+    let res = app.client.get(url("")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let list: Value = res.json().await.unwrap();
+    let b = &list["items"][0];
+    let filename = s(b, "filename");
+    assert_eq!(filename, format!("{id}.db"), "{b}");
+    assert!(b["size"].is_i64() && b["created_at"].is_string(), "{b}");
+
+    // curl -s http://localhost:8080/api/v1/backup/{filename}/download -o backup.db
+    let (status, headers, body) = fetch(&app.client, &url(&format!("/{filename}/download"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/x-sqlite3");
+    assert_eq!(
+        headers["content-disposition"],
+        format!("attachment; filename=\"{id}.db\"").as_str()
+    );
+    assert_eq!(headers["content-length"], body.len().to_string().as_str());
+    assert!(headers.contains_key("etag"), "{headers:?}");
+    let saved = app.dir.path().join("backup.db");
+    std::fs::write(&saved, &body).unwrap();
+    let (integrity, rows) = sqlite_app_rows(&saved);
+    assert_eq!(integrity, "ok");
+    assert_eq!(rows, at_backup);
+
+    // curl -s -X POST http://localhost:8080/api/v1/backup/{filename}/restore
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "DELETE FROM notes WHERE id % 2 = 0; INSERT INTO notes (body) VALUES ('after');",
+        )
+        .unwrap();
+    }
+    let res = app
+        .client
+        .post(url(&format!("/{filename}/restore")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let restored: Value = res.json().await.unwrap();
+    let job = app.wait_success(&s(&restored, "job_id")).await;
+    assert_eq!(job["result"]["backup_id"], id.as_str());
+    let (integrity, rows) = sqlite_app_rows(&db);
+    assert_eq!((integrity.as_str(), rows), ("ok", at_backup));
+
+    // curl -s -X DELETE http://localhost:8080/api/v1/backup/{filename}
+    let res = app
+        .client
+        .delete(url(&format!("/{filename}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let deleted: Value = res.json().await.unwrap();
+    app.wait_success(&s(&deleted, "job_id")).await;
+    let res = app
+        .client
+        .get(url(&format!("/{filename}/download")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    // The restore took a pre-restore backup; the deleted one is gone from the list.
+    let (_, list) = app.get("/api/v1/backup").await;
+    assert!(
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["id"] != id.as_str()),
+        "{list}"
+    );
+}
+
 /// Seeds 003 and 004 — the PocketBase-style Backups API (Rust and Go SDKs): list with
 /// key / size / modified, create with a name (`.zip` allowed), upload a zip (multipart
 /// field `file`), download with a file token and no Authorization header, restore,

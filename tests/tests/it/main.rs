@@ -8,6 +8,7 @@ mod browse;
 mod cancel;
 mod conformance;
 mod credentials;
+mod database_downloads;
 mod databases;
 mod download;
 mod encryption;

@@ -1,4 +1,5 @@
-//! Exporting a backup as an archive stream (tar or zip), for downloads.
+//! Exporting a backup as an archive stream (tar or zip), or its database part as the
+//! database's own file, for downloads.
 //!
 //! The chain is resolved into entries on a blocking thread, file contents are fetched
 //! (a few chunks at a time, in order) on the runtime, and a second blocking thread
@@ -12,6 +13,10 @@
 //! Zip names are UTF-8 and safe for any extractor: `\`, `%` and bytes that are not
 //! UTF-8 are percent-encoded (see `zip_name`); times are the DOS timestamp (2-second
 //! resolution, UTC).
+//!
+//! An archive carries the backup's database part as one more file (see
+//! [`database_path`]); a database download is that file alone (an SQLite database, or
+//! `pg_dump`'s plain SQL), its chunks fetched in order like a file's.
 
 use std::ffi::OsStr;
 use std::io::{self, Read, Write};
@@ -26,9 +31,9 @@ use tokio::sync::mpsc;
 
 use super::format::ChunkId;
 use super::index::DynIndex;
-use super::manifest::Manifest;
+use super::manifest::{DatabasePart, Manifest};
 use super::reader::ChunkReader;
-use super::tree::{Entry, EntryKind};
+use super::tree::{Entry, EntryKind, RelPath};
 use super::Repository;
 use strata_core::model::ArchiveFormat;
 
@@ -40,6 +45,9 @@ const BODY_BLOCKS: usize = 2;
 const PARALLEL_CHUNKS: usize = 4;
 /// Entries handed from the resolver to the fetcher at a time.
 const BATCH_ENTRIES: usize = 1024;
+/// Chunks of a database part located in the index at a time (a dump of many GB lists
+/// hundreds of thousands).
+const BATCH_DATABASE_CHUNKS: usize = 1024;
 
 /// The archive as a stream of blocks; an `Err` means the archive is incomplete and the
 /// response must be aborted.
@@ -57,11 +65,53 @@ enum Op {
     Fail(anyhow::Error),
 }
 
-/// Starts exporting the last backup of `chain` (full first) as `format`; returns the
-/// stream of archive blocks. A client that takes no block for `stall` is given up on
-/// (it would hold the download's memory and permit forever). `guard` (a download
-/// permit) is held while the archive is being written and dropped as soon as the export
-/// ends, whatever the client does. Must be called on a Tokio runtime.
+/// What an export writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Content {
+    /// An archive of the backup: its files (when `files`) and its database part (when
+    /// `database` and it has one) as a file at [`database_path`].
+    Archive {
+        format: ArchiveFormat,
+        files: bool,
+        database: bool,
+    },
+    /// The database part alone, as its own file (SQLite database or plain SQL).
+    Database,
+}
+
+impl Content {
+    fn name(self) -> &'static str {
+        match self {
+            Content::Archive { format, .. } => format.as_str(),
+            Content::Database => "database",
+        }
+    }
+}
+
+/// Where an archive of a backup carries its database part: an SQLite file that lives in
+/// the files part at its own path there (the archive looks like the directory did);
+/// otherwise `database.db` (SQLite) or `database.sql` (PostgreSQL), at the root of an
+/// archive without files and under `.strata/` beside the files of one with them.
+pub fn database_path(part: &DatabasePart, with_files: bool) -> PathBuf {
+    match (&part.inside_files, with_files) {
+        (Some(inside), true) => PathBuf::from(inside),
+        _ => {
+            let name = match part.engine.as_str() {
+                "sqlite" => "database.db",
+                _ => "database.sql",
+            };
+            if with_files {
+                Path::new(".strata").join(name)
+            } else {
+                PathBuf::from(name)
+            }
+        }
+    }
+}
+
+/// Starts exporting the last backup of `chain` (full first) as `format`, its files and
+/// its database part (see [`export_content`]).
 pub fn export<G: Send + 'static>(
     repo: Repository,
     index: DynIndex,
@@ -70,23 +120,67 @@ pub fn export<G: Send + 'static>(
     stall: std::time::Duration,
     guard: G,
 ) -> ArchiveStream {
+    export_content(
+        repo,
+        index,
+        chain,
+        Content::Archive {
+            format,
+            files: true,
+            database: true,
+        },
+        stall,
+        guard,
+    )
+}
+
+/// Starts exporting `content` of the last backup of `chain` (full first); returns the
+/// stream of blocks. A client that takes no block for `stall` is given up on (it would
+/// hold the download's memory and permit forever). `guard` (a download permit) is held
+/// while the output is being written and dropped as soon as the export ends, whatever
+/// the client does. Must be called on a Tokio runtime.
+pub fn export_content<G: Send + 'static>(
+    repo: Repository,
+    index: DynIndex,
+    chain: Vec<Manifest>,
+    content: Content,
+    stall: std::time::Duration,
+    guard: G,
+) -> ArchiveStream {
     let (body_tx, body_rx) = mpsc::channel(BODY_BLOCKS);
     let (op_tx, op_rx) = mpsc::channel::<Op>(PARALLEL_CHUNKS * 2);
-    let backup_id = chain
-        .last()
-        .map(|m| m.backup_id.clone())
-        .unwrap_or_default();
+    let last = chain.last();
+    let backup_id = last.map(|m| m.backup_id.clone()).unwrap_or_default();
+    let has_files = last.is_some_and(|m| m.has_files);
+    let with_files = matches!(content, Content::Archive { files: true, .. }) && has_files;
+    let with_database = matches!(
+        content,
+        Content::Archive { database: true, .. } | Content::Database
+    );
+    let database = last
+        .and_then(|m| m.database.clone())
+        .filter(|_| with_database)
+        .map(|part| (database_path(&part, with_files), part));
     // Chunks are read one by one: many downloads may run at once in one API process,
     // and a pack cache would hold 16 MiB packs for each.
     let reader = Arc::new(ChunkReader::ranged(repo, index));
-    tokio::spawn(produce(reader, chain, op_tx));
+    let files_chain = if with_files { chain } else { Vec::new() };
+    tokio::spawn(produce(reader, files_chain, database, op_tx));
     tokio::task::spawn_blocking(move || {
         let runtime = tokio::runtime::Handle::current();
         let sink = ChannelWriter::new(body_tx.clone(), stall);
-        let written = match format {
-            ArchiveFormat::Tar => write_tar(op_rx, sink),
-            ArchiveFormat::Zip => write_zip(op_rx, sink),
+        let written = match content {
+            Content::Archive {
+                format: ArchiveFormat::Tar,
+                ..
+            } => write_tar(op_rx, sink),
+            Content::Archive {
+                format: ArchiveFormat::Zip,
+                ..
+            } => write_zip(op_rx, sink),
+            Content::Database => write_raw(op_rx, sink),
         };
+        let format = content.name();
         match written {
             Ok(bytes) => tracing::info!(%backup_id, %format, bytes, "download complete"),
             Err(e) if is_disconnect(&e) => {
@@ -141,40 +235,124 @@ fn is_stalled(e: &anyhow::Error) -> bool {
         .is_some_and(|e| e.kind() == io::ErrorKind::TimedOut)
 }
 
-/// Resolves the chain and fetches file contents, sending ops in archive order.
-async fn produce(reader: Arc<ChunkReader>, chain: Vec<Manifest>, tx: mpsc::Sender<Op>) {
+/// Resolves the chain (when it is not empty) and fetches file contents, then the
+/// database part's (when there is one, at its path), sending ops in archive order.
+async fn produce(
+    reader: Arc<ChunkReader>,
+    chain: Vec<Manifest>,
+    database: Option<(PathBuf, DatabasePart)>,
+    tx: mpsc::Sender<Op>,
+) {
     let (batch_tx, batch_rx) = mpsc::channel::<anyhow::Result<Vec<(PathBuf, Entry)>>>(2);
-    let entries = super::chain::resolve(reader.clone(), tokio::runtime::Handle::current(), &chain);
-    let resolver = tokio::task::spawn_blocking(move || {
-        let mut batch = Vec::with_capacity(BATCH_ENTRIES);
-        for item in entries {
-            match item {
-                Ok(pair) => batch.push(pair),
-                Err(e) => {
-                    let _ = batch_tx.blocking_send(Err(e));
+    // A file of the tree at the database's path (a source whose spec changed between
+    // backups of a chain) gives way to the database: an archive never lists a name twice.
+    let skip = database.as_ref().map(|(path, _)| path.clone());
+    let resolver = if chain.is_empty() {
+        drop(batch_tx);
+        None
+    } else {
+        let entries =
+            super::chain::resolve(reader.clone(), tokio::runtime::Handle::current(), &chain);
+        Some(tokio::task::spawn_blocking(move || {
+            let mut batch = Vec::with_capacity(BATCH_ENTRIES);
+            for item in entries {
+                match item {
+                    Ok(pair) if skip.as_ref() == Some(&pair.0) => {}
+                    Ok(pair) => batch.push(pair),
+                    Err(e) => {
+                        let _ = batch_tx.blocking_send(Err(e));
+                        return;
+                    }
+                }
+                if batch.len() >= BATCH_ENTRIES
+                    && batch_tx
+                        .blocking_send(Ok(std::mem::take(&mut batch)))
+                        .is_err()
+                {
                     return;
                 }
             }
-            if batch.len() >= BATCH_ENTRIES
-                && batch_tx
-                    .blocking_send(Ok(std::mem::take(&mut batch)))
-                    .is_err()
-            {
-                return;
+            if !batch.is_empty() {
+                let _ = batch_tx.blocking_send(Ok(batch));
             }
+        }))
+    };
+    let sent = async {
+        send_batches(&reader, batch_rx, &tx).await?;
+        if let Some((path, part)) = &database {
+            send_database(&reader, path, part, &tx).await?;
         }
-        if !batch.is_empty() {
-            let _ = batch_tx.blocking_send(Ok(batch));
-        }
-    });
-    let last = match send_batches(&reader, batch_rx, &tx).await {
+        anyhow::Ok(())
+    };
+    let last = match sent.await {
         Ok(()) => Op::Done,
         Err(e) => Op::Fail(e),
     };
     let _ = tx.send(last).await;
-    if resolver.await.is_err() {
-        tracing::error!("the chain resolver of a download panicked");
+    if let Some(resolver) = resolver {
+        if resolver.await.is_err() {
+            tracing::error!("the chain resolver of a download panicked");
+        }
     }
+}
+
+/// The database part as one file at `path`: its chunks located a batch at a time and
+/// fetched a few at a time, in order.
+async fn send_database(
+    reader: &ChunkReader,
+    path: &Path,
+    part: &DatabasePart,
+    tx: &mpsc::Sender<Op>,
+) -> anyhow::Result<()> {
+    let entry = Entry {
+        path: RelPath::from_os(path.as_os_str()),
+        kind: EntryKind::File,
+        // A database holds the application's data: readable by its owner only.
+        mode: 0o600,
+        mtime_ns: part
+            .snapshot_at
+            .timestamp_nanos_opt()
+            .unwrap_or_else(|| part.snapshot_at.timestamp() * 1_000_000_000),
+        size: part.size,
+        target: None,
+        chunks: Vec::new(),
+        ino: 0,
+        ctime_ns: 0,
+        uid: 0,
+        gid: 0,
+    };
+    if tx
+        .send(Op::FileStart(path.to_path_buf(), entry))
+        .await
+        .is_err()
+    {
+        return Ok(());
+    }
+    for batch in part.chunks.chunks(BATCH_DATABASE_CHUNKS) {
+        let locations = Arc::new(reader.locate(batch).await?);
+        if let Some(missing) = batch.iter().find(|id| !locations.contains_key(id)) {
+            bail!("chunk {missing} of the database part is not in the chunk index");
+        }
+        let mut data = futures::stream::iter(batch.iter().copied())
+            .map(|id| {
+                let locations = locations.clone();
+                async move {
+                    reader
+                        .fetch(id, &locations[&id])
+                        .await
+                        .map(Op::Data)
+                        .with_context(|| format!("reading the database part ({})", part.name))
+                }
+            })
+            .buffered(PARALLEL_CHUNKS);
+        while let Some(op) = data.try_next().await? {
+            if tx.send(op).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+    let _ = tx.send(Op::FileEnd).await;
+    Ok(())
 }
 
 async fn send_batches(
@@ -434,6 +612,39 @@ fn write_tar(mut rx: mpsc::Receiver<Op>, sink: ChannelWriter) -> anyhow::Result<
     Ok(sink.sent)
 }
 
+/// The one file of the ops (a database part) as it is, byte for byte.
+fn write_raw(mut rx: mpsc::Receiver<Op>, mut sink: ChannelWriter) -> anyhow::Result<u64> {
+    let mut files = 0;
+    loop {
+        match next_op(&mut rx)? {
+            Op::FileStart(path, entry) => {
+                files += 1;
+                if files > 1 {
+                    bail!("a raw download holds one file");
+                }
+                let mut data = FileData {
+                    rx: &mut rx,
+                    current: Bytes::new(),
+                    read: 0,
+                    size: entry.size,
+                    done: false,
+                };
+                io::copy(&mut data, &mut sink)
+                    .with_context(|| format!("sending {}", path.display()))?;
+            }
+            Op::Dir(..) | Op::Symlink(..) => bail!("a raw download holds one file"),
+            Op::Data(_) | Op::FileEnd => bail!("file data outside a file"),
+            Op::Done => break,
+            Op::Fail(e) => return Err(e),
+        }
+    }
+    if files == 0 {
+        bail!("the backup has no database part");
+    }
+    sink.flush()?;
+    Ok(sink.sent)
+}
+
 /// The DOS timestamp of an mtime (UTC); before 1980 it is the format's earliest.
 fn zip_time(mtime_ns: i64) -> zip::DateTime {
     use chrono::{Datelike, Timelike};
@@ -582,6 +793,44 @@ mod tests {
             assert!(!z.contains('\\'), "{z}");
             assert!(z.split('/').all(|c| c != ".."), "{z}");
         }
+    }
+
+    #[test]
+    fn an_archive_carries_the_database_where_the_docs_say() {
+        let part = |engine: &str, inside: Option<&str>| DatabasePart {
+            engine: engine.into(),
+            format: String::new(),
+            name: "x".into(),
+            schemas: Vec::new(),
+            inside_files: inside.map(String::from),
+            size: 0,
+            chunks: Vec::new(),
+            tables: Vec::new(),
+            snapshot_at: chrono::Utc::now(),
+            server_version: String::new(),
+            tool_version: None,
+            settings: None,
+        };
+        let sqlite_inside = part("sqlite", Some("sub/data.db"));
+        assert_eq!(
+            database_path(&sqlite_inside, true),
+            Path::new("sub/data.db")
+        );
+        assert_eq!(
+            database_path(&sqlite_inside, false),
+            Path::new("database.db")
+        );
+        let sqlite = part("sqlite", None);
+        assert_eq!(
+            database_path(&sqlite, true),
+            Path::new(".strata/database.db")
+        );
+        let postgres = part("postgres", None);
+        assert_eq!(
+            database_path(&postgres, true),
+            Path::new(".strata/database.sql")
+        );
+        assert_eq!(database_path(&postgres, false), Path::new("database.sql"));
     }
 
     #[test]
