@@ -39,6 +39,10 @@ pub struct DownloadQuery {
     /// that database's file.
     #[param(value_type = Option<DownloadPartName>, inline)]
     pub part: Option<String>,
+    /// Only this path of the backup (a file or a directory, relative to its root), with
+    /// the directories leading to it, in the archive; a path the backup does not hold is
+    /// `404 path_not_found`.
+    pub include: Option<String>,
     /// A file token from `POST /api/v1/files/token`, instead of a bearer header; the
     /// middleware has already checked it.
     #[allow(dead_code)]
@@ -222,11 +226,13 @@ pub async fn download(
         Content::Archive { files: true, .. } => load_chain(repo, manifest).await?,
         _ => vec![manifest],
     };
+    let include = checked_include(&state, query.include.as_deref(), &chain, content).await?;
     let blocks = export_content(
         repo.clone(),
         strata_engine::repo::index::PgIndex::shared(state.pool.clone()),
         chain,
         content,
+        include,
         state.config.body_idle_timeout,
         permit,
     );
@@ -289,4 +295,49 @@ fn body(
             }
         },
     )
+}
+
+/// The `include` path of an archive download, checked to be in the backup (a walk of
+/// its tree, streaming): a typo is a `404`, never an empty archive.
+async fn checked_include(
+    state: &AppState,
+    include: Option<&str>,
+    chain: &[strata_engine::repo::manifest::Manifest],
+    content: Content,
+) -> ApiResult<Vec<std::path::PathBuf>> {
+    let Some(include) = include else {
+        return Ok(Vec::new());
+    };
+    if !matches!(content, Content::Archive { files: true, .. }) {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidQuery,
+            "include",
+            "selects a path of the files part: ask for an archive of the files",
+        ));
+    }
+    let path = strata_core::model::parse_relative_path(include.trim_matches('/'), "include")?;
+    let reader = std::sync::Arc::new(strata_engine::repo::reader::ChunkReader::ranged(
+        state.repo().await?.clone(),
+        strata_engine::repo::index::PgIndex::shared(state.pool.clone()),
+    ));
+    let (chain, wanted) = (chain.to_vec(), path.clone());
+    let handle = tokio::runtime::Handle::current();
+    let found = tokio::task::spawn_blocking(move || {
+        strata_engine::repo::browse::find_entry(
+            strata_engine::repo::chain::resolve(reader, handle, &chain),
+            &wanted,
+        )
+    })
+    .await
+    .map_err(|e| ApiError::internal(anyhow::anyhow!("a tree walk failed: {e}")))?
+    .map_err(ApiError::internal)?;
+    if found.is_none() {
+        let mut e = ApiError::new(
+            ErrorCode::PathNotFound,
+            format!("{include:?} is not in this backup"),
+        );
+        e.field = Some("include".into());
+        return Err(e);
+    }
+    Ok(vec![path])
 }

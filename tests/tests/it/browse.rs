@@ -466,6 +466,43 @@ async fn browsing_a_chain_shows_each_moment_diffs_and_finds_renamed_files() {
         StatusCode::UNAUTHORIZED
     );
 
+    // A directory downloads as an archive with `include`: that subtree and the
+    // directories leading to it, nothing else.
+    let res = admin
+        .get(format!(
+            "{}/api/v1/backup/{full}/download?format=zip&include=data/deep",
+            app.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let bytes = res.bytes().await.unwrap();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let mut names: Vec<String> = (0..zip.len())
+        .map(|i| zip.by_index(i).unwrap().name().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["data/", "data/deep/", "data/deep/notes.md"],
+        "{names:?}"
+    );
+    for (include, status, code) in [
+        ("nope", 404, "path_not_found"),
+        ("../x", 400, "invalid_path"),
+    ] {
+        let (got, body) = app
+            .get(&format!("/api/v1/backup/{full}/download?include={include}"))
+            .await;
+        assert_eq!(
+            (got.as_u16(), body["error"]["code"].as_str().unwrap_or("")),
+            (status, code),
+            "{body}"
+        );
+        assert_eq!(body["error"]["field"], "include", "{body}");
+    }
+
     // Another source's backup is no baseline.
     let other_src = app.dir.path().join("other");
     std::fs::create_dir_all(&other_src).unwrap();

@@ -129,9 +129,20 @@ pub fn export<G: Send + 'static>(
             files: true,
             database: true,
         },
+        Vec::new(),
         stall,
         guard,
     )
+}
+
+/// Whether `path` belongs to a download limited to `include` (relative paths): it is one
+/// of them, lies below one, or is a directory above one (so the archive holds the
+/// directories that lead to what was asked for). No `include`: everything.
+pub fn included(path: &Path, include: &[PathBuf]) -> bool {
+    include.is_empty()
+        || include
+            .iter()
+            .any(|i| path.starts_with(i) || i.starts_with(path))
 }
 
 /// Starts exporting `content` of the last backup of `chain` (full first); returns the
@@ -144,6 +155,7 @@ pub fn export_content<G: Send + 'static>(
     index: DynIndex,
     chain: Vec<Manifest>,
     content: Content,
+    include: Vec<PathBuf>,
     stall: std::time::Duration,
     guard: G,
 ) -> ArchiveStream {
@@ -160,12 +172,13 @@ pub fn export_content<G: Send + 'static>(
     let database = last
         .and_then(|m| m.database.clone())
         .filter(|_| with_database)
-        .map(|part| (database_path(&part, with_files), part));
+        .map(|part| (database_path(&part, with_files), part))
+        .filter(|(path, _)| included(path, &include));
     // Chunks are read one by one: many downloads may run at once in one API process,
     // and a pack cache would hold 16 MiB packs for each.
     let reader = Arc::new(ChunkReader::ranged(repo, index));
     let files_chain = if with_files { chain } else { Vec::new() };
-    tokio::spawn(produce(reader, files_chain, database, op_tx));
+    tokio::spawn(produce(reader, files_chain, database, include, op_tx));
     tokio::task::spawn_blocking(move || {
         let runtime = tokio::runtime::Handle::current();
         let sink = ChannelWriter::new(body_tx.clone(), stall);
@@ -241,6 +254,7 @@ async fn produce(
     reader: Arc<ChunkReader>,
     chain: Vec<Manifest>,
     database: Option<(PathBuf, DatabasePart)>,
+    include: Vec<PathBuf>,
     tx: mpsc::Sender<Op>,
 ) {
     let (batch_tx, batch_rx) = mpsc::channel::<anyhow::Result<Vec<(PathBuf, Entry)>>>(2);
@@ -258,6 +272,7 @@ async fn produce(
             for item in entries {
                 match item {
                     Ok(pair) if skip.as_ref() == Some(&pair.0) => {}
+                    Ok(pair) if !included(&pair.0, &include) => {}
                     Ok(pair) => batch.push(pair),
                     Err(e) => {
                         let _ = batch_tx.blocking_send(Err(e));
