@@ -153,7 +153,11 @@ pub fn decide(
         }
     }
     if let Some(days) = policy.retention_days {
-        let since = now - Duration::days(i64::from(days));
+        // A window reaching before the calendar's start keeps everything (it must not
+        // overflow: `retention_days` is any u32 the client sent).
+        let since = now
+            .checked_sub_signed(Duration::days(i64::from(days)))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
         kept.extend(
             complete
                 .iter()
@@ -367,6 +371,19 @@ mod tests {
             },
         );
         assert_eq!(yearly.keep, ids(&["2026-mar-b", "2025-dec", "2024"]));
+    }
+
+    #[test]
+    fn a_retention_window_longer_than_the_calendar_keeps_everything() {
+        let items = [full("old", at(2000, 1, 1, 12)), full("new", at(2026, 3, 1, 12))];
+        let d = run(
+            &items,
+            Policy {
+                retention_days: Some(u32::MAX),
+                ..Default::default()
+            },
+        );
+        assert!(d.delete.is_empty(), "{d:?}");
     }
 
     #[test]
