@@ -17,7 +17,7 @@ use strata_catalog as db;
 use strata_core::errors::ErrorCode;
 use strata_core::model::{parse_relative_path, BackupStatus};
 use strata_engine::repo::browse::{self, Change, Listing, PathGlob, SearchFilter};
-use strata_engine::repo::chain::{load_chain, resolve};
+use strata_engine::repo::chain::{load_chain, resolve_from};
 use strata_engine::repo::manifest::Manifest;
 use strata_engine::repo::reader::ChunkReader;
 use strata_engine::repo::session::Session;
@@ -239,7 +239,12 @@ pub async fn tree(
     let reader = tree_reader(&state).await?;
     let (chain, walk_dir) = (opened.chain, dir.clone());
     let listing = walk(move |handle| {
-        let entries = resolve(reader, handle, &chain);
+        // Read from the directory, or from the cursor when it is further on.
+        let start = match &from {
+            Some(f) if f > &walk_dir => f.clone(),
+            _ => walk_dir.clone(),
+        };
+        let entries = resolve_from(reader, handle, &chain, Some(&start));
         browse::list_dir(entries, &walk_dir, recursive, from.as_deref(), limit)
     })
     .await;
@@ -357,8 +362,10 @@ pub async fn file(
     let opened = open(&state, &id, "backup_id").await?;
     let reader = tree_reader(&state).await?;
     let (chain, wanted, walker) = (opened.chain, path.clone(), reader.clone());
-    let found =
-        walk(move |handle| browse::find_entry(resolve(walker, handle, &chain), &wanted)).await?;
+    let found = walk(move |handle| {
+        browse::find_entry(resolve_from(walker, handle, &chain, Some(&wanted)), &wanted)
+    })
+    .await?;
     let entry = match found {
         None => {
             opened.session.end().await;
@@ -521,7 +528,9 @@ pub struct DiffPage {
     pub added: Vec<TreeEntry>,
     pub removed: Vec<TreeEntry>,
     pub changed: Vec<Changed>,
-    pub counts: DiffCountsView,
+    /// Over the whole comparison, on the first page (without `from`); null on later
+    /// pages, which read only from their cursor on.
+    pub counts: Option<DiffCountsView>,
     pub next: Option<String>,
 }
 
@@ -581,14 +590,25 @@ pub async fn diff(
     let reader = tree_reader(&state).await?;
     let (after_chain, before_chain) = (this.chain, other.chain);
     let compared = walk(move |handle| {
-        let before = resolve(reader.clone(), handle.clone(), &before_chain);
-        let after = resolve(reader, handle, &after_chain);
-        browse::diff(before, after, from.as_deref(), limit)
+        let first_page = from.is_none();
+        let before = resolve_from(
+            reader.clone(),
+            handle.clone(),
+            &before_chain,
+            from.as_deref(),
+        );
+        let after = resolve_from(reader, handle, &after_chain, from.as_deref());
+        browse::diff(before, after, from.as_deref(), limit, first_page)
     })
     .await;
     this.session.end().await;
     other.session.end().await;
     let (page, counts) = compared?;
+    let counts = q.from.is_none().then_some(DiffCountsView {
+        added: counts.added,
+        removed: counts.removed,
+        changed: counts.changed,
+    });
     let (mut added, mut removed, mut changed) = (Vec::new(), Vec::new(), Vec::new());
     for Change {
         path,
@@ -612,11 +632,7 @@ pub async fn diff(
         added,
         removed,
         changed,
-        counts: DiffCountsView {
-            added: counts.added,
-            removed: counts.removed,
-            changed: counts.changed,
-        },
+        counts,
         next: page.next.as_deref().map(encode_path),
     }))
 }
@@ -799,7 +815,7 @@ pub async fn search(
         let (want, budget) = (limit - items.len(), SEARCH_BUDGET - scanned);
         let found = walk(move |handle| {
             browse::search_tree(
-                resolve(reader, handle, &chain),
+                resolve_from(reader, handle, &chain, from.as_deref()),
                 &g,
                 filter,
                 from.as_deref(),

@@ -324,7 +324,7 @@ async fn checked_include(
     let handle = tokio::runtime::Handle::current();
     let found = tokio::task::spawn_blocking(move || {
         strata_engine::repo::browse::find_entry(
-            strata_engine::repo::chain::resolve(reader, handle, &chain),
+            strata_engine::repo::chain::resolve_from(reader, handle, &chain, Some(&wanted)),
             &wanted,
         )
     })

@@ -375,7 +375,10 @@ mod tests {
 
     #[test]
     fn a_retention_window_longer_than_the_calendar_keeps_everything() {
-        let items = [full("old", at(2000, 1, 1, 12)), full("new", at(2026, 3, 1, 12))];
+        let items = [
+            full("old", at(2000, 1, 1, 12)),
+            full("new", at(2026, 3, 1, 12)),
+        ];
         let d = run(
             &items,
             Policy {

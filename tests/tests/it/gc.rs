@@ -650,6 +650,7 @@ async fn a_writer_registered_before_a_condemnation_keeps_what_it_deduplicates_ag
         completed_at: now,
         stats: output.stats.clone(),
         tree: output.tree.clone(),
+        tree_index: output.tree_index.clone(),
         warnings: Vec::new(),
         has_files: true,
         database: None,

@@ -145,6 +145,7 @@ pub async fn run(ctx: &JobContext, payload: BackupPayload) -> JobResult<Outcome>
         completed_at: Utc::now(),
         stats: output.stats.clone(),
         tree: output.tree.clone(),
+        tree_index: output.tree_index.clone(),
         warnings: output.warnings.clone(),
         has_files: files.is_some(),
         database: database_part.clone(),

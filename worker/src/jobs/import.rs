@@ -117,6 +117,7 @@ async fn import(ctx: &JobContext, payload: &ImportPayload) -> JobResult<Outcome>
         completed_at: Utc::now(),
         stats: output.stats.clone(),
         tree: output.tree.clone(),
+        tree_index: output.tree_index.clone(),
         warnings: output.warnings.clone(),
         has_files: true,
         database: None,

@@ -41,7 +41,8 @@ fn after(path: &Path, from: Option<&Path>) -> bool {
 
 /// The children of `dir` (every descendant when `recursive`), in name order, after
 /// `from`, at most `limit`. The root is the empty path. Stops reading at the end of the
-/// subtree.
+/// subtree. The stream may start anywhere before `dir`, or — for a later page — anywhere
+/// before `from` ([`super::chain::resolve_from`]).
 pub fn list_dir(
     entries: impl Iterator<Item = EntryResult>,
     dir: &Path,
@@ -49,26 +50,27 @@ pub fn list_dir(
     from: Option<&Path>,
     limit: usize,
 ) -> anyhow::Result<Listing> {
-    let mut found = false;
+    // A cursor below `dir` came from a page of this listing: the directory exists.
+    let mut found = from.is_some_and(|f| is_below(f, dir));
     let mut items = Vec::new();
     for item in entries {
         let (path, entry) = item?;
-        if !found {
-            match dfs_cmp(&path, dir) {
-                Ordering::Less => continue,
-                Ordering::Greater => return Ok(Listing::NotFound),
-                Ordering::Equal => {
-                    if entry.kind != EntryKind::Dir {
-                        return Ok(Listing::NotADirectory(Box::new(entry)));
-                    }
-                    found = true;
-                    continue;
+        match dfs_cmp(&path, dir) {
+            Ordering::Less => continue,
+            Ordering::Equal => {
+                if entry.kind != EntryKind::Dir {
+                    return Ok(Listing::NotADirectory(Box::new(entry)));
                 }
+                found = true;
+                continue;
             }
+            Ordering::Greater => {}
         }
         if !is_below(&path, dir) {
             break;
         }
+        // Something below it: it is a directory of this backup.
+        found = true;
         let child = path.parent() == Some(dir);
         if (recursive || child) && after(&path, from) {
             if items.len() == limit {
@@ -134,13 +136,15 @@ pub fn differs(a: &Entry, b: &Entry) -> bool {
 }
 
 /// The differences from `before` to `after` (both resolved trees), in path order: the
-/// page after `from` (at most `limit`) and the counts over the whole comparison. The
-/// root directory itself is not compared.
+/// page after `from` (at most `limit`) and, when `count_all`, the counts over the whole
+/// comparison (the walk then goes on to the end; otherwise it stops after the page and
+/// the counts cover what was read). The root directory itself is not compared.
 pub fn diff(
     before: impl Iterator<Item = EntryResult>,
     after_tree: impl Iterator<Item = EntryResult>,
     from: Option<&Path>,
     limit: usize,
+    count_all: bool,
 ) -> anyhow::Result<(Page<Change>, DiffCounts)> {
     let mut a = before.filter(not_root).peekable();
     let mut b = after_tree.filter(not_root).peekable();
@@ -192,6 +196,9 @@ pub fn diff(
         if next.is_none() && after(&change.path, from) {
             if items.len() == limit {
                 next = items.last().map(|c| c.path.clone());
+                if !count_all {
+                    break;
+                }
             } else {
                 items.push(change);
             }
@@ -411,7 +418,7 @@ mod tests {
             ("new", F, 5, 0o644),
             ("z", F, 4, 0o644),
         ]);
-        let (page, counts) = diff(before.into_iter(), after.into_iter(), None, 10).unwrap();
+        let (page, counts) = diff(before.into_iter(), after.into_iter(), None, 10, true).unwrap();
         let got: Vec<(String, bool, bool)> = page
             .items
             .iter()
@@ -440,6 +447,7 @@ mod tests {
             tree(&[("", D, 0, 0o755)]).into_iter(),
             None,
             2,
+            true,
         )
         .unwrap();
         assert_eq!(first.next, Some(PathBuf::from("a/1")));
@@ -448,6 +456,7 @@ mod tests {
             tree(&[("", D, 0, 0o755)]).into_iter(),
             first.next.as_deref(),
             10,
+            true,
         )
         .unwrap();
         assert_eq!(second.items.len(), 4);

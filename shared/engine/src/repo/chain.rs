@@ -92,10 +92,29 @@ pub async fn load_chain(repo: &Repository, manifest: Manifest) -> anyhow::Result
 
 /// The tree as it was at the last backup of `chain`. Blocking iterator.
 pub fn resolve(reader: Arc<ChunkReader>, handle: Handle, chain: &[Manifest]) -> EntryStream {
+    resolve_from(reader, handle, chain, None)
+}
+
+/// [`resolve`], for a reader that needs only the entries at or after `start` (in
+/// [`dfs_cmp`] order): the full backup's list is read from the segment that holds
+/// `start` (by its `tree_index`), so a page deep in a large tree does not read every
+/// segment before it. The stream may still begin with entries before `start`. The
+/// deltas of the chain are read whole: an entry of theirs before `start` (a tombstone of
+/// an ancestor directory) can remove entries after it.
+pub fn resolve_from(
+    reader: Arc<ChunkReader>,
+    handle: Handle,
+    chain: &[Manifest],
+    start: Option<&std::path::Path>,
+) -> EntryStream {
+    let base = &chain[0];
+    let skip = start.map_or(0, |s| {
+        super::tree::first_segment(&base.tree_index, base.tree.len(), s)
+    });
     let mut stream: EntryStream = Box::new(SegmentIter::new(
         reader.clone(),
         handle.clone(),
-        chain[0].tree.clone(),
+        base.tree[skip..].to_vec(),
     ));
     for delta in &chain[1..] {
         let d = SegmentIter::new(reader.clone(), handle.clone(), delta.tree.clone());

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::format::ChunkId;
+use super::tree::RelPath;
 
 /// Figures about one snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +67,11 @@ pub struct Manifest {
     pub stats: SnapshotStats,
     /// The entry list's segments, in order.
     pub tree: Vec<ChunkId>,
+    /// The first path of each segment of `tree`, so that a reader looking for a path (a
+    /// directory listing, a page cursor) starts at the segment holding it instead of the
+    /// first. Empty in manifests written before it existed: they are read from the start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tree_index: Vec<RelPath>,
     #[serde(default)]
     pub warnings: Vec<Warning>,
     /// Whether this backup holds the files part (`tree`). Older manifests always do.

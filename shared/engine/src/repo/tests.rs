@@ -118,6 +118,7 @@ impl Fixture {
             completed_at: now,
             stats: output.stats.clone(),
             tree: output.tree.clone(),
+            tree_index: output.tree_index.clone(),
             warnings: output.warnings.clone(),
             has_files: true,
             database: None,

@@ -203,8 +203,16 @@ impl<B: Iterator<Item = EntryResult>, D: Iterator<Item = EntryResult>> Iterator 
                 std::cmp::Ordering::Less => return self.base.next(),
                 std::cmp::Ordering::Greater => {
                     let item = self.delta.next()?;
-                    if matches!(&item, Ok((_, e)) if e.kind == EntryKind::Deleted) {
-                        continue;
+                    if let Ok((path, entry)) = &item {
+                        // A base read from the middle of its list (`resolve_from`) may hold
+                        // entries below this path without the entry at it: a file or a
+                        // tombstone here still removes them. (A whole base holds none.)
+                        if entry.kind != EntryKind::Dir {
+                            self.drop_below = Some(path.clone());
+                        }
+                        if entry.kind == EntryKind::Deleted {
+                            continue;
+                        }
                     }
                     return Some(item);
                 }
@@ -229,27 +237,65 @@ impl<B: Iterator<Item = EntryResult>, D: Iterator<Item = EntryResult>> Iterator 
 /// Segments are cut at entry boundaries once they reach this size.
 pub const SEGMENT_TARGET: usize = 1024 * 1024;
 
-/// Accumulates entry lines and hands out full segments.
+/// Accumulates entry lines and hands out full segments, noting the first path of each
+/// (the manifest's `tree_index`).
 #[derive(Default)]
 pub struct TreeWriter {
     buf: Vec<u8>,
+    first: Option<RelPath>,
+    index: Vec<RelPath>,
 }
 
 impl TreeWriter {
     /// Adds an entry; returns a full segment when one is ready.
     pub fn push(&mut self, entry: &Entry) -> anyhow::Result<Option<Vec<u8>>> {
+        if self.buf.is_empty() {
+            self.first = Some(entry.path.clone());
+        }
         serde_json::to_writer(&mut self.buf, entry)?;
         self.buf.push(b'\n');
         if self.buf.len() >= SEGMENT_TARGET {
-            return Ok(Some(std::mem::take(&mut self.buf)));
+            return Ok(self.cut());
         }
         Ok(None)
     }
 
-    /// The last, partial segment.
-    pub fn finish(self) -> Option<Vec<u8>> {
-        (!self.buf.is_empty()).then_some(self.buf)
+    fn cut(&mut self) -> Option<Vec<u8>> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        self.index.extend(self.first.take());
+        Some(std::mem::take(&mut self.buf))
     }
+
+    /// The last, partial segment.
+    pub fn finish(&mut self) -> Option<Vec<u8>> {
+        self.cut()
+    }
+
+    /// The first path of every segment handed out so far, in order.
+    pub fn take_index(&mut self) -> Vec<RelPath> {
+        std::mem::take(&mut self.index)
+    }
+}
+
+/// The segment of a list to start reading at so that every entry at or after `start`
+/// (in [`dfs_cmp`] order) is read: the last segment whose first path is not after
+/// `start`. `0` (read everything) when the list has no index (older manifests) or the
+/// index does not fit it.
+pub fn first_segment(index: &[RelPath], segments: usize, start: &std::path::Path) -> usize {
+    if index.len() != segments {
+        return 0;
+    }
+    let mut at = 0;
+    for (i, first) in index.iter().enumerate() {
+        match first.to_path() {
+            Ok(p) if dfs_cmp(&p, start) != std::cmp::Ordering::Greater => at = i,
+            Ok(_) => break,
+            Err(_) => return 0,
+        }
+    }
+    at
 }
 
 /// Parses one segment into entries.
@@ -286,6 +332,60 @@ mod tests {
         it.map(|r| r.unwrap())
             .map(|(p, e)| (p.display().to_string(), e.size))
             .collect()
+    }
+
+    #[test]
+    fn a_base_read_from_the_middle_still_loses_what_a_delta_removed_above_it() {
+        use EntryKind::{Deleted as X, Dir as D, File as F};
+        let base = [
+            ("a", D),
+            ("a/b", D),
+            ("a/b/1", F),
+            ("a/b/2", F),
+            ("a/c", F),
+            ("z", F),
+        ];
+        let delta = [("a/b", X), ("a/c", F)];
+        let run = |from: usize| {
+            let b: Vec<EntryResult> = base[from..].iter().map(|(p, k)| entry(p, *k, 0)).collect();
+            let d: Vec<EntryResult> = delta.iter().map(|(p, k)| entry(p, *k, 1)).collect();
+            paths(Overlay::new(b.into_iter(), d.into_iter()))
+                .into_iter()
+                .map(|(p, _)| p)
+                .filter(|p| p.as_str() >= "a/b/1")
+                .collect::<Vec<_>>()
+        };
+        // Whole, or starting inside the removed directory: the same entries after it.
+        assert_eq!(run(0), ["a/c", "z"]);
+        assert_eq!(run(2), ["a/c", "z"]);
+        assert_eq!(run(3), ["a/c", "z"]);
+    }
+
+    #[test]
+    fn the_segment_index_points_at_the_segment_holding_a_path() {
+        let index: Vec<RelPath> = ["", "a/m", "c"]
+            .iter()
+            .map(|p| RelPath::Utf8(p.to_string()))
+            .collect();
+        let at = |p: &str| first_segment(&index, 3, std::path::Path::new(p));
+        assert_eq!(
+            (at("a"), at("a/m"), at("a/m/x"), at("b"), at("c"), at("d")),
+            (0, 1, 1, 1, 2, 2)
+        );
+        // An index that does not fit the list (an older manifest): from the start.
+        assert_eq!(first_segment(&index, 4, std::path::Path::new("d")), 0);
+        let mut w = TreeWriter::default();
+        let mut segments = 0;
+        for i in 0..20_000 {
+            let mut e = Entry::deleted(RelPath::Utf8(format!("f{i:06}")));
+            e.kind = EntryKind::File;
+            segments += usize::from(w.push(&e).unwrap().is_some());
+        }
+        segments += usize::from(w.finish().is_some());
+        let index = w.take_index();
+        assert!(segments > 1);
+        assert_eq!(index.len(), segments);
+        assert_eq!(index[0], RelPath::Utf8("f000000".into()));
     }
 
     #[test]

@@ -89,6 +89,8 @@ pub struct SnapshotInput {
 pub struct SnapshotOutput {
     pub stream: Option<StreamOutput>,
     pub tree: Vec<ChunkId>,
+    /// The first path of each segment of `tree` (see [`Manifest::tree_index`]).
+    pub tree_index: Vec<RelPath>,
     pub stats: SnapshotStats,
     pub warnings: Vec<Warning>,
 }
@@ -157,7 +159,8 @@ pub async fn write_snapshot(
             tree_ids: Vec::new(),
         };
         let stream = scan.run(root.as_deref(), stream)?;
-        Ok::<_, anyhow::Error>((stream, scan.tree_ids, scan.stats, scan.warnings))
+        let index = scan.tree.take_index();
+        Ok::<_, anyhow::Error>((stream, (scan.tree_ids, index), scan.stats, scan.warnings))
     });
 
     // Compression uses every core but one for the scanner.
@@ -245,11 +248,12 @@ pub async fn write_snapshot(
     while compressors.join_next().await.is_some() {}
     let scanned = scanner.await.context("the scanner panicked")?;
     let stored = packed?;
-    let (stream, tree, mut stats, warnings) = scanned?;
+    let (stream, (tree, tree_index), mut stats, warnings) = scanned?;
     stats.stored_size = stored;
     Ok(SnapshotOutput {
         stream,
         tree,
+        tree_index,
         stats,
         warnings,
     })
@@ -418,7 +422,7 @@ impl Scanner {
         if let Some((root, md)) = md {
             self.walk_root(root, md)?;
         }
-        if let Some(segment) = std::mem::take(&mut self.tree).finish() {
+        if let Some(segment) = self.tree.finish() {
             self.store_tree_segment(segment)?;
         }
         Ok(stream)
