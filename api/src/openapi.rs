@@ -91,6 +91,7 @@ pub struct ErrorDetail {
         schedules::delete,
         jobs::list,
         jobs::get,
+        jobs::events,
         jobs::cancel,
         config::export,
         config::import,

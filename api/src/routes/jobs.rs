@@ -356,3 +356,130 @@ async fn undo_queued(
     }
     Ok(())
 }
+
+/// How often the events stream looks at its job.
+const EVENTS_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+/// A comment line this often keeps proxies from closing a quiet stream.
+const EVENTS_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+fn is_final(status: &str) -> bool {
+    matches!(status, "succeeded" | "failed" | "cancelled")
+}
+
+/// One server-sent event: the job as `GET /api/v1/jobs/{id}` shows it, with the row's
+/// version (its `updated_at`, in microseconds) as the event id.
+fn job_event(job: strata_jobs::store::JobRow) -> (i64, bool, web::Bytes) {
+    let id = job.updated_at.timestamp_micros();
+    let done = is_final(&job.status);
+    let data = serde_json::to_string(&JobView::from(job)).unwrap_or_else(|_| "{}".into());
+    let kind = if done { "end" } else { "job" };
+    (
+        id,
+        done,
+        web::Bytes::from(format!("id: {id}\nevent: {kind}\ndata: {data}\n\n")),
+    )
+}
+
+/// The job's status, phase and progress as they change, as server-sent events
+/// (`text/event-stream`): an event `job` with the job (as `GET /api/v1/jobs/{id}` shows
+/// it) each time it changes, and a last event `end` with its final state, after which
+/// the stream closes. Each event's id is the job's version: a client reconnecting with
+/// `Last-Event-ID` gets the job again only if it changed since (a finished job it has
+/// seen ends the stream at once). A comment line every 15 s keeps proxies from closing a
+/// quiet stream.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{job_id}/events",
+    tag = "jobs",
+    params(
+        ("job_id" = Uuid, Path, description = "The job's id"),
+        ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received, to resume"),
+    ),
+    responses(
+        (status = 200, description = "The event stream: `event: job` while it runs, `event: end` with the final state",
+            content_type = "text/event-stream", body = String),
+        (status = 404, description = "No such job (`job_not_found`)", body = ErrorBody),
+    ),
+)]
+pub async fn events(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let not_found = || {
+        ApiError::new(
+            ErrorCode::JobNotFound,
+            format!("no job {:?}", path.as_str()),
+        )
+    };
+    let id = Uuid::parse_str(&path).map_err(|_| not_found())?;
+    let mut conn = state.pool.acquire().await?;
+    let job = strata_jobs::store::get(&mut conn, id)
+        .await?
+        .ok_or_else(not_found)?;
+    drop(conn);
+    let seen: Option<i64> = req
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
+    let first = job_event(job);
+    struct Poll {
+        state: web::Data<AppState>,
+        id: Uuid,
+        last: Option<i64>,
+        pending: Option<(i64, bool, web::Bytes)>,
+        done: bool,
+        quiet_since: tokio::time::Instant,
+    }
+    let start = Poll {
+        state,
+        id,
+        last: seen,
+        pending: Some(first),
+        done: false,
+        quiet_since: tokio::time::Instant::now(),
+    };
+    let stream = futures::stream::unfold(start, |mut p| async move {
+        loop {
+            if p.done {
+                return None;
+            }
+            if let Some((version, done, bytes)) = p.pending.take() {
+                if p.last.is_none_or(|l| version > l) {
+                    p.last = Some(version);
+                    p.done = done;
+                    p.quiet_since = tokio::time::Instant::now();
+                    return Some((Ok::<_, std::io::Error>(bytes), p));
+                }
+                if done {
+                    // A final state the client has already seen: nothing more will come.
+                    return None;
+                }
+            }
+            if p.quiet_since.elapsed() >= EVENTS_KEEPALIVE {
+                p.quiet_since = tokio::time::Instant::now();
+                return Some((Ok(web::Bytes::from_static(b": keep-alive\n\n")), p));
+            }
+            tokio::time::sleep(EVENTS_POLL).await;
+            let row = match p.state.pool.acquire().await {
+                Ok(mut conn) => strata_jobs::store::get(&mut conn, p.id).await,
+                Err(e) => Err(e),
+            };
+            match row {
+                Ok(Some(job)) => p.pending = Some(job_event(job)),
+                // Deleted (its backup was deleted with it): nothing more to say.
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::warn!(job_id = %p.id, error = %e, "job events: could not read the job; retrying");
+                }
+            }
+        }
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        // Tells nginx not to buffer the stream.
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(stream))
+}

@@ -129,6 +129,7 @@ route_table! {
     GET "/api/v1/search" => browse::search, R(Viewer);
     GET "/api/v1/jobs" => jobs::list, R(Viewer);
     GET "/api/v1/jobs/{job_id}" => jobs::get, R(Viewer);
+    GET "/api/v1/jobs/{job_id}/events" => jobs::events, R(Viewer);
     POST "/api/v1/jobs/{job_id}/cancel" => jobs::cancel, R(BackupOperator);
     GET "/api/v1/config/export" => config::export, R(Admin);
     POST "/api/v1/config/import" => config::import, R(Admin);

@@ -219,3 +219,125 @@ async fn several_replicas_starting_at_once_migrate_one_database() {
     .await
     .unwrap();
 }
+
+/// Reads server-sent events until the stream ends (or `max` events): `(id, event, job)`.
+async fn read_events(
+    mut res: reqwest::Response,
+    max: usize,
+) -> Vec<(i64, String, serde_json::Value)> {
+    let mut out = Vec::new();
+    let mut buf = String::new();
+    while let Some(chunk) = res.chunk().await.unwrap() {
+        buf.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let (mut id, mut event, mut data) = (None, None, None);
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id: ") {
+                    id = Some(v.parse::<i64>().unwrap());
+                } else if let Some(v) = line.strip_prefix("event: ") {
+                    event = Some(v.to_string());
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data = Some(serde_json::from_str(v).unwrap());
+                }
+            }
+            if let (Some(id), Some(event), Some(data)) = (id, event, data) {
+                out.push((id, event, data));
+                if out.len() == max {
+                    return out;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `GET /api/v1/jobs/{id}/events`: a backup's progress arrives as it changes, in order,
+/// ending with its final state; a reconnect with `Last-Event-ID` resumes (and a finished
+/// job already seen ends at once); anonymous callers and unknown jobs are refused.
+#[tokio::test]
+async fn job_events_stream_progress_in_order_and_resume_after_a_reconnect() {
+    let app = TestApp::spawn(Options {
+        workers: 1,
+        env: vec![("STRATA_LIMIT_UPLOAD_KIB".into(), "8192".into())],
+        ..Default::default()
+    })
+    .await;
+    app.create_big_source("big", 3, 11).await;
+    let accepted = app.backup("big", "full").await;
+    let job = accepted["job_id"].as_str().unwrap().to_string();
+    let url = format!("{}/api/v1/jobs/{job}/events", app.base);
+    let res = app.client.get(&url).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    // Read a few events, drop the connection, reconnect from the last id.
+    let first = read_events(res, 3).await;
+    assert!(!first.is_empty());
+    let last_id = first.last().unwrap().0;
+    let res = app
+        .client
+        .get(&url)
+        .header("Last-Event-ID", last_id.to_string())
+        .send()
+        .await
+        .unwrap();
+    let rest = read_events(res, usize::MAX).await;
+    let all: Vec<_> = first.iter().chain(rest.iter()).collect();
+    for pair in all.windows(2) {
+        assert!(
+            pair[0].0 < pair[1].0,
+            "ids in order: {} then {}",
+            pair[0].0,
+            pair[1].0
+        );
+    }
+    assert!(
+        rest.iter().all(|(id, _, _)| *id > last_id),
+        "nothing replayed"
+    );
+    let (_, event, job_view) = all.last().unwrap();
+    assert_eq!(event, "end");
+    assert_eq!(job_view["status"], "succeeded", "{job_view}");
+    assert!(all[..all.len() - 1].iter().all(|(_, e, _)| e == "job"));
+    let bytes: Vec<i64> = all
+        .iter()
+        .map(|(_, _, j)| j["progress"]["bytes_done"].as_i64().unwrap())
+        .collect();
+    assert!(
+        bytes.windows(2).all(|w| w[0] <= w[1]),
+        "progress never goes back: {bytes:?}"
+    );
+    assert!(
+        all.iter()
+            .any(|(_, _, j)| j["status"] == "running" && j["phase"].is_string()),
+        "the job was seen running, with its phase: {:?}",
+        all.iter()
+            .map(|(_, _, j)| (j["status"].clone(), j["phase"].clone()))
+            .collect::<Vec<_>>()
+    );
+    // A finished job already seen: the stream ends at once, empty.
+    let final_id = all.last().unwrap().0;
+    let res = app
+        .client
+        .get(&url)
+        .header("Last-Event-ID", final_id.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(read_events(res, usize::MAX).await.is_empty());
+    // Without an id, a finished job gives its final state and ends.
+    let res = app.client.get(&url).send().await.unwrap();
+    let again = read_events(res, usize::MAX).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].1, "end");
+    // Who may: not anonymous; an unknown job is a 404.
+    let anon = reqwest::Client::new().get(&url).send().await.unwrap();
+    assert_eq!(anon.status(), StatusCode::UNAUTHORIZED);
+    let (status, err) = app
+        .get("/api/v1/jobs/01900000-0000-7000-8000-000000000000/events")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{err}");
+}
