@@ -209,10 +209,16 @@ impl<H: Handler> Runner<H> {
                 }
             }
         }
-        tracing::info!(
-            jobs = running.len(),
-            "stopping: waiting for running jobs to stop"
-        );
+        // Jobs that ended are still in the set until joined: count only those running.
+        while running.try_join_next().is_some() {}
+        if running.is_empty() {
+            tracing::info!("stopping: no job is running");
+        } else {
+            tracing::info!(
+                jobs = running.len(),
+                "stopping: waiting for running jobs to stop"
+            );
+        }
         while running.join_next().await.is_some() {}
     }
 
