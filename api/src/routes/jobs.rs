@@ -357,6 +357,21 @@ async fn undo_queued(
     Ok(())
 }
 
+/// One server-sent event of `GET /api/v1/jobs/{id}/events` (documentation: the stream
+/// is `text/event-stream`, one `id:`, `event:` and `data:` line per event).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct JobEvent {
+    /// The job's version (its last change, in microseconds): send it back as
+    /// `Last-Event-ID` to resume.
+    id: String,
+    /// `job` while it runs, `end` with the final state.
+    #[schema(pattern = "^(job|end)$")]
+    event: String,
+    /// The job, as JSON (what `GET /api/v1/jobs/{id}` answers).
+    data: String,
+}
+
 /// How often the events stream looks at its job.
 const EVENTS_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 /// A comment line this often keeps proxies from closing a quiet stream.
@@ -397,7 +412,7 @@ fn job_event(job: strata_jobs::store::JobRow) -> (i64, bool, web::Bytes) {
     ),
     responses(
         (status = 200, description = "The event stream: `event: job` while it runs, `event: end` with the final state",
-            content_type = "text/event-stream", body = String),
+            content_type = "text/event-stream", body = JobEvent),
         (status = 404, description = "No such job (`job_not_found`)", body = ErrorBody),
     ),
 )]
