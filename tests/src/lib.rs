@@ -239,6 +239,7 @@ impl TestApp {
     /// Starts an API process (another replica when one runs); returns its base URL.
     pub async fn start_api(&mut self) -> String {
         let (base, child) = self.start_api_with(&[]).await;
+        let child = child.into_inner();
         if self.api.is_none() {
             self.api = Some(child);
         } else {
@@ -248,10 +249,11 @@ impl TestApp {
     }
 
     /// Starts an API process with extra environment and waits until it listens; the
-    /// caller owns the process.
-    pub async fn start_api_with(&mut self, extra: &[(&str, &str)]) -> (String, Child) {
+    /// caller owns the process (killed when the handle is dropped).
+    pub async fn start_api_with(&mut self, extra: &[(&str, &str)]) -> (String, OwnedProcess) {
         let pending = self.launch_api(extra);
-        self.api_ready(pending).await
+        let (base, child) = self.api_ready(pending).await;
+        (base, OwnedProcess(Some(child)))
     }
 
     /// Launches an API process without waiting for it.
@@ -633,6 +635,39 @@ impl TestApp {
     }
 }
 
+/// A process a test started and owns: killed (and reaped) when dropped, so a test that
+/// ends or fails leaves none running.
+pub struct OwnedProcess(Option<Child>);
+
+impl OwnedProcess {
+    /// The process, no longer killed on drop (its new owner's business).
+    pub fn into_inner(mut self) -> Child {
+        self.0.take().expect("an owned process")
+    }
+}
+
+impl std::ops::Deref for OwnedProcess {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        self.0.as_ref().expect("an owned process")
+    }
+}
+
+impl std::ops::DerefMut for OwnedProcess {
+    fn deref_mut(&mut self) -> &mut Child {
+        self.0.as_mut().expect("an owned process")
+    }
+}
+
+impl Drop for OwnedProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         for child in self
@@ -727,6 +762,7 @@ impl TestApp {
         assert!(self.api.is_none(), "the first API still runs");
         let seq = self.log_seq + 1;
         let (base, child) = self.start_api_with(&[]).await;
+        let child = child.into_inner();
         self.api = Some(child);
         self.base = base;
         self.api_seq = seq;
