@@ -315,6 +315,30 @@ struct AuditContext {
 }
 
 impl AuditContext {
+    /// The context of a request that reached `spec`'s route.
+    fn new(spec: &RouteSpec, req: &ServiceRequest, client: String) -> Self {
+        Self {
+            request_id: req
+                .extensions()
+                .get::<RequestId>()
+                .map(|r| r.0.clone())
+                .unwrap_or_default(),
+            method: spec.method.to_string(),
+            action: format!("{} {}", spec.method, spec.path),
+            target: req.path().to_string(),
+            client,
+        }
+    }
+
+    /// The outcome the audit log records for a response's status.
+    fn outcome(status: u16) -> &'static str {
+        match status {
+            200..=399 => "allowed",
+            400..=499 => "denied",
+            _ => "failed",
+        }
+    }
+
     /// Records an audit entry; an audit failure is logged, never hidden.
     async fn record(
         &self,
@@ -373,18 +397,7 @@ pub async fn authorize<B: MessageBody + 'static>(
     let Some(need) = need else {
         return credential_optional(spec, &state, req, next, client).await;
     };
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_default();
-    let ctx = AuditContext {
-        request_id,
-        method: spec.method.to_string(),
-        action: format!("{} {}", spec.method, spec.path),
-        target: req.path().to_string(),
-        client,
-    };
+    let ctx = AuditContext::new(spec, &req, client);
     let allow_file_token = matches!(spec.access, Access::Download(_));
     let checked = match check(
         &state,
@@ -416,12 +429,13 @@ pub async fn authorize<B: MessageBody + 'static>(
     req.extensions_mut().insert(principal.clone());
     let res = next.call(req).await?;
     let status = res.status().as_u16();
-    let outcome = match status {
-        200..=399 => "allowed",
-        400..=499 => "denied",
-        _ => "failed",
-    };
-    ctx.record(&state, Some(&principal), outcome, status).await;
+    ctx.record(
+        &state,
+        Some(&principal),
+        AuditContext::outcome(status),
+        status,
+    )
+    .await;
     Ok(res.map_into_left_body())
 }
 
@@ -458,24 +472,10 @@ async fn credential_optional<B: MessageBody + 'static>(
         }
         return Ok(next.call(req).await?.map_into_left_body());
     }
-    let ctx = AuditContext {
-        request_id: req
-            .extensions()
-            .get::<RequestId>()
-            .map(|r| r.0.clone())
-            .unwrap_or_default(),
-        method: spec.method.to_string(),
-        action: format!("{} {}", spec.method, spec.path),
-        target: req.path().to_string(),
-        client,
-    };
+    let ctx = AuditContext::new(spec, &req, client);
     let res = next.call(req).await?;
     let status = res.status().as_u16();
-    let outcome = match status {
-        200..=399 => "allowed",
-        400..=499 => "denied",
-        _ => "failed",
-    };
+    let outcome = AuditContext::outcome(status);
     let principal = res.request().extensions().get::<Principal>().cloned();
     ctx.record(state, principal.as_ref(), outcome, status).await;
     Ok(res.map_into_left_body())

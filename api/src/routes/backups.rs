@@ -649,7 +649,7 @@ pub async fn verify(
 
 /// The backup named `id`, which must be complete: `404` when there is none, `409`
 /// when it is pending or failed.
-async fn complete_backup(
+pub(crate) async fn complete_backup(
     state: &AppState,
     id: &str,
     purpose: &str,

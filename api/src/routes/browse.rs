@@ -15,7 +15,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use strata_catalog as db;
 use strata_core::errors::ErrorCode;
-use strata_core::model::{parse_relative_path, BackupStatus};
+use strata_core::model::parse_relative_path;
 use strata_engine::repo::browse::{self, Change, Listing, PathGlob, SearchFilter};
 use strata_engine::repo::chain::{load_chain, resolve_from};
 use strata_engine::repo::manifest::Manifest;
@@ -137,24 +137,14 @@ struct Opened {
 }
 
 async fn open(state: &AppState, id: &str, field: &str) -> ApiResult<Opened> {
-    let mut conn = state.pool.acquire().await?;
-    let backup = super::backups::find_backup(&mut conn, id)
-        .await?
-        .ok_or_else(|| {
-            let mut e = ApiError::new(ErrorCode::BackupNotFound, format!("no backup {id:?}"));
-            e.field = Some(field.into());
+    let backup = super::backups::complete_backup(state, id, "looked into")
+        .await
+        .map_err(|mut e| {
+            if e.code == ErrorCode::BackupNotFound {
+                e.field = Some(field.into());
+            }
             e
         })?;
-    drop(conn);
-    if backup.status != BackupStatus::Complete.as_str() {
-        return Err(ApiError::new(
-            ErrorCode::BackupNotComplete,
-            format!(
-                "backup {:?} is {}; only complete backups can be looked into",
-                backup.id, backup.status
-            ),
-        ));
-    }
     let session = Session::start(&state.pool, "browse", None, None).await?;
     let repo = state.repo().await?;
     let manifest = repo.get_manifest(&backup.id).await?;
@@ -168,7 +158,7 @@ async fn open(state: &AppState, id: &str, field: &str) -> ApiResult<Opened> {
 
 /// A reader for walking trees: ranged reads, no pack cache (many requests may walk at
 /// once in one API process).
-async fn tree_reader(state: &AppState) -> ApiResult<Arc<ChunkReader>> {
+pub(crate) async fn tree_reader(state: &AppState) -> ApiResult<Arc<ChunkReader>> {
     let repo = state.repo().await?.clone();
     Ok(Arc::new(ChunkReader::ranged(
         repo,
@@ -177,7 +167,7 @@ async fn tree_reader(state: &AppState) -> ApiResult<Arc<ChunkReader>> {
 }
 
 /// Runs a walk on a blocking thread.
-async fn walk<T: Send + 'static>(
+pub(crate) async fn walk<T: Send + 'static>(
     f: impl FnOnce(tokio::runtime::Handle) -> anyhow::Result<T> + Send + 'static,
 ) -> ApiResult<T> {
     let handle = tokio::runtime::Handle::current();
@@ -751,29 +741,12 @@ pub async fn search(
     let mut conn = state.pool.acquire().await?;
     let source = super::sources::named_or_only(&mut conn, q.source.as_deref(), "to search").await?;
     // Newest first; a cursor's backup must be one of this source's.
-    let mut backups = Vec::new();
-    let mut before = None;
-    loop {
-        let page = db::backups::list(
-            &mut conn,
-            &db::backups::ListFilter {
-                source_id: Some(source.id),
-                status: Some(BackupStatus::Complete.as_str().into()),
-                backup_type: None,
-                created_after: None,
-                created_before: None,
-                limit: 1000,
-                before: before.take(),
-            },
-        )
-        .await?;
-        let full = page.len() == 1000;
-        before = page.last().map(|b| (b.created_at, b.id.clone()));
-        backups.extend(page.into_iter().map(|b| (b.id, b.created_at)));
-        if !full {
-            break;
-        }
-    }
+    let backups: Vec<(String, DateTime<Utc>)> =
+        db::backups::complete_of_source(&mut conn, source.id)
+            .await?
+            .into_iter()
+            .map(|b| (b.id, b.created_at))
+            .collect();
     drop(conn);
     if let Some(id) = &resume_backup {
         if !backups.iter().any(|(b, _)| b == id) {

@@ -316,21 +316,15 @@ async fn checked_include(
         ));
     }
     let path = strata_core::model::parse_relative_path(include.trim_matches('/'), "include")?;
-    let reader = std::sync::Arc::new(strata_engine::repo::reader::ChunkReader::ranged(
-        state.repo().await?.clone(),
-        strata_engine::repo::index::PgIndex::shared(state.pool.clone()),
-    ));
+    let reader = super::browse::tree_reader(state).await?;
     let (chain, wanted) = (chain.to_vec(), path.clone());
-    let handle = tokio::runtime::Handle::current();
-    let found = tokio::task::spawn_blocking(move || {
+    let found = super::browse::walk(move |handle| {
         strata_engine::repo::browse::find_entry(
             strata_engine::repo::chain::resolve_from(reader, handle, &chain, Some(&wanted)),
             &wanted,
         )
     })
-    .await
-    .map_err(|e| ApiError::internal(anyhow::anyhow!("a tree walk failed: {e}")))?
-    .map_err(ApiError::internal)?;
+    .await?;
     if found.is_none() {
         let mut e = ApiError::new(
             ErrorCode::PathNotFound,

@@ -105,18 +105,25 @@ pub fn status_url(job_id: Uuid) -> String {
     ),
 )]
 pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    let not_found = || {
-        ApiError::new(
-            ErrorCode::JobNotFound,
-            format!("no job {:?}", path.as_str()),
-        )
-    };
-    let id = Uuid::parse_str(&path).map_err(|_| not_found())?;
     let mut conn = state.pool.acquire().await?;
-    let job = strata_jobs::store::get(&mut conn, id)
-        .await?
-        .ok_or_else(not_found)?;
+    let job = find_job(&mut conn, &path).await?;
     Ok(HttpResponse::Ok().json(JobView::from(job)))
+}
+
+fn job_not_found(path: &str) -> ApiError {
+    ApiError::new(ErrorCode::JobNotFound, format!("no job {path:?}"))
+}
+
+/// The job a path parameter names: `404 job_not_found` for an unknown id or one that is
+/// not a UUID.
+async fn find_job(
+    conn: &mut sqlx::PgConnection,
+    path: &str,
+) -> ApiResult<strata_jobs::store::JobRow> {
+    let id = Uuid::parse_str(path).map_err(|_| job_not_found(path))?;
+    strata_jobs::store::get(conn, id)
+        .await?
+        .ok_or_else(|| job_not_found(path))
 }
 
 /// Filters of the job list; unknown parameters are refused.
@@ -249,12 +256,7 @@ pub async fn cancel(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let not_found = || {
-        ApiError::new(
-            ErrorCode::JobNotFound,
-            format!("no job {:?}", path.as_str()),
-        )
-    };
+    let not_found = || job_not_found(&path);
     let id = Uuid::parse_str(&path).map_err(|_| not_found())?;
     let mut tx = state.pool.begin().await?;
     let Some(job) = strata_jobs::store::get(&mut tx, id).await? else {
@@ -377,15 +379,11 @@ const EVENTS_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 /// A comment line this often keeps proxies from closing a quiet stream.
 const EVENTS_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
-fn is_final(status: &str) -> bool {
-    matches!(status, "succeeded" | "failed" | "cancelled")
-}
-
 /// One server-sent event: the job as `GET /api/v1/jobs/{id}` shows it, with the row's
 /// version (its `updated_at`, in microseconds) as the event id.
 fn job_event(job: strata_jobs::store::JobRow) -> (i64, bool, web::Bytes) {
     let id = job.updated_at.timestamp_micros();
-    let done = is_final(&job.status);
+    let done = JobStatus::parse(&job.status).is_ok_and(JobStatus::is_final);
     let data = serde_json::to_string(&JobView::from(job)).unwrap_or_else(|_| "{}".into());
     let kind = if done { "end" } else { "job" };
     (
@@ -421,17 +419,9 @@ pub async fn events(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let not_found = || {
-        ApiError::new(
-            ErrorCode::JobNotFound,
-            format!("no job {:?}", path.as_str()),
-        )
-    };
-    let id = Uuid::parse_str(&path).map_err(|_| not_found())?;
     let mut conn = state.pool.acquire().await?;
-    let job = strata_jobs::store::get(&mut conn, id)
-        .await?
-        .ok_or_else(not_found)?;
+    let job = find_job(&mut conn, &path).await?;
+    let id = job.id;
     drop(conn);
     let seen: Option<i64> = req
         .headers()

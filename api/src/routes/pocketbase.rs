@@ -441,34 +441,16 @@ pub struct BackupFileInfo {
 pub async fn list(state: web::Data<AppState>) -> PbResult<HttpResponse> {
     let source = served_source(&state).await?;
     let mut conn = state.pool.acquire().await.map_err(ApiError::from)?;
-    let mut out = Vec::new();
-    let mut before = None;
-    loop {
-        let page = db::backups::list(
-            &mut conn,
-            &db::backups::ListFilter {
-                source_id: Some(source.id),
-                status: Some("complete".into()),
-                backup_type: None,
-                created_after: None,
-                created_before: None,
-                limit: 1000,
-                before: before.take(),
-            },
-        )
+    let out: Vec<BackupFileInfo> = db::backups::complete_of_source(&mut conn, source.id)
         .await
-        .map_err(ApiError::from)?;
-        let full = page.len() == 1000;
-        before = page.last().map(|b| (b.created_at, b.id.clone()));
-        out.extend(page.into_iter().map(|b| BackupFileInfo {
+        .map_err(ApiError::from)?
+        .into_iter()
+        .map(|b| BackupFileInfo {
             key: format!("{}.zip", b.id),
             size: b.logical_size,
             modified: b.completed_at.unwrap_or(b.created_at),
-        }));
-        if !full {
-            break;
-        }
-    }
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(out))
 }
 

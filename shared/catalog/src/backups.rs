@@ -119,6 +119,21 @@ pub struct ListFilter {
     pub before: Option<(DateTime<Utc>, String)>,
 }
 
+/// Every complete backup of a source, newest first (the PocketBase-compatible list and
+/// searches across a source's backups).
+pub async fn complete_of_source(
+    conn: &mut PgConnection,
+    source_id: Uuid,
+) -> Result<Vec<BackupRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT * FROM backups WHERE source_id = $1 AND status = 'complete'
+         ORDER BY created_at DESC, id DESC",
+    )
+    .bind(source_id)
+    .fetch_all(conn)
+    .await
+}
+
 /// Newest first.
 pub async fn list(
     conn: &mut PgConnection,
