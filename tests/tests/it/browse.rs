@@ -521,6 +521,21 @@ async fn browsing_a_chain_shows_each_moment_diffs_and_finds_renamed_files() {
         (StatusCode::BAD_REQUEST, Some("different_sources")),
         "{err}"
     );
+    // A search cursor naming another source's backup (or none) is not this search's.
+    for cursor in [
+        format!("{}.", s(&accepted, "backup_id")),
+        "no-such-backup.".into(),
+        "%2E%2E".into(),
+    ] {
+        let (status, err) = app
+            .get(&format!("/api/v1/search?source=app&glob=*&from={cursor}"))
+            .await;
+        assert_eq!(
+            (status, err["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_cursor")),
+            "{cursor}: {err}"
+        );
+    }
     let (status, err) = app.get("/api/v1/search?glob=*").await;
     assert_eq!(
         (status, err["error"]["code"].as_str()),
