@@ -18,6 +18,12 @@ async fn main() {
         println!("{}", strata_auth::keys::generate().token);
         return;
     }
+    if args.first().map(String::as_str) == Some("openapi") {
+        // The OpenAPI document, as `GET /api/v1/openapi.json` serves it, with no
+        // database or broker needed (client generators, shared/client/openapi.json).
+        println!("{}", strata_api::openapi::spec_json());
+        return;
+    }
     if args.first().map(String::as_str) == Some("migrate") {
         // Applies the database migrations and exits (a Kubernetes Job before a rollout;
         // every process also migrates at start, under a lock, so this is optional).

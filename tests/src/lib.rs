@@ -37,7 +37,7 @@ pub fn s3_endpoint() -> String {
 pub const S3_ACCESS_KEY: &str = "strata-test";
 pub const S3_SECRET_KEY: &str = "strata-test-secret";
 
-fn bin(name: &str) -> PathBuf {
+pub fn bin(name: &str) -> PathBuf {
     let dir = match std::env::var("STRATA_TEST_BIN_DIR") {
         Ok(d) => PathBuf::from(d),
         Err(_) => {

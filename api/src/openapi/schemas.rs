@@ -125,3 +125,25 @@ pub struct ArchiveSummary {
     /// Bytes of the archive itself.
     archive_size: u64,
 }
+
+/// Where a restore writes: one path or name for every part, or one per part.
+#[derive(ToSchema, serde::Serialize)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum RestoreTarget {
+    /// An absolute path, or a name (`[a-z0-9_-]`, at most 64 characters): a directory
+    /// beside the source's (and, for a database, a database or file of that name).
+    Path(String),
+    /// One target per part.
+    Parts(RestoreTargetParts),
+}
+
+/// A restore's target for each part of a backup with both.
+#[derive(ToSchema, serde::Serialize)]
+#[allow(dead_code)]
+pub struct RestoreTargetParts {
+    /// The directory (absolute, or a name beside the source's).
+    files: Option<String>,
+    /// The PostgreSQL database, or the SQLite file (absolute, or a name).
+    database: Option<String>,
+}

@@ -469,7 +469,7 @@ pub struct RestoreRequest {
     /// replaced atomically), or the SQLite file (an absolute path, or a name: beside the
     /// source's file). For both parts: an object `{"files": …, "database": …}`; a bare
     /// name then applies to both (`/srv/app.staging` and database `app_staging`).
-    #[schema(value_type = Option<Object>, example = "/srv/restore")]
+    #[schema(value_type = Option<crate::openapi::schemas::RestoreTarget>, example = "/srv/restore")]
     pub target: Option<serde_json::Value>,
     /// Relative paths to restore, each with everything below it; everything when absent.
     #[serde(default)]

@@ -407,7 +407,7 @@ async fn gc_concurrent_with_backups_in_a_loop() {
 
 #[tokio::test]
 async fn mostly_dead_packs_are_repacked() {
-    let app = TestApp::spawn(options()).await;
+    let mut app = TestApp::spawn(options()).await;
     let src = app.dir.path().join("r");
     std::fs::create_dir_all(&src).unwrap();
     for f in 0..10u64 {
@@ -465,11 +465,15 @@ async fn mostly_dead_packs_are_repacked() {
     app.wait_success(restore["job_id"].as_str().unwrap()).await;
     assert_same_tree(&src, &target);
 
-    // One collection at a time is queued; a second request is refused meanwhile.
+    // One collection at a time is queued; a second request is refused meanwhile. (No
+    // worker runs while it is asked, or the first could be over before the second.)
+    app.kill_worker(0);
+    app.kill_worker(1);
     let job = start_gc(&app).await;
     let (status, body) = app.post("/api/v1/repository/gc", json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"]["code"], "job_in_progress", "{body}");
+    app.spawn_worker();
     let j = app.wait_job(&job, Duration::from_secs(60)).await;
     assert_eq!(j["status"], "succeeded", "{j}");
     assert_eq!(j["result"]["packs_repacked"], 0, "{j}");

@@ -6,6 +6,8 @@ mod backup_api;
 mod bad_input;
 mod browse;
 mod cancel;
+mod cli;
+mod client;
 mod conformance;
 mod credentials;
 mod database_downloads;
