@@ -68,6 +68,7 @@ pub struct ErrorDetail {
         sources::create,
         sources::list,
         sources::get,
+        sources::delete,
         keys::create,
         keys::list,
         keys::revoke,

@@ -126,8 +126,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .default_service(web::to(routes::not_found))
     })
     .shutdown_timeout(30)
+    // actix treats SIGINT (Ctrl-C) as a forced shutdown; both signals stop gracefully
+    // here: requests in flight finish (up to 30 s), then the relay and housekeeping stop.
+    .disable_signals()
     .listen(listener)?
     .run();
+    tokio::spawn(stop_on_signal(server.handle()));
     tracing::info!(%addr, "strata-api listening on http://{addr}");
     let served = server.await.context("running the HTTP server");
     if let Some(ticker) = ticker {
@@ -145,6 +149,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = housekeeping.await;
     tracing::info!("strata-api stopped");
     Ok(())
+}
+
+/// Waits for SIGINT or SIGTERM, then stops the HTTP server gracefully.
+async fn stop_on_signal(server: actix_web::dev::ServerHandle) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::warn!("cannot listen for signals; stop the API with SIGKILL");
+        return;
+    };
+    let name = tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    };
+    tracing::info!(signal = name, "stopping: finishing the requests in flight");
+    server.stop(true).await;
 }
 
 /// Deletes expired idempotency keys and old schedule fires: at start, then hourly.

@@ -283,6 +283,13 @@ impl Ctx {
                     ("created", output::time(&s.created_at)),
                 ]);
             }
+            SourcesCmd::Rm { source } => {
+                self.client.delete_source(&source).await?;
+                if self.json {
+                    return output::print_json(&serde_json::json!({"deleted": source}));
+                }
+                println!("source {source} deleted");
+            }
             SourcesCmd::Add(a) => {
                 if a.path.is_none() && a.postgres.is_none() && a.sqlite.is_none() {
                     return Err(Failure::usage(

@@ -36,7 +36,13 @@ Examples:
 #[command(name = "strata", version, after_help = format!("{EXAMPLES}\n\n{EXIT_CODES}"))]
 pub struct Cli {
     /// The server's URL (default: the one `strata login` saved).
-    #[arg(long, global = true, env = "STRATA_URL", value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub server: Option<String>,
     /// An API key or session token (default: the one `strata login` saved).
     #[arg(
@@ -142,6 +148,8 @@ pub enum SourcesCmd {
     Ls,
     /// Show one source.
     Show { source: String },
+    /// Delete a source that has no backups left (its schedules go with it).
+    Rm { source: String },
     /// Add a source: a directory, a PostgreSQL database, an SQLite file, or a directory
     /// with a database.
     #[command(

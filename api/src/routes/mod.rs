@@ -105,6 +105,7 @@ route_table! {
     POST "/api/v1/sources" => sources::create, R(Admin);
     GET "/api/v1/sources" => sources::list, R(Viewer);
     GET "/api/v1/sources/{id}" => sources::get, R(Viewer);
+    DELETE "/api/v1/sources/{id}" => sources::delete, R(Admin);
     POST "/api/v1/backup/create" => backups::create, R(BackupOperator);
     POST "/api/v1/backup" => backups::create, R(BackupOperator);
     GET "/api/v1/backup" => backups::list, R(Viewer);

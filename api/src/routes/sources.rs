@@ -345,6 +345,60 @@ pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> ApiResu
     Ok(HttpResponse::Ok().json(SourceView::from(row)))
 }
 
+/// Deletes a source (by id or name) that has no backups left and no job queued or
+/// running; its schedules go with it, its finished jobs stay (without a source).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/sources/{id}",
+    tag = "sources",
+    params(("id" = String, Path, description = "The source's id or name")),
+    responses(
+        (status = 204, description = "Deleted, with its schedules"),
+        (status = 404, description = "No such source (`source_not_found`)", body = ErrorBody),
+        (status = 409, description = "It still has backups (`source_has_backups`, with `backups`), \
+            or a job of it is queued or running (`job_in_progress`, with `job_id`)", body = ErrorBody),
+    ),
+)]
+pub async fn delete(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let not_found = || {
+        ApiError::new(
+            ErrorCode::SourceNotFound,
+            format!("no source {:?}", path.as_str()),
+        )
+    };
+    if path.contains('\0') {
+        return Err(not_found());
+    }
+    let mut conn = state.pool.acquire().await?;
+    let row = db::sources::find(&mut conn, &path)
+        .await?
+        .ok_or_else(not_found)?;
+    match db::sources::delete(&mut conn, row.id).await? {
+        db::sources::DeleteOutcome::Deleted => {
+            tracing::info!(source_id = %row.id, source = %row.name, "source deleted");
+            Ok(HttpResponse::NoContent().finish())
+        }
+        db::sources::DeleteOutcome::NotFound => Err(not_found()),
+        db::sources::DeleteOutcome::HasBackups(n) => Err(ApiError::new(
+            ErrorCode::SourceHasBackups,
+            format!(
+                "source {:?} still has {n} backup(s); delete them first (DELETE /api/v1/backup/{{id}})",
+                row.name
+            ),
+        )
+        .with("backups", n)),
+        db::sources::DeleteOutcome::JobActive { job_id, kind } => Err(ApiError::new(
+            ErrorCode::JobInProgress,
+            format!("a {kind} job of source {:?} is queued or running", row.name),
+        )
+        .with("job_id", job_id.to_string())
+        .with("job_kind", kind)),
+    }
+}
+
 /// The source a request's `source` field names (id or name): `404 source_not_found`
 /// naming the field when there is none.
 pub(crate) async fn named(

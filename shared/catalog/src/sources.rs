@@ -105,6 +105,65 @@ pub async fn find(conn: &mut PgConnection, key: &str) -> Result<Option<SourceRow
         .await
 }
 
+/// What deleting a source found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    Deleted,
+    NotFound,
+    /// It still has backups (of any status): they must be deleted first.
+    HasBackups(i64),
+    /// A job of it is queued or running.
+    JobActive {
+        job_id: Uuid,
+        kind: String,
+    },
+}
+
+/// Deletes a source that has no backups and no active job, with its schedules (and their
+/// fires); its finished jobs stay, detached from it. One transaction, the source's row
+/// locked first, so a backup queued meanwhile either comes first (and this refuses) or
+/// finds no source.
+pub async fn delete(conn: &mut PgConnection, id: Uuid) -> Result<DeleteOutcome, sqlx::Error> {
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let found: Option<(Uuid,)> = sqlx::query_as("SELECT id FROM sources WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if found.is_none() {
+        return Ok(DeleteOutcome::NotFound);
+    }
+    let (backups,): (i64,) = sqlx::query_as("SELECT count(*) FROM backups WHERE source_id = $1")
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if backups > 0 {
+        return Ok(DeleteOutcome::HasBackups(backups));
+    }
+    let active: Option<(Uuid, String)> = sqlx::query_as(
+        "SELECT id, kind FROM jobs WHERE source_id = $1 AND status IN ('queued', 'running') LIMIT 1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some((job_id, kind)) = active {
+        return Ok(DeleteOutcome::JobActive { job_id, kind });
+    }
+    sqlx::query("DELETE FROM schedules WHERE source_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE jobs SET source_id = NULL WHERE source_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM sources WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(DeleteOutcome::Deleted)
+}
+
 pub async fn list(conn: &mut PgConnection) -> Result<Vec<SourceRow>, sqlx::Error> {
     sqlx::query_as("SELECT * FROM sources ORDER BY name")
         .fetch_all(conn)

@@ -224,6 +224,14 @@ impl Client {
         self.get_json(r::GET_SOURCE, &path, &()).await
     }
 
+    /// `DELETE /api/v1/sources/{id}` (admin): a source without backups, with its
+    /// schedules.
+    pub async fn delete_source(&self, id_or_name: &str) -> Result<()> {
+        let path = r::DELETE_SOURCE.path_with(&[id_or_name])?;
+        self.send(r::DELETE_SOURCE, &path, true, |r| r).await?;
+        Ok(())
+    }
+
     // ---- backups --------------------------------------------------------------------
 
     /// `POST /api/v1/backup`: queues a backup job (retried safely: it carries an

@@ -26,6 +26,7 @@ routes! {
     CREATE_SOURCE = "POST" "/api/v1/sources";
     LIST_SOURCES = "GET" "/api/v1/sources";
     GET_SOURCE = "GET" "/api/v1/sources/{id}";
+    DELETE_SOURCE = "DELETE" "/api/v1/sources/{id}";
     CREATE_BACKUP = "POST" "/api/v1/backup";
     LIST_BACKUPS = "GET" "/api/v1/backup";
     UPLOAD_BACKUP = "POST" "/api/v1/backup/upload";

@@ -156,6 +156,7 @@ error_codes! {
     // Conflicts.
     JobInProgress = "job_in_progress", 409, "A job in the way is queued or running (`job_id`, `job_kind` name it); a schedule fire records it too.";
     SourceNameTaken = "source_name_taken", 409, "A source with this name already exists.";
+    SourceHasBackups = "source_has_backups", 409, "The source still has backups (`backups` counts them): delete them first.";
     EmailTaken = "email_taken", 409, "A user with this email (in any letter case) already exists.";
     BackupNotComplete = "backup_not_complete", 409, "The backup is not `complete` (pending, failed or being deleted).";
     BackupBeingDeleted = "backup_being_deleted", 409, "The backup is already being deleted.";

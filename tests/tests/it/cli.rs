@@ -364,6 +364,11 @@ async fn errors_are_one_line_with_documented_exit_codes() {
         .run(&["sources", "add", "s", "--path", src.to_str().unwrap()])
         .await;
     assert_eq!(out.code, 5, "{out}");
+    // A source without backups is removed; a second time it is not found.
+    cli.ok(&["sources", "rm", "s"]).await;
+    let out = cli.run(&["sources", "rm", "s"]).await;
+    assert_eq!(out.code, 4, "{out}");
+    assert!(out.stderr.contains("(source_not_found)"), "{out}");
     // A server that does not answer: 6.
     let out = cli.run(&["health", "--server", "http://127.0.0.1:9"]).await;
     assert_eq!(out.code, 6, "{out}");

@@ -677,3 +677,30 @@ async fn broker_connections_closed_while_jobs_are_created_and_run_all_complete_o
         strata_tests::tree::assert_same_tree(&dirs[*s], &target);
     }
 }
+
+/// Ctrl-C (SIGINT, as `scripts/run` in a terminal gets) stops the API as gracefully as
+/// SIGTERM: it exits 0 after saying so, without actix's "forced shutdown".
+#[tokio::test]
+async fn sigint_stops_the_api_gracefully() {
+    let mut app = TestApp::spawn(Options {
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    let (base, process) = app.start_api_with(&[]).await;
+    let res = reqwest::get(format!("{base}/livez")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut child = process.into_inner();
+    // SAFETY: signalling a child process this test started.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}\n{}", app.logs());
+    let logs = app.full_logs();
+    assert!(logs.contains("finishing the requests in flight"), "{logs}");
+    assert!(!logs.contains("forced shutdown"), "{logs}");
+}

@@ -30,6 +30,7 @@ mod retention;
 mod roundtrip;
 mod schedules;
 mod secrets;
+mod sources;
 mod storage;
 mod storage_faults;
 mod traces;
