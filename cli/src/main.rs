@@ -68,10 +68,13 @@ pub enum Command {
     )]
     Login(LoginArgs),
     /// End the saved session and forget the credential.
+    #[command(after_help = "Example:\n  strata logout")]
     Logout,
     /// Who the credential is.
+    #[command(after_help = "Example:\n  strata whoami --json")]
     Whoami,
     /// The server's health, and whether a backup can start now.
+    #[command(after_help = "Example:\n  strata health")]
     Health,
     /// Sources: what gets backed up.
     #[command(subcommand)]
@@ -96,6 +99,9 @@ pub enum Command {
     #[command(after_help = "Example:\n  strata cat <backup> etc/nginx/nginx.conf")]
     Cat(CatArgs),
     /// What changed from backup A to backup B (of one source).
+    #[command(
+        after_help = "Example:\n  strata diff <older backup> <newer backup>     # + added, - removed, M changed"
+    )]
     Diff(DiffArgs),
     /// Find paths matching a glob across backups, newest backup first.
     #[command(
@@ -103,8 +109,14 @@ pub enum Command {
     )]
     Find(FindArgs),
     /// Download a backup as a tar or zip archive (or its database file).
+    #[command(
+        after_help = "Examples:\n  strata download <backup>                       # a tar, under the server's file name\n  strata download <backup> --format zip -o site.zip\n  strata download <backup> --part database -o app.db\n  strata download <backup> --include etc -o - | tar -t"
+    )]
     Download(DownloadArgs),
     /// Upload a tar or zip archive as a new backup.
+    #[command(
+        after_help = "Example:\n  strata upload pb_backup.zip --source pb --name imported --wait"
+    )]
     Upload(UploadArgs),
     /// Jobs: list, show, cancel, watch.
     #[command(subcommand)]
@@ -118,6 +130,9 @@ pub enum Command {
     )]
     Prune(PruneArgs),
     /// Check a backup: read every pack (default), or restore it into a scratch directory.
+    #[command(
+        after_help = "Examples:\n  strata verify <backup> --wait\n  strata verify <backup> --drill --wait"
+    )]
     Verify(VerifyArgs),
     /// API keys (admins).
     #[command(subcommand)]
@@ -145,10 +160,13 @@ pub struct LoginArgs {
 #[derive(Debug, Subcommand)]
 pub enum SourcesCmd {
     /// List the sources.
+    #[command(after_help = "Example:\n  strata sources ls --json | jq -r '.[].name'")]
     Ls,
     /// Show one source.
+    #[command(after_help = "Example:\n  strata sources show web")]
     Show { source: String },
     /// Delete a source that has no backups left (its schedules go with it).
+    #[command(after_help = "Example:\n  strata sources rm old-app")]
     Rm { source: String },
     /// Add a source: a directory, a PostgreSQL database, an SQLite file, or a directory
     /// with a database.
@@ -212,10 +230,17 @@ pub struct BackupArgs {
 #[derive(Debug, Subcommand)]
 pub enum BackupsCmd {
     /// List backups, newest first.
+    #[command(
+        after_help = "Examples:\n  strata backups ls --source web --limit 10\n  strata backups ls --status failed --json"
+    )]
     Ls(BackupsLsArgs),
     /// Show one backup and its chain.
+    #[command(after_help = "Example:\n  strata backups show <backup>")]
     Show { backup: String },
     /// Delete a backup (admins).
+    #[command(
+        after_help = "Examples:\n  strata backups rm <backup> --wait\n  strata backups rm <full backup> --cascade    # with the backups built on it"
+    )]
     Rm {
         backup: String,
         /// Also delete the backups that depend on it.
@@ -337,6 +362,9 @@ pub struct UploadArgs {
 #[derive(Debug, Subcommand)]
 pub enum JobsCmd {
     /// List jobs, newest first.
+    #[command(
+        after_help = "Examples:\n  strata jobs ls --status running\n  strata jobs ls --kind restore --limit 5 --json"
+    )]
     Ls {
         /// `queued`, `running`, `succeeded`, `failed`, `cancelled`.
         #[arg(long)]
@@ -351,10 +379,15 @@ pub enum JobsCmd {
         limit: usize,
     },
     /// Show one job.
+    #[command(after_help = "Example:\n  strata jobs show <job>")]
     Show { job: String },
     /// Ask a job to stop.
+    #[command(after_help = "Example:\n  strata jobs cancel <job>")]
     Cancel { job: String },
     /// Follow a job to its end (JSON lines with --json).
+    #[command(
+        after_help = "Examples:\n  strata jobs watch <job>\n  strata jobs watch <job> --json | jq -c '.progress'"
+    )]
     Watch {
         job: String,
         /// Ctrl-C leaves the job running instead of asking.
@@ -366,6 +399,7 @@ pub enum JobsCmd {
 #[derive(Debug, Subcommand)]
 pub enum SchedulesCmd {
     /// List schedules.
+    #[command(after_help = "Example:\n  strata schedules ls --source web")]
     Ls {
         #[arg(long)]
         source: Option<String>,
@@ -376,10 +410,13 @@ pub enum SchedulesCmd {
     )]
     Add(ScheduleAddArgs),
     /// Delete a schedule.
+    #[command(after_help = "Example:\n  strata schedules rm <schedule>")]
     Rm { schedule: String },
     /// Stop a schedule from firing.
+    #[command(after_help = "Example:\n  strata schedules pause <schedule>")]
     Pause { schedule: String },
     /// Let a paused schedule fire again.
+    #[command(after_help = "Example:\n  strata schedules resume <schedule>")]
     Resume { schedule: String },
 }
 
@@ -463,28 +500,34 @@ impl RoleArg {
 #[derive(Debug, Subcommand)]
 pub enum KeysCmd {
     /// List API keys.
+    #[command(after_help = "Example:\n  strata keys ls")]
     Ls,
     /// Create an API key; it is printed once.
+    #[command(after_help = "Example:\n  KEY=$(strata keys create ci --role backup_operator)")]
     Create {
         name: String,
         #[arg(long, value_enum)]
         role: RoleArg,
     },
     /// Revoke an API key.
+    #[command(after_help = "Example:\n  strata keys revoke <key id>")]
     Revoke { id: String },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum UsersCmd {
     /// List users.
+    #[command(after_help = "Example:\n  strata users ls")]
     Ls,
     /// Add a user; the password is asked for (or read from stdin when piped).
+    #[command(after_help = "Example:\n  strata users add ops@example.com --role backup_operator")]
     Add {
         email: String,
         #[arg(long, value_enum)]
         role: RoleArg,
     },
     /// Delete a user (their sessions end).
+    #[command(after_help = "Example:\n  strata users rm <user id>")]
     Rm { id: String },
 }
 
@@ -524,4 +567,38 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_arguments_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Every command a user runs shows an example in its `--help`.
+    #[test]
+    fn every_command_has_an_example() {
+        fn visit(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let name = format!("{path} {}", cmd.get_name());
+            let leaf = cmd.get_subcommands().next().is_none();
+            if leaf && cmd.get_name() != "help" {
+                let help = cmd
+                    .get_after_help()
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                if !help.contains("Example") {
+                    missing.push(name.clone());
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                visit(sub, &name, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        visit(&Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "no example in: {missing:?}");
+    }
 }

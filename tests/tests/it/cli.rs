@@ -441,53 +441,151 @@ async fn backup_wait_draws_a_moving_progress_bar_on_a_terminal() {
     assert!(last.contains("succeeded"), "the final line says so: {text}");
 }
 
-/// Runs a command with a pseudo-terminal as its stdin, stdout and stderr; returns its
-/// exit code and everything it wrote.
-fn run_in_pty(mut cmd: Command) -> (i32, String) {
-    let (mut master, mut slave) = (0, 0);
-    let size = libc::winsize {
-        ws_row: 40,
-        ws_col: 120,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: openpty writes two descriptors this function then owns.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            &size,
-        )
-    };
-    assert_eq!(rc, 0, "openpty");
-    // SAFETY: both are fresh descriptors from openpty, owned here.
-    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-    let mut child = cmd
-        .stdin(Stdio::from(slave.try_clone().unwrap()))
-        .stdout(Stdio::from(slave.try_clone().unwrap()))
-        .stderr(Stdio::from(slave))
-        .spawn()
-        .expect("running strata in a pty");
-    // The command holds copies of the terminal's side: closed here, so the reader sees
-    // the end once the child has exited.
-    drop(cmd);
-    let mut reader = std::fs::File::from(master);
-    let mut text = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let mut buf = [0u8; 4096];
-    loop {
-        // EIO once the child has exited and closed its side.
-        match reader.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => text.extend_from_slice(&buf[..n]),
+/// A command running with a pseudo-terminal as its stdin, stdout and stderr; what it
+/// writes is collected as it comes.
+struct Pty {
+    child: std::process::Child,
+    writer: std::fs::File,
+    screen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Pty {
+    fn spawn(mut cmd: Command) -> Self {
+        let (mut master, mut slave) = (0, 0);
+        let size = libc::winsize {
+            ws_row: 40,
+            ws_col: 120,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: openpty writes two descriptors this function then owns.
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                &size,
+            )
+        };
+        assert_eq!(rc, 0, "openpty");
+        // SAFETY: both are fresh descriptors from openpty, owned here.
+        let (master, slave) =
+            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        let child = cmd
+            .stdin(Stdio::from(slave.try_clone().unwrap()))
+            .stdout(Stdio::from(slave.try_clone().unwrap()))
+            .stderr(Stdio::from(slave))
+            .spawn()
+            .expect("running strata in a pty");
+        // The command holds copies of the terminal's side: closed here, so the reader
+        // sees the end once the child has exited.
+        drop(cmd);
+        let mut reader = std::fs::File::from(master);
+        let writer = reader.try_clone().unwrap();
+        let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = screen.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // EIO once the child has exited and closed its side.
+            while let Ok(n @ 1..) = reader.read(&mut buf) {
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Self {
+            child,
+            writer,
+            screen,
+            reader,
         }
-        assert!(Instant::now() < deadline, "strata did not finish");
     }
-    let status = child.wait().unwrap();
-    (
-        status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&text).into_owned(),
-    )
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.screen.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until the screen shows `what`.
+    fn wait_for(&self, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.text().contains(what) {
+            assert!(Instant::now() < deadline, "no {what:?} on: {}", self.text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn finish(mut self) -> (i32, String) {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "strata did not finish: {}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let text = {
+            self.reader.join().unwrap();
+            String::from_utf8_lossy(&self.screen.lock().unwrap()).into_owned()
+        };
+        (status.code().unwrap_or(-1), text)
+    }
+}
+
+/// Runs a command in a pseudo-terminal to its end; returns its exit code and everything
+/// it wrote.
+fn run_in_pty(cmd: Command) -> (i32, String) {
+    Pty::spawn(cmd).finish()
+}
+
+/// Ctrl-C during `--wait` on a terminal asks whether to cancel the job; `y` cancels it
+/// and the command exits 1 with the job's outcome.
+#[tokio::test]
+async fn ctrl_c_during_wait_asks_and_cancels_the_job() {
+    let app = TestApp::spawn(Options {
+        workers: 1,
+        env: vec![("STRATA_LIMIT_UPLOAD_KIB".into(), "4096".into())],
+        ..Default::default()
+    })
+    .await;
+    app.create_big_source("big", 3, 31).await;
+    let cli = Cli::new(app.dir.path());
+    let mut cmd = cli.command(&["backup", "big", "--wait"]);
+    cmd.env("STRATA_URL", &app.base)
+        .env("STRATA_KEY", &app.admin_key)
+        .env("TERM", "xterm");
+    let (code, text) = tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        let mut pty = Pty::spawn(cmd);
+        pty.wait_for("MiB");
+        // What the terminal sends the foreground process on Ctrl-C.
+        // SAFETY: signalling a child process this test started.
+        assert_eq!(
+            unsafe { libc::kill(pty.child.id() as libc::pid_t, libc::SIGINT) },
+            0
+        );
+        pty.wait_for("Cancel job");
+        pty.writer.write_all(b"y\n").unwrap();
+        pty.finish()
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 1, "a cancelled job exits 1: {text}");
+    assert!(text.contains("cancelled"), "{text}");
+    let jobs = cli
+        .ok(&[
+            "jobs",
+            "ls",
+            "--json",
+            "--server",
+            &app.base,
+            "--key",
+            &app.admin_key,
+        ])
+        .await
+        .json();
+    assert_eq!(jobs[0]["status"], "cancelled", "{jobs}");
 }
