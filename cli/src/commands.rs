@@ -649,7 +649,7 @@ impl Ctx {
         let name = a
             .output
             .or_else(|| download.file_name())
-            .unwrap_or_else(|| format!("{}.tar", a.backup));
+            .unwrap_or_else(|| format!("{}.tar", a.backup.replace(['/', '\\'], "_")));
         let bar = progress::bar_for_bytes(download.content_length(), self.json);
         bar.set_message(name.clone());
         let written = download

@@ -314,23 +314,28 @@ impl Client {
         let route = r::UPLOAD_BACKUP;
         // A stream can be sent once: no retry.
         let body = std::sync::Mutex::new(Some(body));
-        self.call(route, route.path, false, |req| {
-            let req = req
-                .query(options)
-                .header(CONTENT_TYPE, "application/octet-stream");
-            match body.lock().expect("body lock").take() {
-                Some(UploadBody::Bytes(b)) => req.body(b),
-                Some(UploadBody::Stream { stream, len }) => {
-                    let req = match len {
-                        Some(len) => req.header(CONTENT_LENGTH, len),
-                        None => req,
-                    };
-                    req.body(reqwest::Body::wrap_stream(stream))
+        // No overall timeout: a large archive takes as long as it takes to send.
+        let resp = self
+            .send(route, route.path, false, |req| {
+                let req = req
+                    .query(options)
+                    .header(CONTENT_TYPE, "application/octet-stream");
+                match body.lock().expect("body lock").take() {
+                    Some(UploadBody::Bytes(b)) => req.body(b),
+                    Some(UploadBody::Stream { stream, len }) => {
+                        let req = match len {
+                            Some(len) => req.header(CONTENT_LENGTH, len),
+                            None => req,
+                        };
+                        req.body(reqwest::Body::wrap_stream(stream))
+                    }
+                    None => req,
                 }
-                None => req,
-            }
-        })
-        .await
+            })
+            .await?;
+        let bytes = resp.bytes().await.map_err(Error::from_reqwest)?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::invalid_response(format!("POST {}: {e}", route.path)))
     }
 
     // ---- looking inside ---------------------------------------------------------------

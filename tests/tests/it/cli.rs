@@ -234,6 +234,38 @@ async fn a_first_session_with_the_cli() {
         contents(&src),
         "the archive is the source"
     );
+    // upload: a part of it (the sample's absolute symlinks would be refused) becomes a
+    // new backup, whose files are the same.
+    let docs = app.dir.path().join("docs.tar");
+    cli.ok(&[
+        "download",
+        &second,
+        "--include",
+        "docs",
+        "-o",
+        docs.to_str().unwrap(),
+    ])
+    .await;
+    let job = cli
+        .ok(&[
+            "upload",
+            docs.to_str().unwrap(),
+            "--source",
+            "web",
+            "--name",
+            "uploaded",
+            "--wait",
+            "--json",
+        ])
+        .await
+        .json();
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let uploaded = job["backup_id"].as_str().unwrap();
+    let cat = cli.ok(&["cat", uploaded, "docs/readme.txt"]).await;
+    assert_eq!(
+        cat.stdout.as_bytes(),
+        std::fs::read(src.join("docs/readme.txt")).unwrap()
+    );
 
     // Schedules: add, list, pause, remove.
     let s = cli
