@@ -2,8 +2,10 @@
 //! PostgreSQL, RabbitMQ and storage, with a database, a queue and directories of their own
 //! per test, so tests run in parallel without interfering.
 
+pub mod downloads;
 pub mod faulty_proxy;
 pub mod otlp;
+pub mod pg;
 pub mod raw_http;
 pub mod tree;
 

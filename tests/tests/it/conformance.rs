@@ -7,6 +7,7 @@ use std::path::Path;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use strata_tests::downloads::{fetch, sqlite_notes, tar_files, write_sqlite_notes};
 use strata_tests::tree::{assert_tree_matches, snapshot, write_noise};
 use strata_tests::{Options, TestApp};
 
@@ -15,38 +16,6 @@ fn s(v: &Value, field: &str) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("{field} in {v}"))
         .to_string()
-}
-
-/// Fetches a download and returns (status, headers, body bytes).
-async fn fetch(
-    client: &reqwest::Client,
-    url: &str,
-) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
-    let res = client.get(url).send().await.expect("request");
-    let status = res.status();
-    let headers = res.headers().clone();
-    (status, headers, res.bytes().await.expect("body").to_vec())
-}
-
-/// Every regular file of a tar archive: path → bytes.
-fn tar_files(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut archive = tar::Archive::new(bytes);
-    for entry in archive.entries().expect("a tar") {
-        let mut entry = entry.expect("an entry");
-        if entry.header().entry_type().is_file() {
-            let path = entry
-                .path()
-                .unwrap()
-                .to_string_lossy()
-                .trim_start_matches("./")
-                .to_string();
-            let mut data = Vec::new();
-            entry.read_to_end(&mut data).unwrap();
-            out.insert(path, data);
-        }
-    }
-    out
 }
 
 fn source_with_files(app: &TestApp, name: &str) -> std::path::PathBuf {
@@ -301,7 +270,7 @@ async fn seed_001_config_backups_api() {
         .to_str()
         .unwrap()
         .starts_with("attachment"));
-    assert_eq!(tar_files(&body)["sub/notes.txt"], b"version 0\n");
+    assert_eq!(tar_files(&body)["sub/notes.txt"].0, b"version 0\n");
 
     // POST /backups/:id/restore: the live state is overwritten after a backup of it.
     let (status, restore) = app
@@ -383,7 +352,7 @@ async fn seed_002_sqlite_app_backup_api() {
     assert_eq!(status, StatusCode::OK);
     assert!(headers["content-type"].to_str().unwrap().contains("tar"));
     let files = tar_files(&body);
-    assert_eq!(files["data.bin"], read(&src.join("data.bin")));
+    assert_eq!(files["data.bin"].0, read(&src.join("data.bin")));
 
     // POST /api/v1/backup/{filename}/restore
     std::fs::write(src.join("data.bin"), b"corrupted").unwrap();
@@ -393,7 +362,7 @@ async fn seed_002_sqlite_app_backup_api() {
     assert_eq!(status, StatusCode::ACCEPTED, "{restored}");
     let job = app.wait_success(&s(&restored, "job_id")).await;
     assert_eq!(job["result"]["backup_id"], id.as_str());
-    assert_eq!(read(&src.join("data.bin")), files["data.bin"]);
+    assert_eq!(read(&src.join("data.bin")), files["data.bin"].0);
 
     // DELETE /api/v1/backup/{filename}
     let (status, deleted) = app
@@ -409,42 +378,14 @@ async fn seed_002_sqlite_app_backup_api() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
-/// An SQLite database of `rows` notes, as seed 002's application keeps.
-fn sqlite_app_database(path: &Path, rows: i64) {
-    let conn = rusqlite::Connection::open(path).unwrap();
-    conn.execute_batch(&format!(
-        "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
-         WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {rows})
-         INSERT INTO notes (body) SELECT 'note ' || i || ' ' || hex(randomblob(200)) FROM s;"
-    ))
-    .unwrap();
-}
-
-/// `PRAGMA integrity_check` and the rows of `notes`, in id order.
-fn sqlite_app_rows(path: &Path) -> (String, Vec<(i64, String)>) {
-    let conn = rusqlite::Connection::open(path).unwrap();
-    let integrity: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    let mut stmt = conn
-        .prepare("SELECT id, body FROM notes ORDER BY id")
-        .unwrap();
-    let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    (integrity, rows)
-}
-
 /// Seed 002 verbatim against an SQLite-only source: every call by the `filename` the
 /// list returns, the download saved as `backup.db` is the database itself.
 #[tokio::test]
 async fn seed_002_sqlite_only_source_by_filename_downloads_the_db_file() {
     let app = TestApp::spawn(Options::default()).await;
     let db = app.dir.path().join("app.db");
-    sqlite_app_database(&db, 3_000);
-    let (_, at_backup) = sqlite_app_rows(&db);
+    write_sqlite_notes(&db, 3_000, 200);
+    let (_, at_backup) = sqlite_notes(&db);
     let (status, body) = app
         .post(
             "/api/v1/sources",
@@ -482,7 +423,7 @@ async fn seed_002_sqlite_only_source_by_filename_downloads_the_db_file() {
     assert!(headers.contains_key("etag"), "{headers:?}");
     let saved = app.dir.path().join("backup.db");
     std::fs::write(&saved, &body).unwrap();
-    let (integrity, rows) = sqlite_app_rows(&saved);
+    let (integrity, rows) = sqlite_notes(&saved);
     assert_eq!(integrity, "ok");
     assert_eq!(rows, at_backup);
 
@@ -504,7 +445,7 @@ async fn seed_002_sqlite_only_source_by_filename_downloads_the_db_file() {
     let restored: Value = res.json().await.unwrap();
     let job = app.wait_success(&s(&restored, "job_id")).await;
     assert_eq!(job["result"]["backup_id"], id.as_str());
-    let (integrity, rows) = sqlite_app_rows(&db);
+    let (integrity, rows) = sqlite_notes(&db);
     assert_eq!((integrity.as_str(), rows), ("ok", at_backup));
 
     // curl -s -X DELETE http://localhost:8080/api/v1/backup/{filename}

@@ -6,46 +6,14 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
-use std::str::FromStr;
 
-use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, PgConnection};
+use sqlx::Connection;
+use strata_tests::downloads::{fetch, sqlite_notes, tar_files, write_sqlite_notes};
+use strata_tests::pg::{connect, drop_db, exec, unique};
 use strata_tests::tree::write_noise;
-use strata_tests::{admin_database_url, authed_client, create_database, Options, TestApp};
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
-}
-
-async fn connect(url: &str) -> PgConnection {
-    PgConnectOptions::from_str(url)
-        .expect("URL")
-        .connect()
-        .await
-        .expect("connecting to the test database")
-}
-
-async fn exec(conn: &mut PgConnection, sql: &str) {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-        .execute(conn)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
-
-async fn drop_db(name: &str) {
-    let mut admin = connect(&admin_database_url()).await;
-    exec(
-        &mut admin,
-        &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
-    )
-    .await;
-}
+use strata_tests::{authed_client, create_database, Options, TestApp};
 
 /// The rows of `orders` as text, in id order, and the sequence's position.
 async fn pg_rows(url: &str) -> (Vec<String>, i64) {
@@ -62,73 +30,19 @@ async fn pg_rows(url: &str) -> (Vec<String>, i64) {
     (rows, seq)
 }
 
-fn sqlite_database(path: &Path, rows: i64) {
-    let conn = rusqlite::Connection::open(path).unwrap();
-    conn.execute_batch(&format!(
-        "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
-         WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {rows})
-         INSERT INTO notes (body) SELECT 'note ' || i || ' ' || hex(randomblob(300)) FROM s;"
-    ))
-    .unwrap();
-}
-
 /// `PRAGMA integrity_check` and the rows of `notes` of the database in `bytes`.
 fn sqlite_content(dir: &Path, bytes: &[u8]) -> (String, Vec<(i64, String)>) {
     let path = dir.join(format!("{}.db", uuid::Uuid::new_v4().simple()));
     std::fs::write(&path, bytes).unwrap();
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let integrity: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    let mut stmt = conn
-        .prepare("SELECT id, body FROM notes ORDER BY id")
-        .unwrap();
-    let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    (integrity, rows)
+    sqlite_notes(&path)
 }
 
-async fn fetch(client: &reqwest::Client, url: &str) -> (StatusCode, HeaderMap, Vec<u8>) {
-    let res = client.get(url).send().await.expect("request");
-    let status = res.status();
-    let headers = res.headers().clone();
-    (status, headers, res.bytes().await.expect("body").to_vec())
-}
-
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
     headers
         .get(name)
         .unwrap_or_else(|| panic!("no {name} in {headers:?}"))
         .to_str()
         .unwrap()
-}
-
-/// Every regular file of a tar archive: path → (bytes, mode).
-fn tar_files(bytes: &[u8]) -> BTreeMap<String, (Vec<u8>, u32)> {
-    let mut out = BTreeMap::new();
-    let mut archive = tar::Archive::new(bytes);
-    for entry in archive.entries().expect("a tar") {
-        let mut entry = entry.expect("an entry");
-        if entry.header().entry_type().is_file() {
-            let path = entry
-                .path()
-                .unwrap()
-                .to_string_lossy()
-                .trim_start_matches("./")
-                .to_string();
-            let mode = entry.header().mode().unwrap();
-            let mut data = Vec::new();
-            entry.read_to_end(&mut data).unwrap();
-            assert!(
-                out.insert(path.clone(), (data, mode)).is_none(),
-                "{path} twice"
-            );
-        }
-    }
-    out
 }
 
 /// Every file of a zip archive: name → bytes.
@@ -243,7 +157,7 @@ async fn a_combined_backup_gives_its_database_on_request_and_carries_it_in_archi
     write_noise(&root.join("storage/a.png"), 1, 200_000);
     std::fs::write(root.join("storage/readme.txt"), b"hello\n").unwrap();
     let db = root.join("data.db");
-    sqlite_database(&db, 2_000);
+    write_sqlite_notes(&db, 2_000, 300);
     create_source(
         &app,
         json!({ "name": "pb", "files": { "path": root }, "database": { "sqlite": db } }),
@@ -254,7 +168,7 @@ async fn a_combined_backup_gives_its_database_on_request_and_carries_it_in_archi
     std::fs::create_dir_all(&uploads).unwrap();
     std::fs::write(uploads.join("x.txt"), b"x\n").unwrap();
     let outside = app.dir.path().join("outside.db");
-    sqlite_database(&outside, 100);
+    write_sqlite_notes(&outside, 100, 300);
     create_source(
         &app,
         json!({ "name": "app", "files": { "path": uploads }, "database": { "sqlite": outside } }),
@@ -351,7 +265,7 @@ async fn a_combined_backup_gives_its_database_on_request_and_carries_it_in_archi
 async fn database_download_parameters_and_credentials_are_checked() {
     let app = TestApp::spawn(Options::default()).await;
     let db = app.dir.path().join("notes.db");
-    sqlite_database(&db, 50);
+    write_sqlite_notes(&db, 50, 300);
     create_source(
         &app,
         json!({ "name": "notes", "database": { "sqlite": db } }),

@@ -4,53 +4,21 @@
 //! sources, restore drills, and errors that name the problem without the secret.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, PgConnection};
+use sqlx::Connection;
+use strata_tests::pg::{connect, drop_db, exec, unique};
 use strata_tests::tree::{snapshot, write_noise};
 use strata_tests::{admin_database_url, create_database, Options, TestApp};
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
-}
-
-async fn connect(url: &str) -> PgConnection {
-    PgConnectOptions::from_str(url)
-        .expect("URL")
-        .connect()
-        .await
-        .expect("connecting to the test database")
-}
 
 fn db_url(name: &str) -> String {
     let admin = admin_database_url();
     let (base, _) = admin.rsplit_once('/').expect("a path");
     format!("{base}/{name}")
-}
-
-async fn exec(conn: &mut PgConnection, sql: &str) {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-        .execute(conn)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
-
-async fn drop_db(name: &str) {
-    let mut admin = connect(&admin_database_url()).await;
-    exec(
-        &mut admin,
-        &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
-    )
-    .await;
 }
 
 async fn database_names(prefix: &str) -> Vec<String> {
