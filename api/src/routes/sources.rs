@@ -328,21 +328,24 @@ pub async fn list(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     ),
 )]
 pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    let not_found = || {
-        ApiError::new(
-            ErrorCode::SourceNotFound,
-            format!("no source {:?}", path.as_str()),
-        )
-    };
+    let mut conn = state.pool.acquire().await?;
+    let row = at_path(&mut conn, &path).await?;
+    Ok(HttpResponse::Ok().json(SourceView::from(row)))
+}
+
+fn not_found_at(path: &str) -> ApiError {
+    ApiError::new(ErrorCode::SourceNotFound, format!("no source {path:?}"))
+}
+
+/// The source a path parameter names (id or name): `404 source_not_found` otherwise.
+async fn at_path(conn: &mut sqlx::PgConnection, path: &str) -> ApiResult<db::sources::SourceRow> {
     // No name or id holds a NUL (and PostgreSQL text cannot).
     if path.contains('\0') {
-        return Err(not_found());
+        return Err(not_found_at(path));
     }
-    let mut conn = state.pool.acquire().await?;
-    let row = db::sources::find(&mut conn, &path)
+    db::sources::find(conn, path)
         .await?
-        .ok_or_else(not_found)?;
-    Ok(HttpResponse::Ok().json(SourceView::from(row)))
+        .ok_or_else(|| not_found_at(path))
 }
 
 /// Deletes a source (by id or name) that has no backups left and no job queued or
@@ -363,25 +366,14 @@ pub async fn delete(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let not_found = || {
-        ApiError::new(
-            ErrorCode::SourceNotFound,
-            format!("no source {:?}", path.as_str()),
-        )
-    };
-    if path.contains('\0') {
-        return Err(not_found());
-    }
     let mut conn = state.pool.acquire().await?;
-    let row = db::sources::find(&mut conn, &path)
-        .await?
-        .ok_or_else(not_found)?;
+    let row = at_path(&mut conn, &path).await?;
     match db::sources::delete(&mut conn, row.id).await? {
         db::sources::DeleteOutcome::Deleted => {
             tracing::info!(source_id = %row.id, source = %row.name, "source deleted");
             Ok(HttpResponse::NoContent().finish())
         }
-        db::sources::DeleteOutcome::NotFound => Err(not_found()),
+        db::sources::DeleteOutcome::NotFound => Err(not_found_at(&path)),
         db::sources::DeleteOutcome::HasBackups(n) => Err(ApiError::new(
             ErrorCode::SourceHasBackups,
             format!(
