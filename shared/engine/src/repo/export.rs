@@ -505,6 +505,19 @@ struct FileData<'a> {
     done: bool,
 }
 
+impl<'a> FileData<'a> {
+    /// The data of a file of `size` bytes, read from the ops that follow its `FileStart`.
+    fn new(rx: &'a mut mpsc::Receiver<Op>, size: u64) -> Self {
+        Self {
+            rx,
+            current: Bytes::new(),
+            read: 0,
+            size,
+            done: false,
+        }
+    }
+}
+
 impl Read for FileData<'_> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.current.is_empty() && !self.done {
@@ -606,13 +619,7 @@ fn write_tar(mut rx: mpsc::Receiver<Op>, sink: ChannelWriter) -> anyhow::Result<
             Op::FileStart(path, entry) => {
                 tar_pax(&mut builder, &entry)?;
                 let mut h = tar_header(&entry, tar::EntryType::Regular, entry.size);
-                let data = FileData {
-                    rx: &mut rx,
-                    current: Bytes::new(),
-                    read: 0,
-                    size: entry.size,
-                    done: false,
-                };
+                let data = FileData::new(&mut rx, entry.size);
                 builder
                     .append_data(&mut h, &path, data)
                     .with_context(|| format!("archiving {}", path.display()))?;
@@ -637,13 +644,7 @@ fn write_raw(mut rx: mpsc::Receiver<Op>, mut sink: ChannelWriter) -> anyhow::Res
                 if files > 1 {
                     bail!("a raw download holds one file");
                 }
-                let mut data = FileData {
-                    rx: &mut rx,
-                    current: Bytes::new(),
-                    read: 0,
-                    size: entry.size,
-                    done: false,
-                };
+                let mut data = FileData::new(&mut rx, entry.size);
                 io::copy(&mut data, &mut sink)
                     .with_context(|| format!("sending {}", path.display()))?;
             }
@@ -750,13 +751,7 @@ fn write_zip(mut rx: mpsc::Receiver<Op>, sink: ChannelWriter) -> anyhow::Result<
                     zip_name(path.as_os_str(), false),
                     zip_options(&entry, large),
                 )?;
-                let mut data = FileData {
-                    rx: &mut rx,
-                    current: Bytes::new(),
-                    read: 0,
-                    size: entry.size,
-                    done: false,
-                };
+                let mut data = FileData::new(&mut rx, entry.size);
                 io::copy(&mut data, &mut zip)
                     .with_context(|| format!("archiving {}", path.display()))?;
             }
