@@ -333,9 +333,7 @@ impl Client {
                 }
             })
             .await?;
-        let bytes = resp.bytes().await.map_err(Error::from_reqwest)?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| Error::invalid_response(format!("POST {}: {e}", route.path)))
+        crate::read_json(route, resp).await
     }
 
     // ---- looking inside ---------------------------------------------------------------

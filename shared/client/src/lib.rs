@@ -60,6 +60,13 @@ pub mod types {
     include!(concat!(env!("OUT_DIR"), "/types.rs"));
 }
 
+/// An answer's body as `T`; a body that is not one names the route.
+async fn read_json<T: DeserializeOwned>(route: Route, resp: Response) -> Result<T> {
+    let bytes = resp.bytes().await.map_err(Error::from_reqwest)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::invalid_response(format!("{} {}: {e}", route.method, route.path)))
+}
+
 /// What a call returns.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -253,9 +260,7 @@ impl Client {
         let resp = self
             .send(route, path, retry, |r| build(r.timeout(timeout)))
             .await?;
-        let bytes = resp.bytes().await.map_err(Error::from_reqwest)?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| Error::invalid_response(format!("{} {}: {e}", route.method, route.path)))
+        read_json(route, resp).await
     }
 
     /// A `GET` answering JSON.
